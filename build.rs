@@ -1,0 +1,21 @@
+//! Compiles the API in `proto/` into Rust, and writes the descriptor set that server reflection
+//! serves. protox parses the protos in Rust, so no system `protoc` is needed.
+
+use std::path::PathBuf;
+
+use prost::Message as _;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let protos = ["proto/numbers/v1/number_management.proto"];
+    let descriptors = protox::compile(protos, ["proto"])?;
+
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(
+        out_dir.join("numbers_descriptor.bin"),
+        descriptors.encode_to_vec(),
+    )?;
+
+    tonic_prost_build::configure().compile_fds(descriptors)?;
+    println!("cargo:rerun-if-changed=proto");
+    Ok(())
+}

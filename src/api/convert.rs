@@ -1,0 +1,369 @@
+//! Conversions between the API's messages and the domain's types, in one place.
+//!
+//! Inbound conversions validate: they turn each bad field into a field violation with the
+//! field's path in the request, so clients learn exactly what to fix.
+
+use std::time::SystemTime;
+
+use prost_types::Timestamp;
+
+use crate::domain::{
+    ActivationMode, ActivationState, AssignmentCategory, AssignmentStatus, Block, Capabilities,
+    Capability, CivicAddress, Country, E164, EmergencyLocation, Identity, License, Licenses,
+    NumberFilter, NumberType, PhoneNumber, TargetKind, User, UserUpsert, ValidationStatus,
+};
+use crate::error::{Error, FieldViolation, Reason};
+use crate::proto::v1 as pb;
+use crate::service::TenantOperator;
+
+// ---- inbound ---------------------------------------------------------------------------------
+
+/// Reads a phone number field.
+pub(crate) fn phone_number(field: &str, input: &str) -> Result<E164, Error> {
+    E164::parse(input)
+        .map_err(|why| Error::invalid_field(Reason::InvalidPhoneNumber, field, why).with("phoneNumber", input))
+}
+
+/// Reads an identity field: id, user principal name or `sip:` address.
+pub(crate) fn identity(field: &str, input: &str) -> Result<Identity, Error> {
+    Identity::parse(input).map_err(|why| Error::invalid_field(Reason::InvalidArgument, field, why))
+}
+
+/// Reads an optional country filter.
+pub(crate) fn country_filter(field: &str, input: &str) -> Result<Option<Country>, Error> {
+    match input.trim() {
+        "" => Ok(None),
+        code => Country::parse(code)
+            .map(Some)
+            .map_err(|why| Error::invalid_field(Reason::InvalidArgument, field, why)),
+    }
+}
+
+/// Reads an enum field, where 0 (unspecified) means "not given".
+fn optional_enum<P, D>(field: &str, value: i32, convert: impl Fn(P) -> Option<D>) -> Result<Option<D>, Error>
+where
+    P: TryFrom<i32>,
+{
+    let unknown = || Error::invalid_field(Reason::InvalidArgument, field, format!("{value} is not a known value"));
+    if value == 0 {
+        return Ok(None);
+    }
+    let proto = P::try_from(value).map_err(|_| unknown())?;
+    convert(proto).map(Some).ok_or_else(unknown)
+}
+
+/// Reads a number type field; unspecified means "any".
+pub(crate) fn number_type(field: &str, value: i32) -> Result<Option<NumberType>, Error> {
+    optional_enum(field, value, |t: pb::NumberType| match t {
+        pb::NumberType::Unspecified => None,
+        pb::NumberType::CallingPlan => Some(NumberType::CallingPlan),
+        pb::NumberType::OperatorConnect => Some(NumberType::OperatorConnect),
+        pb::NumberType::DirectRouting => Some(NumberType::DirectRouting),
+    })
+}
+
+fn capability_in(value: pb::Capability) -> Option<Capability> {
+    match value {
+        pb::Capability::Unspecified => None,
+        pb::Capability::UserAssignment => Some(Capability::UserAssignment),
+        pb::Capability::VoiceApplicationAssignment => Some(Capability::VoiceApplicationAssignment),
+        pb::Capability::ConferenceAssignment => Some(Capability::ConferenceAssignment),
+    }
+}
+
+/// Reads a repeated capability field.
+pub(crate) fn capabilities(field: &str, values: &[i32]) -> Result<Capabilities, Error> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, value)| {
+            optional_enum(&format!("{field}[{i}]"), *value, capability_in)?.ok_or_else(|| {
+                Error::invalid_field(Reason::InvalidArgument, format!("{field}[{i}]"), "must be set")
+            })
+        })
+        .collect()
+}
+
+/// Reads the user of an upsert.
+pub(crate) fn user_upsert(user: Option<pb::User>) -> Result<UserUpsert, Error> {
+    let user = user.ok_or_else(|| Error::invalid_field(Reason::InvalidArgument, "user", "is required"))?;
+    let kind = optional_enum("user.kind", user.kind, |k: pb::user::Kind| match k {
+        pb::user::Kind::Unspecified => None,
+        pb::user::Kind::User => Some(TargetKind::User),
+        pb::user::Kind::ResourceAccount => Some(TargetKind::ResourceAccount),
+    })?
+    .unwrap_or(TargetKind::User);
+    let mut bad_licenses = Vec::new();
+    let licenses: Licenses = user
+        .licenses
+        .iter()
+        .enumerate()
+        .filter_map(|(i, value)| {
+            let license = pb::user::License::try_from(*value).ok().and_then(|l| match l {
+                pb::user::License::Unspecified => None,
+                pb::user::License::PhoneSystem => Some(License::PhoneSystem),
+                pb::user::License::CallingPlan => Some(License::CallingPlan),
+                pb::user::License::PhoneSystemVirtualUser => Some(License::PhoneSystemVirtualUser),
+            });
+            if license.is_none() {
+                bad_licenses.push(FieldViolation::new(
+                    format!("user.licenses[{i}]"),
+                    format!("{value} is not a known licence"),
+                ));
+            }
+            license
+        })
+        .collect();
+    if !bad_licenses.is_empty() {
+        return Err(Error::invalid_fields(Reason::InvalidArgument, bad_licenses));
+    }
+    UserUpsert::new(
+        &user.id,
+        &user.user_principal_name,
+        &user.sip_address,
+        &user.display_name,
+        &user.usage_location,
+        kind,
+        licenses,
+        &user.on_premises_line_uri,
+    )
+    .map_err(|e| e.under("user"))
+}
+
+/// Reads a civic address.
+pub(crate) fn civic_address(address: Option<pb::CivicAddress>) -> CivicAddress {
+    let a = address.unwrap_or_default();
+    CivicAddress {
+        company_name: a.company_name,
+        house_number: a.house_number,
+        house_number_suffix: a.house_number_suffix,
+        pre_directional: a.pre_directional,
+        street_name: a.street_name,
+        street_suffix: a.street_suffix,
+        post_directional: a.post_directional,
+        city: a.city,
+        state_or_province: a.state_or_province,
+        postal_code: a.postal_code,
+        country: a.country,
+    }
+}
+
+/// Reads the filters of a phone number listing.
+pub(crate) fn number_filter(
+    request: &pb::ListPhoneNumbersRequest,
+) -> Result<(Option<Identity>, NumberFilter), Error> {
+    let assigned_to = match request.assigned_to.trim() {
+        "" => None,
+        text => Some(identity("assigned_to", text)?),
+    };
+    let number_prefix = match request.number_prefix.trim() {
+        "" => None,
+        prefix => {
+            let digits = prefix.strip_prefix('+').unwrap_or(prefix);
+            if digits.is_empty() || digits.len() > 15 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(Error::invalid_field(
+                    Reason::InvalidArgument,
+                    "number_prefix",
+                    "must be 1 to 15 digits, with or without a leading +, like +1425",
+                ));
+            }
+            Some(format!("+{digits}"))
+        }
+    };
+    let emergency_location_id = Some(request.emergency_location_id.trim())
+        .filter(|id| !id.is_empty())
+        .map(str::to_owned);
+    let operator_id = Some(request.operator_id.trim())
+        .filter(|id| !id.is_empty())
+        .map(str::to_owned);
+    let filter = NumberFilter {
+        assigned_to: None,
+        number_type: number_type("number_type", request.number_type)?,
+        assignment_status: optional_enum("assignment_status", request.assignment_status, |s: pb::AssignmentStatus| {
+            match s {
+                pb::AssignmentStatus::Unspecified => None,
+                pb::AssignmentStatus::Unassigned => Some(AssignmentStatus::Unassigned),
+                pb::AssignmentStatus::UserAssigned => Some(AssignmentStatus::UserAssigned),
+                pb::AssignmentStatus::VoiceApplicationAssigned => {
+                    Some(AssignmentStatus::VoiceApplicationAssigned)
+                }
+            }
+        })?,
+        activation_state: optional_enum("activation_state", request.activation_state, |s: pb::ActivationState| {
+            match s {
+                pb::ActivationState::Unspecified => None,
+                pb::ActivationState::Activated => Some(ActivationState::Activated),
+                pb::ActivationState::AssignmentPending => Some(ActivationState::AssignmentPending),
+                pb::ActivationState::AssignmentFailed => Some(ActivationState::AssignmentFailed),
+                pb::ActivationState::UpdatePending => Some(ActivationState::UpdatePending),
+                pb::ActivationState::UpdateFailed => Some(ActivationState::UpdateFailed),
+            }
+        })?,
+        country: country_filter("country", &request.country)?,
+        operator_id,
+        capabilities: capabilities("capabilities", &request.capabilities)?,
+        number_prefix,
+        emergency_location_id,
+    };
+    Ok((assigned_to, filter))
+}
+
+// ---- outbound --------------------------------------------------------------------------------
+
+fn timestamp(time: SystemTime) -> Option<Timestamp> {
+    Some(Timestamp::from(time))
+}
+
+fn number_type_out(value: NumberType) -> pb::NumberType {
+    match value {
+        NumberType::CallingPlan => pb::NumberType::CallingPlan,
+        NumberType::OperatorConnect => pb::NumberType::OperatorConnect,
+        NumberType::DirectRouting => pb::NumberType::DirectRouting,
+    }
+}
+
+fn capability_out(value: Capability) -> pb::Capability {
+    match value {
+        Capability::UserAssignment => pb::Capability::UserAssignment,
+        Capability::VoiceApplicationAssignment => pb::Capability::VoiceApplicationAssignment,
+        Capability::ConferenceAssignment => pb::Capability::ConferenceAssignment,
+    }
+}
+
+fn category_out(value: AssignmentCategory) -> pb::AssignmentCategory {
+    match value {
+        AssignmentCategory::Primary => pb::AssignmentCategory::Primary,
+        AssignmentCategory::Private => pb::AssignmentCategory::Private,
+        AssignmentCategory::Alternate => pb::AssignmentCategory::Alternate,
+    }
+}
+
+fn status_out(value: AssignmentStatus) -> pb::AssignmentStatus {
+    match value {
+        AssignmentStatus::Unassigned => pb::AssignmentStatus::Unassigned,
+        AssignmentStatus::UserAssigned => pb::AssignmentStatus::UserAssigned,
+        AssignmentStatus::VoiceApplicationAssigned => pb::AssignmentStatus::VoiceApplicationAssigned,
+    }
+}
+
+fn activation_out(value: ActivationState) -> pb::ActivationState {
+    match value {
+        ActivationState::Activated => pb::ActivationState::Activated,
+        ActivationState::AssignmentPending => pb::ActivationState::AssignmentPending,
+        ActivationState::AssignmentFailed => pb::ActivationState::AssignmentFailed,
+        ActivationState::UpdatePending => pb::ActivationState::UpdatePending,
+        ActivationState::UpdateFailed => pb::ActivationState::UpdateFailed,
+    }
+}
+
+/// A user for the API.
+pub(crate) fn user(user: User) -> pb::User {
+    pb::User {
+        id: user.id,
+        user_principal_name: user.user_principal_name,
+        sip_address: user.sip_address,
+        display_name: user.display_name,
+        usage_location: user.usage_location.map(String::from).unwrap_or_default(),
+        kind: match user.kind {
+            TargetKind::User => pb::user::Kind::User,
+            TargetKind::ResourceAccount => pb::user::Kind::ResourceAccount,
+        } as i32,
+        licenses: user
+            .licenses
+            .iter()
+            .map(|l| match l {
+                License::PhoneSystem => pb::user::License::PhoneSystem,
+                License::CallingPlan => pb::user::License::CallingPlan,
+                License::PhoneSystemVirtualUser => pb::user::License::PhoneSystemVirtualUser,
+            } as i32)
+            .collect(),
+        enterprise_voice_enabled: user.enterprise_voice_enabled,
+        on_premises_line_uri: user.on_premises_line_uri.unwrap_or_default(),
+        phone_numbers: user.phone_numbers,
+        etag: user.version.to_string(),
+        create_time: timestamp(user.create_time),
+        update_time: timestamp(user.update_time),
+    }
+}
+
+/// An emergency location for the API.
+pub(crate) fn location(location: EmergencyLocation) -> pb::EmergencyLocation {
+    let a = location.address;
+    pb::EmergencyLocation {
+        id: location.id,
+        address: Some(pb::CivicAddress {
+            company_name: a.company_name,
+            house_number: a.house_number,
+            house_number_suffix: a.house_number_suffix,
+            pre_directional: a.pre_directional,
+            street_name: a.street_name,
+            street_suffix: a.street_suffix,
+            post_directional: a.post_directional,
+            city: a.city,
+            state_or_province: a.state_or_province,
+            postal_code: a.postal_code,
+            country: location.country.as_str().to_owned(),
+        }),
+        description: location.description,
+        validation_status: match location.validation_status {
+            ValidationStatus::NotValidated => pb::ValidationStatus::NotValidated,
+            ValidationStatus::Validated => pb::ValidationStatus::Validated,
+        } as i32,
+        create_time: timestamp(location.create_time),
+    }
+}
+
+/// A phone number for the API, with its block as it stands at `now`.
+pub(crate) fn phone_number_out(number: PhoneNumber, now: SystemTime) -> pb::PhoneNumber {
+    let (blocked_state, blocked_until) = match number.block {
+        Block::Forever => (pb::AssignmentBlockedState::BlockedForever, None),
+        Block::Until(until) if until > now => (pb::AssignmentBlockedState::BlockedUntil, timestamp(until)),
+        Block::Until(_) | Block::None => (pb::AssignmentBlockedState::NotBlocked, None),
+    };
+    let status = number.assignment_status();
+    let country = number.country().as_str().to_owned();
+    let (assigned_to, assigned_upn, category) = match number.assignment {
+        Some(a) => (a.target_id, a.target_user_principal_name, category_out(a.category)),
+        None => (String::new(), String::new(), pb::AssignmentCategory::Unspecified),
+    };
+    pb::PhoneNumber {
+        phone_number: number.number.canonical(),
+        number_type: number_type_out(number.number_type) as i32,
+        operator_id: number.operator_id.unwrap_or_default(),
+        country,
+        city: number.city,
+        capabilities: number.capabilities.iter().map(|c| capability_out(c) as i32).collect(),
+        assignment_status: status_out(status) as i32,
+        assigned_to,
+        assigned_to_user_principal_name: assigned_upn,
+        assignment_category: category as i32,
+        activation_state: activation_out(number.activation_state) as i32,
+        emergency_location_id: number.emergency_location_id.unwrap_or_default(),
+        location_update_supported: number.location_update_supported,
+        assignment_blocked_state: blocked_state as i32,
+        assignment_blocked_until: blocked_until,
+        etag: number.version.to_string(),
+        create_time: timestamp(number.create_time),
+        update_time: timestamp(number.update_time),
+    }
+}
+
+/// An operator, with the tenant's consent, for the API.
+pub(crate) fn operator(listed: TenantOperator) -> pb::Operator {
+    let op = listed.operator;
+    pb::Operator {
+        id: op.id,
+        display_name: op.display_name,
+        countries: op.countries.iter().map(|c| c.as_str().to_owned()).collect(),
+        tenant_location_update_allowed: op.tenant_location_update_allowed,
+        activation_mode: match op.activation_mode {
+            ActivationMode::Synchronous => pb::ActivationMode::Synchronous,
+            ActivationMode::Asynchronous => pb::ActivationMode::Asynchronous,
+        } as i32,
+        enabled: listed.consent.is_some(),
+        enabled_countries: listed
+            .consent
+            .map(|c| c.countries.iter().map(|c| c.as_str().to_owned()).collect())
+            .unwrap_or_default(),
+    }
+}

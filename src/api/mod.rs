@@ -1,0 +1,13 @@
+//! The gRPC edge: authentication, request conversion and validation, and the mapping of errors
+//! to statuses. Handlers are thin; the rules live in the domain and the service.
+
+mod auth;
+mod convert;
+mod mutation;
+mod number_management;
+mod pagination;
+mod status;
+
+pub use auth::Authenticate;
+pub use number_management::NumberManagementApi;
+pub use status::ERROR_DOMAIN;

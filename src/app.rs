@@ -1,0 +1,61 @@
+//! Start-up: turns resolved [`Settings`] into a running service, and mints tokens.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::auth::{Role, SigningKey};
+use crate::config::Settings;
+use crate::service::Service;
+use crate::{demo, server, store};
+
+/// Runs `numbers serve` until SIGINT or SIGTERM.
+pub async fn serve(mut settings: Settings) -> anyhow::Result<()> {
+    // Bind first: a taken port should fail before anything else happens.
+    let listener = server::bind(settings.listen).await?;
+    let store: Arc<dyn store::Store> = store::open(&settings.database_url).await?.into();
+    let key = SigningKey::load(&settings.token_key_file, settings.generate_token_key)?;
+    tracing::info!(
+        database = store.backend(),
+        url = %store::redact(&settings.database_url),
+        "store ready"
+    );
+
+    if settings.demo {
+        for operator in demo::operators() {
+            if !settings.operators.iter().any(|o| o.id == operator.id) {
+                settings.operators.push(operator);
+            }
+        }
+        demo::load(store.as_ref()).await?;
+        let token = key.mint(demo::TENANT, "demo-admin", Role::Admin, Duration::from_secs(12 * 3600))?;
+        let address = listener.local_addr()?;
+        println!(
+            "\nDemo tenant {tenant:?} is loaded. An admin token, valid 12 hours:\n\n  \
+             export TOKEN={token}\n\nTry:\n\n  \
+             grpcurl --plaintext -H \"authorization: Bearer $TOKEN\" \
+             -d '{{\"identity\": \"john@contoso.com\"}}' \
+             {address} numbers.v1.NumberManagement/GetUser\n",
+            tenant = demo::TENANT
+        );
+    }
+
+    let service = Service::new(store.clone(), settings.operators);
+    let result = server::run(listener, service, key, server::shutdown_signal()).await;
+    store.close().await;
+    tracing::info!("stopped");
+    result
+}
+
+/// Mints a token with the locally configured key (generating it if it is the default one and
+/// missing, as `serve` would).
+pub fn mint_token(
+    key_file: &std::path::Path,
+    generate: bool,
+    tenant: &str,
+    subject: &str,
+    role: Role,
+    ttl: Duration,
+) -> anyhow::Result<String> {
+    let key = SigningKey::load(key_file, generate)?;
+    key.mint(tenant, subject, role, ttl)
+}

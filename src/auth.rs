@@ -1,0 +1,269 @@
+//! Who is calling: bearer tokens, the key that signs them, and the caller they name.
+//!
+//! Tokens are JWTs signed with HMAC-SHA256 by a key the service keeps in its data directory
+//! (generated on first start) or in a file the configuration names, shared by every replica. A
+//! token names the tenant and the caller's role; the tenant is never taken from anything else,
+//! so a caller cannot reach another tenant's records by naming them.
+
+use std::fs;
+use std::io::Write as _;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Reason};
+
+/// The issuer and audience of every token.
+const ISSUER: &str = "numbers";
+/// Length of a generated signing key.
+const KEY_BYTES: usize = 32;
+
+numbers_provider::spelled_enum! {
+    /// What a caller may do.
+    Role, "role" {
+        /// Read and change the tenant's records.
+        Admin = "ADMIN",
+        /// Read the tenant's records.
+        Reader = "READER",
+    }
+}
+
+impl Role {
+    /// Reads a role as typed on the command line: `admin`, `reader`.
+    pub fn from_cli(text: &str) -> Result<Self, String> {
+        text.to_ascii_uppercase()
+            .parse()
+            .map_err(|_| format!("unknown role {text:?}: use admin or reader"))
+    }
+}
+
+/// The authenticated caller of a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    /// The tenant whose records the caller works with.
+    pub tenant_id: String,
+    /// Who the caller is, for the audit trail.
+    pub subject: String,
+    /// What the caller may do.
+    pub role: Role,
+}
+
+impl Caller {
+    /// Refuses callers that may not change records.
+    pub fn require_admin(&self) -> Result<(), Error> {
+        match self.role {
+            Role::Admin => Ok(()),
+            Role::Reader => Err(Error::new(
+                Reason::PermissionDenied,
+                format!(
+                    "{} has the {} role, which may read but not change records",
+                    self.subject,
+                    self.role.as_str().to_ascii_lowercase()
+                ),
+            )
+            .with("role", self.role)),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    iss: String,
+    aud: String,
+    sub: String,
+    tenant: String,
+    role: Role,
+    iat: u64,
+    exp: u64,
+}
+
+/// The secret that signs and verifies tokens.
+#[derive(Clone)]
+pub struct SigningKey {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SigningKey(..)")
+    }
+}
+
+impl SigningKey {
+    /// Reads the key in `path` (base64), generating one there first if `create` and the file
+    /// does not exist. The generated file is readable by its owner only.
+    pub fn load(path: &Path, create: bool) -> anyhow::Result<Self> {
+        if create && !path.exists() {
+            if let Some(dir) = path.parent() {
+                fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+            }
+            let mut secret = [0u8; KEY_BYTES];
+            rand::fill(&mut secret);
+            write_private(path, STANDARD.encode(secret).as_bytes())
+                .with_context(|| format!("cannot write the token key {}", path.display()))?;
+        }
+        let text = fs::read_to_string(path)
+            .with_context(|| format!("cannot read the token key {}", path.display()))?;
+        let secret = STANDARD
+            .decode(text.trim())
+            .with_context(|| format!("the token key {} is not base64", path.display()))?;
+        anyhow::ensure!(
+            secret.len() >= KEY_BYTES,
+            "the token key {} is shorter than {KEY_BYTES} bytes",
+            path.display()
+        );
+        Ok(Self::from_secret(&secret))
+    }
+
+    /// A key from raw secret bytes.
+    pub fn from_secret(secret: &[u8]) -> Self {
+        Self {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+        }
+    }
+
+    /// Mints a token for `subject` in `tenant` with `role`, valid for `ttl`.
+    pub fn mint(&self, tenant: &str, subject: &str, role: Role, ttl: Duration) -> anyhow::Result<String> {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+        let claims = Claims {
+            iss: ISSUER.into(),
+            aud: ISSUER.into(),
+            sub: subject.into(),
+            tenant: tenant.into(),
+            role,
+            iat: now,
+            exp: now + ttl.as_secs(),
+        };
+        Ok(jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &self.encoding,
+        )?)
+    }
+
+    /// Verifies a token and returns the caller it names.
+    pub fn verify(&self, token: &str) -> Result<Caller, Error> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_audience(&[ISSUER]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.leeway = 30;
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
+            .map_err(|e| {
+                use jsonwebtoken::errors::ErrorKind;
+                let why = match e.kind() {
+                    ErrorKind::ExpiredSignature => "the token has expired; mint a new one",
+                    ErrorKind::InvalidSignature => "the token was not signed by this service",
+                    _ => "the token is malformed",
+                };
+                Error::new(Reason::Unauthenticated, why)
+            })?
+            .claims;
+        if claims.tenant.is_empty() || claims.tenant.len() > 128 {
+            return Err(Error::new(
+                Reason::Unauthenticated,
+                "the token names no valid tenant",
+            ));
+        }
+        Ok(Caller {
+            tenant_id: claims.tenant,
+            subject: claims.sub,
+            role: claims.role,
+        })
+    }
+}
+
+/// Writes `contents` to a new file only its owner can read.
+fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    options.open(path)?.write_all(contents)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> SigningKey {
+        SigningKey::from_secret(&[7; 32])
+    }
+
+    #[test]
+    fn a_minted_token_names_its_caller() {
+        let token = key()
+            .mint("contoso", "alice", Role::Reader, Duration::from_secs(60))
+            .unwrap();
+        let caller = key().verify(&token).unwrap();
+        assert_eq!(caller.tenant_id, "contoso");
+        assert_eq!(caller.subject, "alice");
+        assert_eq!(caller.role, Role::Reader);
+        assert_eq!(
+            caller.require_admin().unwrap_err().reason(),
+            Reason::PermissionDenied
+        );
+    }
+
+    #[test]
+    fn tokens_from_another_key_or_tampered_are_refused() {
+        let token = key()
+            .mint("contoso", "alice", Role::Admin, Duration::from_secs(60))
+            .unwrap();
+        let other = SigningKey::from_secret(&[8; 32]);
+        assert_eq!(other.verify(&token).unwrap_err().reason(), Reason::Unauthenticated);
+        let mut tampered = token;
+        tampered.insert(tampered.len() / 2, 'x');
+        assert_eq!(key().verify(&tampered).unwrap_err().reason(), Reason::Unauthenticated);
+        assert_eq!(key().verify("").unwrap_err().reason(), Reason::Unauthenticated);
+    }
+
+    #[test]
+    fn expired_tokens_are_refused() {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+        let claims = Claims {
+            iss: ISSUER.into(),
+            aud: ISSUER.into(),
+            sub: "alice".into(),
+            tenant: "contoso".into(),
+            role: Role::Admin,
+            iat: now - 600,
+            exp: now - 300, // well beyond the 30 s leeway
+        };
+        let expired =
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key().encoding).unwrap();
+        let error = key().verify(&expired).unwrap_err();
+        assert_eq!(error.reason(), Reason::Unauthenticated);
+        assert!(error.message().contains("expired"), "{error}");
+    }
+
+    #[test]
+    fn keys_are_generated_once_and_kept_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys/token.key");
+        let first = SigningKey::load(&path, true).unwrap();
+        let token = first
+            .mint("t", "s", Role::Admin, Duration::from_secs(60))
+            .unwrap();
+        let again = SigningKey::load(&path, true).unwrap();
+        assert!(again.verify(&token).is_ok());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        assert!(SigningKey::load(&dir.path().join("missing.key"), false).is_err());
+    }
+}

@@ -1,0 +1,288 @@
+//! Configuration: command-line flags, `NUMBERS_*` environment variables and an optional TOML
+//! file, in that order of precedence, resolved once at start-up into [`Settings`].
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use serde::Deserialize;
+
+use crate::domain::{ActivationMode, Country, Operator};
+
+/// Where the service listens unless told otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
+
+/// The log line format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Readable lines for a terminal.
+    #[default]
+    Human,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// The flags that every subcommand shares.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct CommonArgs {
+    /// TOML configuration file (operators, Calling Plan catalogue, and any setting below).
+    #[arg(long, env = "NUMBERS_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Directory for the SQLite database and the token signing key
+    /// [default: the per-user data directory, such as ~/.local/share/numbers].
+    #[arg(long, env = "NUMBERS_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// File holding the base64 key that signs tokens; share it between replicas
+    /// [default: token.key in the data directory, generated on first start].
+    #[arg(long, env = "NUMBERS_TOKEN_KEY_FILE", value_name = "FILE")]
+    pub token_key_file: Option<PathBuf>,
+}
+
+/// The flags of `numbers serve`.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    /// Address to listen on [default: 127.0.0.1:50051].
+    #[arg(long, env = "NUMBERS_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
+
+    /// Database URL: postgres://user@host/db, or sqlite://path
+    /// [default: numbers.db in the data directory].
+    #[arg(long, env = "NUMBERS_DATABASE_URL", value_name = "URL")]
+    pub database_url: Option<String>,
+
+    /// Log format [default: human].
+    #[arg(long, env = "NUMBERS_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+
+    /// Load the Contoso demo tenant (idempotent) and print a ready-to-paste grpcurl command.
+    #[arg(long, env = "NUMBERS_DEMO")]
+    pub demo: bool,
+}
+
+/// The configuration file's shape. Every key is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    log_format: Option<LogFormat>,
+    token_key_file: Option<PathBuf>,
+    #[serde(default)]
+    operators: Vec<OperatorConfig>,
+}
+
+/// An Operator Connect operator in the configuration file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OperatorConfig {
+    id: String,
+    display_name: String,
+    countries: Vec<String>,
+    #[serde(default)]
+    tenant_location_update_allowed: bool,
+    #[serde(default = "synchronous")]
+    activation_mode: ActivationMode,
+}
+
+fn synchronous() -> ActivationMode {
+    ActivationMode::Synchronous
+}
+
+/// Everything the service needs to start, resolved.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// Where local state lives.
+    pub data_dir: PathBuf,
+    /// The database to use.
+    pub database_url: String,
+    /// The log format.
+    pub log_format: LogFormat,
+    /// The token signing key file.
+    pub token_key_file: PathBuf,
+    /// Whether the key file is ours to generate (it is the default one in the data directory).
+    pub generate_token_key: bool,
+    /// The Operator Connect operators.
+    pub operators: Vec<Operator>,
+    /// Whether to load the demo tenant.
+    pub demo: bool,
+}
+
+impl Settings {
+    /// Resolves the settings of `numbers serve`.
+    pub fn for_serve(args: &ServeArgs) -> anyhow::Result<Self> {
+        let file = read_file(args.common.config.as_deref())?;
+        let listen_text = args
+            .listen
+            .clone()
+            .or(file.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        let listen = listen_text.parse().with_context(|| {
+            format!("--listen {listen_text:?} is not an address like 127.0.0.1:50051")
+        })?;
+        let data_dir = data_dir(args.common.data_dir.clone().or(file.data_dir))?;
+        let database_url = args
+            .database_url
+            .clone()
+            .or(file.database_url)
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("numbers.db").display()));
+        let (token_key_file, generate_token_key) =
+            token_key_file(args.common.token_key_file.clone().or(file.token_key_file), &data_dir);
+        Ok(Self {
+            listen,
+            database_url,
+            log_format: args.log_format.or(file.log_format).unwrap_or_default(),
+            token_key_file,
+            generate_token_key,
+            operators: operators(file.operators)?,
+            demo: args.demo,
+            data_dir,
+        })
+    }
+
+    /// Resolves the token key file for commands that only mint tokens.
+    pub fn token_key_for(args: &CommonArgs) -> anyhow::Result<(PathBuf, bool)> {
+        let file = read_file(args.config.as_deref())?;
+        let data_dir = data_dir(args.data_dir.clone().or(file.data_dir))?;
+        Ok(token_key_file(
+            args.token_key_file.clone().or(file.token_key_file),
+            &data_dir,
+        ))
+    }
+}
+
+fn read_file(path: Option<&Path>) -> anyhow::Result<FileConfig> {
+    let Some(path) = path else {
+        return Ok(FileConfig::default());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the configuration file {}", path.display()))?;
+    toml::from_str(&text).map_err(|e| {
+        anyhow::anyhow!(
+            "the configuration file {} is invalid: {}",
+            path.display(),
+            e.message()
+        )
+    })
+}
+
+fn data_dir(configured: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    match configured {
+        Some(dir) => Ok(dir),
+        None => directories::ProjectDirs::from("", "", "numbers")
+            .map(|dirs| dirs.data_dir().to_path_buf())
+            .context("cannot find a per-user data directory: pass --data-dir"),
+    }
+}
+
+fn token_key_file(configured: Option<PathBuf>, data_dir: &Path) -> (PathBuf, bool) {
+    match configured {
+        Some(path) => (path, false),
+        None => (data_dir.join("token.key"), true),
+    }
+}
+
+fn operators(configured: Vec<OperatorConfig>) -> anyhow::Result<Vec<Operator>> {
+    let mut seen = HashSet::new();
+    configured
+        .into_iter()
+        .map(|op| {
+            anyhow::ensure!(
+                !op.id.is_empty()
+                    && op.id.len() <= 64
+                    && op
+                        .id
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'),
+                "operator id {:?} must be 1 to 64 lower-case letters, digits or dashes",
+                op.id
+            );
+            anyhow::ensure!(seen.insert(op.id.clone()), "operator {:?} is declared twice", op.id);
+            anyhow::ensure!(
+                !op.countries.is_empty(),
+                "operator {:?} serves no countries",
+                op.id
+            );
+            let countries = op
+                .countries
+                .iter()
+                .map(|c| Country::parse(c).map_err(|e| anyhow::anyhow!("operator {:?}: {e}", op.id)))
+                .collect::<anyhow::Result<_>>()?;
+            Ok(Operator {
+                id: op.id,
+                display_name: op.display_name,
+                countries,
+                tenant_location_update_allowed: op.tenant_location_update_allowed,
+                activation_mode: op.activation_mode,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve_with(config: &str) -> anyhow::Result<Settings> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("numbers.toml");
+        std::fs::write(&path, config).unwrap();
+        let args = ServeArgs {
+            common: CommonArgs {
+                config: Some(path),
+                data_dir: Some(dir.path().to_path_buf()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        Settings::for_serve(&args)
+    }
+
+    #[test]
+    fn the_example_configuration_is_valid() {
+        let settings = serve_with(include_str!("../numbers.example.toml")).unwrap();
+        assert!(!settings.operators.is_empty());
+    }
+
+    #[test]
+    fn defaults_apply_without_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = ServeArgs {
+            common: CommonArgs {
+                data_dir: Some(dir.path().to_path_buf()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let settings = Settings::for_serve(&args).unwrap();
+        assert_eq!(settings.listen.to_string(), DEFAULT_LISTEN);
+        assert!(settings.database_url.starts_with("sqlite://"));
+        assert!(settings.generate_token_key);
+    }
+
+    #[test]
+    fn bad_files_are_explained() {
+        let unknown = serve_with("colour = \"blue\"").unwrap_err();
+        assert!(format!("{unknown:#}").contains("colour"), "{unknown:#}");
+        let bad_country = serve_with(
+            "[[operators]]\nid = \"x\"\ndisplay_name = \"X\"\ncountries = [\"ZZ\"]",
+        )
+        .unwrap_err();
+        assert!(format!("{bad_country:#}").contains("ZZ"), "{bad_country:#}");
+        let twice = serve_with(
+            "[[operators]]\nid = \"x\"\ndisplay_name = \"X\"\ncountries = [\"US\"]\n\
+             [[operators]]\nid = \"x\"\ndisplay_name = \"X\"\ncountries = [\"US\"]",
+        )
+        .unwrap_err();
+        assert!(format!("{twice:#}").contains("twice"), "{twice:#}");
+    }
+}

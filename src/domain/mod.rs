@@ -1,0 +1,26 @@
+//! The entities of the service and the rules that govern them: no I/O, no SQL, no proto types.
+//!
+//! Values are parsed once at the edge into types that cannot hold bad data (`E164`, `Country`,
+//! `Identity`), so the rest of the service never re-checks them.
+
+mod country;
+mod emergency_location;
+mod operator;
+mod phone_number;
+mod user;
+
+pub use country::Country;
+pub use emergency_location::{
+    CivicAddress, EmergencyLocation, NewEmergencyLocation, ValidationStatus, validate as validate_address,
+};
+pub use numbers_provider::{
+    ActivationMode, AssignmentCategory, Capabilities, Capability, NumberType, TargetKind,
+};
+pub use operator::{Operator, OperatorConsent};
+pub use phone_number::{
+    ActivationState, Assignment, AssignmentStatus, Block, E164, NumberFilter, PhoneNumber,
+};
+pub use user::{Identity, License, Licenses, User, UserFilter, UserUpsert};
+
+/// The id of a tenant, as named by the caller's token.
+pub type TenantId = str;

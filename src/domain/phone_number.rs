@@ -1,0 +1,371 @@
+//! Phone numbers: the E.164 value, parsed with libphonenumber, and the inventory record.
+
+use std::fmt;
+use std::time::SystemTime;
+
+use numbers_provider::{AssignmentCategory, Capabilities, NumberType, TargetKind, spelled_enum};
+use serde::{Deserialize, Serialize};
+
+use super::Country;
+
+/// Most digits an E.164 number has (ITU-T E.164, section 6).
+const MAX_E164_DIGITS: usize = 15;
+/// Most digits of a Direct Routing extension.
+const MAX_EXTENSION_DIGITS: usize = 10;
+
+/// A valid telephone number in E.164, with the country it belongs to, and for Direct Routing
+/// an optional extension (`+14255388701;ext=1001`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct E164 {
+    base: String,
+    extension: Option<String>,
+    country: Country,
+}
+
+impl E164 {
+    /// Parses a number given with or without `+` (`+14255550101`, `14255550101`,
+    /// `+1 (425) 555-0101`), with an optional `;ext=` suffix. The country code is required;
+    /// the `tel:` prefix, letters and national formats are refused with a reason.
+    pub fn parse(input: &str) -> Result<Self, String> {
+        let input = input.trim();
+        if input.is_empty() {
+            return Err("is required: give the number in E.164, like +14255550101".into());
+        }
+        if input.len() > 64 {
+            return Err("is too long to be a phone number".into());
+        }
+        if input.to_ascii_lowercase().starts_with("tel:") {
+            return Err(format!(
+                "{input:?} has a tel: prefix; give the number without it, like +14255550101"
+            ));
+        }
+
+        let (base, extension) = split_extension(input)?;
+        if let Some(bad) = base
+            .chars()
+            .find(|c| !(c.is_ascii_digit() || matches!(c, '+' | ' ' | '-' | '(' | ')' | '.')))
+        {
+            return Err(format!(
+                "{input:?} contains {bad:?}; a phone number has only digits, an optional leading + \
+                 and an optional ;ext= suffix"
+            ));
+        }
+        if base.rfind('+').is_some_and(|at| at > 0) {
+            return Err(format!("{input:?} has a + that is not at the start"));
+        }
+        let digits: String = base.chars().filter(char::is_ascii_digit).collect();
+        if digits.is_empty() {
+            return Err(format!("{input:?} has no digits"));
+        }
+        if digits.len() > MAX_E164_DIGITS {
+            return Err(format!(
+                "{input:?} has {} digits; E.164 numbers have at most {MAX_E164_DIGITS}",
+                digits.len()
+            ));
+        }
+
+        let e164 = format!("+{digits}");
+        let parsed = phonenumber::parse(None, &e164).map_err(|_| {
+            format!("{input:?} does not start with a valid country code, like +1 or +44")
+        })?;
+        let region = parsed.country().id();
+        if !parsed.is_valid() {
+            return Err(match region {
+                Some(region) => {
+                    format!("{input:?} is not a valid number for {}", region.as_ref())
+                }
+                None => format!(
+                    "{input:?} is not a valid phone number; include the country code, \
+                     like +14255550101"
+                ),
+            });
+        }
+        let Some(region) = region else {
+            return Err(format!(
+                "{input:?} belongs to no country (a global service number)"
+            ));
+        };
+
+        Ok(Self {
+            base: parsed.format().mode(phonenumber::Mode::E164).to_string(),
+            extension,
+            country: Country::from_region(region),
+        })
+    }
+
+    /// Rebuilds a number from its stored parts without consulting libphonenumber again: the
+    /// parts were checked when the number was first parsed.
+    pub(crate) fn from_stored(canonical: &str, base: &str, country: Country) -> Result<Self, String> {
+        let extension = match canonical.strip_prefix(base) {
+            Some("") => None,
+            Some(rest) => match rest.strip_prefix(";ext=") {
+                Some(ext) if !ext.is_empty() && ext.bytes().all(|b| b.is_ascii_digit()) => {
+                    Some(ext.to_owned())
+                }
+                _ => return Err(format!("{canonical:?} has a malformed extension")),
+            },
+            None => return Err(format!("{canonical:?} does not start with {base:?}")),
+        };
+        if !base.starts_with('+') || !base[1..].bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!("{base:?} is not an E.164 number"));
+        }
+        Ok(Self {
+            base: base.to_owned(),
+            extension,
+            country,
+        })
+    }
+
+    /// The number without extension, such as `+14255388701`.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// The Direct Routing extension, such as `1001`.
+    pub fn extension(&self) -> Option<&str> {
+        self.extension.as_deref()
+    }
+
+    /// The country the number belongs to.
+    pub fn country(&self) -> Country {
+        self.country
+    }
+
+    /// The full canonical form: E.164 with `+`, then `;ext=` and the extension if any.
+    pub fn canonical(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl fmt::Display for E164 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.base)?;
+        if let Some(extension) = &self.extension {
+            write!(f, ";ext={extension}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Splits `+14255388701;ext=1001` into the base and the extension digits.
+fn split_extension(input: &str) -> Result<(&str, Option<String>), String> {
+    let Some(at) = input.find(';') else {
+        return Ok((input, None));
+    };
+    let (base, rest) = input.split_at(at);
+    let Some(extension) = rest
+        .get(..5)
+        .filter(|prefix| prefix.eq_ignore_ascii_case(";ext="))
+        .map(|_| &rest[5..])
+    else {
+        return Err(format!(
+            "{input:?} has an unsupported parameter; only ;ext= is allowed"
+        ));
+    };
+    if extension.is_empty()
+        || extension.len() > MAX_EXTENSION_DIGITS
+        || !extension.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Err(format!(
+            "{input:?} has a bad extension; ;ext= takes 1 to {MAX_EXTENSION_DIGITS} digits"
+        ));
+    }
+    Ok((base.trim_end(), Some(extension.to_owned())))
+}
+
+spelled_enum! {
+    /// Whether the provider has put a number's last change into effect.
+    ActivationState, "activation state" {
+        /// The provider confirmed the number's current state.
+        Activated = "ACTIVATED",
+        /// An assignment waits for the provider.
+        AssignmentPending = "ASSIGNMENT_PENDING",
+        /// The provider refused or failed an assignment.
+        AssignmentFailed = "ASSIGNMENT_FAILED",
+        /// An update waits for the provider.
+        UpdatePending = "UPDATE_PENDING",
+        /// The provider refused or failed an update.
+        UpdateFailed = "UPDATE_FAILED",
+    }
+}
+
+spelled_enum! {
+    /// Whom a number is assigned to.
+    AssignmentStatus, "assignment status" {
+        /// Nobody.
+        Unassigned = "UNASSIGNED",
+        /// A user.
+        UserAssigned = "USER_ASSIGNED",
+        /// A resource account.
+        VoiceApplicationAssigned = "VOICE_APPLICATION_ASSIGNED",
+    }
+}
+
+impl AssignmentStatus {
+    /// The status of a number held by a target of `kind`.
+    pub fn of(kind: TargetKind) -> Self {
+        match kind {
+            TargetKind::User => AssignmentStatus::UserAssigned,
+            TargetKind::ResourceAccount => AssignmentStatus::VoiceApplicationAssigned,
+        }
+    }
+}
+
+/// Who holds a number, and in what role.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assignment {
+    /// The holder's user id.
+    pub target_id: String,
+    /// The holder's user principal name.
+    pub target_user_principal_name: String,
+    /// Whether the holder is a person or a resource account.
+    pub target_kind: TargetKind,
+    /// The number's role for the holder.
+    pub category: AssignmentCategory,
+}
+
+/// Whether a number refuses assignment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Block {
+    /// The number may be assigned.
+    None,
+    /// The number refuses assignment until then.
+    Until(SystemTime),
+    /// The number refuses assignment until the block is lifted.
+    Forever,
+}
+
+/// A number in a tenant's inventory.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhoneNumber {
+    /// The number.
+    pub number: E164,
+    /// The kind of number.
+    pub number_type: NumberType,
+    /// The Operator Connect operator, for operator numbers.
+    pub operator_id: Option<String>,
+    /// The city of the number, when known.
+    pub city: String,
+    /// What the number may be assigned to.
+    pub capabilities: Capabilities,
+    /// Its holder, if any.
+    pub assignment: Option<Assignment>,
+    /// Whether the provider has put the last change into effect.
+    pub activation_state: ActivationState,
+    /// The registered emergency location, if any.
+    pub emergency_location_id: Option<String>,
+    /// Whether the tenant may change the emergency location.
+    pub location_update_supported: bool,
+    /// Whether the number refuses assignment.
+    pub block: Block,
+    /// Increases with every change; the etag.
+    pub version: i64,
+    /// When the number entered the inventory.
+    pub create_time: SystemTime,
+    /// When the number last changed.
+    pub update_time: SystemTime,
+}
+
+impl PhoneNumber {
+    /// The number's country, derived from the number.
+    pub fn country(&self) -> Country {
+        self.number.country()
+    }
+
+    /// Whom the number is assigned to.
+    pub fn assignment_status(&self) -> AssignmentStatus {
+        match &self.assignment {
+            None => AssignmentStatus::Unassigned,
+            Some(assignment) => AssignmentStatus::of(assignment.target_kind),
+        }
+    }
+}
+
+/// Filters of a phone number listing; `None` matches everything.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NumberFilter {
+    /// Only numbers held by this user id.
+    pub assigned_to: Option<String>,
+    /// Only numbers of this type.
+    pub number_type: Option<NumberType>,
+    /// Only numbers in this assignment status.
+    pub assignment_status: Option<AssignmentStatus>,
+    /// Only numbers in this activation state.
+    pub activation_state: Option<ActivationState>,
+    /// Only numbers of this country.
+    pub country: Option<Country>,
+    /// Only numbers of this operator.
+    pub operator_id: Option<String>,
+    /// Only numbers having all these capabilities.
+    pub capabilities: Capabilities,
+    /// Only numbers starting with this `+digits` prefix.
+    pub number_prefix: Option<String>,
+    /// Only numbers registered with this emergency location.
+    pub emergency_location_id: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(input: &str) -> E164 {
+        E164::parse(input).unwrap_or_else(|e| panic!("{input:?}: {e}"))
+    }
+
+    #[test]
+    fn normalises_to_e164_with_plus() {
+        for input in [
+            "+14255550101",
+            "14255550101",
+            " +1 (425) 555-0101 ",
+            "1.425.555.0101",
+        ] {
+            let number = ok(input);
+            assert_eq!(number.to_string(), "+14255550101", "{input:?}");
+            assert_eq!(number.country().as_str(), "US");
+        }
+        assert_eq!(ok("+442079460000").country().as_str(), "GB");
+        assert_eq!(ok("+16045550100").country().as_str(), "CA");
+    }
+
+    #[test]
+    fn keeps_direct_routing_extensions() {
+        let number = ok("+14255388701;ext=1001");
+        assert_eq!(number.base(), "+14255388701");
+        assert_eq!(number.extension(), Some("1001"));
+        assert_eq!(number.to_string(), "+14255388701;ext=1001");
+        assert_eq!(ok("14255388701;EXT=7").to_string(), "+14255388701;ext=7");
+    }
+
+    #[test]
+    fn refuses_what_is_not_a_number() {
+        for bad in [
+            "",
+            "   ",
+            "tel:+14255550101",
+            "TEL:+14255550101",
+            "+1 425 555 FLOW",
+            "abc",
+            "+1425555010199999",
+            "4255550101",
+            "+",
+            "1+4255550101",
+            "+14255550101;ext=",
+            "+14255550101;ext=12ab",
+            "+14255550101;ext=12345678901",
+            "+14255550101;foo=1",
+            "+999123",
+            "+80012345678",
+            "+1425555\u{0}0101",
+        ] {
+            assert!(E164::parse(bad).is_err(), "{bad:?} was accepted");
+        }
+        assert!(E164::parse(&"9".repeat(10_000)).is_err());
+    }
+
+    #[test]
+    fn explains_the_tel_prefix() {
+        let error = E164::parse("tel:+14255550101").unwrap_err();
+        assert!(error.contains("tel:"), "{error}");
+    }
+}

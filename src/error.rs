@@ -1,0 +1,281 @@
+//! The one error type of the domain and service layers.
+//!
+//! Every failure a client can see has a [`Reason`]: an UPPER_SNAKE code that becomes the
+//! `ErrorInfo.reason` of the gRPC status, and that fixes the status code. The message is written
+//! for an administrator and names the things involved (the number, the user, the two countries);
+//! every value in the message is also in the metadata, so programs need not parse text.
+//! `api::status` turns an [`Error`] into a `tonic::Status`; nothing else does.
+
+use std::fmt;
+
+/// The class of a failure; each maps to one gRPC status code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Code {
+    /// The request is malformed (INVALID_ARGUMENT).
+    InvalidArgument,
+    /// A named record does not exist in the caller's tenant (NOT_FOUND).
+    NotFound,
+    /// The record to create exists already (ALREADY_EXISTS).
+    AlreadyExists,
+    /// A rule of the domain refuses the request as things stand (FAILED_PRECONDITION).
+    FailedPrecondition,
+    /// A concurrent change got there first, or an etag is stale (ABORTED).
+    Aborted,
+    /// The caller may not do this (PERMISSION_DENIED).
+    PermissionDenied,
+    /// The caller did not prove who it is (UNAUTHENTICATED).
+    Unauthenticated,
+    /// A dependency is down; retrying later may help (UNAVAILABLE).
+    Unavailable,
+    /// A bug or an unexpected fault (INTERNAL).
+    Internal,
+}
+
+macro_rules! reasons {
+    ($($(#[$meta:meta])* $variant:ident = $name:literal => $code:ident,)+) => {
+        /// Why a request failed, as clients see it in `ErrorInfo.reason`.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Reason {
+            $($(#[$meta])* $variant,)+
+        }
+
+        impl Reason {
+            /// Every reason, for documentation and tests.
+            pub const ALL: &'static [Reason] = &[$(Reason::$variant,)+];
+
+            /// The UPPER_SNAKE spelling clients see.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(Reason::$variant => $name,)+
+                }
+            }
+
+            /// The status code this reason is always reported with.
+            pub const fn code(self) -> Code {
+                match self {
+                    $(Reason::$variant => Code::$code,)+
+                }
+            }
+        }
+    };
+}
+
+reasons! {
+    /// A field is missing or malformed.
+    InvalidArgument = "INVALID_ARGUMENT" => InvalidArgument,
+    /// A phone number cannot be parsed as an E.164 number.
+    InvalidPhoneNumber = "INVALID_PHONE_NUMBER" => InvalidArgument,
+    /// A civic address failed validation.
+    InvalidAddress = "INVALID_ADDRESS" => InvalidArgument,
+    /// A page token is malformed or belongs to a different query.
+    InvalidPageToken = "INVALID_PAGE_TOKEN" => InvalidArgument,
+    /// No user with that id, user principal name or SIP address in the tenant.
+    UserNotFound = "USER_NOT_FOUND" => NotFound,
+    /// No emergency location with that id in the tenant.
+    EmergencyLocationNotFound = "EMERGENCY_LOCATION_NOT_FOUND" => NotFound,
+    /// No such number in the tenant's inventory.
+    NumberNotFound = "NUMBER_NOT_FOUND" => NotFound,
+    /// The user principal name belongs to another user.
+    UserPrincipalNameTaken = "USER_PRINCIPAL_NAME_TAKEN" => AlreadyExists,
+    /// The request id was used before for a different request.
+    RequestIdReused = "REQUEST_ID_REUSED" => FailedPrecondition,
+    /// No credentials, or credentials that do not verify.
+    Unauthenticated = "UNAUTHENTICATED" => Unauthenticated,
+    /// The caller's role does not allow the request.
+    PermissionDenied = "PERMISSION_DENIED" => PermissionDenied,
+    /// A concurrent change to the same records won; retry.
+    ConcurrentChange = "CONCURRENT_CHANGE" => Aborted,
+    /// The database cannot be reached; retry later.
+    StoreUnavailable = "STORE_UNAVAILABLE" => Unavailable,
+    /// An unexpected fault; the details are in the server log.
+    Internal = "INTERNAL" => Internal,
+}
+
+/// A bad field: which one, and what is wrong with it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldViolation {
+    /// The field path as in the request, such as `emergency_location.address.postal_code`.
+    pub field: String,
+    /// What is wrong, for a person.
+    pub description: String,
+}
+
+impl FieldViolation {
+    /// A violation of `field`.
+    pub fn new(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            description: description.into(),
+        }
+    }
+
+    /// The same violation, with its field path under `parent`.
+    pub fn under(mut self, parent: &str) -> Self {
+        self.field = if self.field.is_empty() {
+            parent.to_owned()
+        } else {
+            format!("{parent}.{}", self.field)
+        };
+        self
+    }
+}
+
+/// A failure of a request, as the domain and the service layer report it.
+#[derive(Debug)]
+pub struct Error {
+    reason: Reason,
+    message: String,
+    metadata: Vec<(&'static str, String)>,
+    violations: Vec<FieldViolation>,
+    source: Option<anyhow::Error>,
+}
+
+/// The result type of the domain and service layers.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// A failure for `reason`, explained by `message`.
+    pub fn new(reason: Reason, message: impl Into<String>) -> Self {
+        Self {
+            reason,
+            message: message.into(),
+            metadata: Vec::new(),
+            violations: Vec::new(),
+            source: None,
+        }
+    }
+
+    /// Adds a metadata entry; keys are lowerCamel, as AIP-193 wants.
+    pub fn with(mut self, key: &'static str, value: impl fmt::Display) -> Self {
+        self.metadata.push((key, value.to_string()));
+        self
+    }
+
+    /// Adds a field violation.
+    pub fn with_violation(mut self, violation: FieldViolation) -> Self {
+        self.violations.push(violation);
+        self
+    }
+
+    /// An INVALID_ARGUMENT for one bad field.
+    pub fn invalid_field(
+        reason: Reason,
+        field: impl Into<String>,
+        description: impl Into<String>,
+    ) -> Self {
+        let violation = FieldViolation::new(field, description);
+        Self::new(reason, format!("{}: {}", violation.field, violation.description))
+            .with_violation(violation)
+    }
+
+    /// An INVALID_ARGUMENT listing several bad fields.
+    pub fn invalid_fields(reason: Reason, violations: Vec<FieldViolation>) -> Self {
+        let mut error = Self::new(reason, describe(&violations));
+        error.violations = violations;
+        error
+    }
+
+    /// An unexpected fault. The cause goes to the log; the client sees a generic message.
+    pub fn internal(source: impl Into<anyhow::Error>) -> Self {
+        let mut error = Self::new(Reason::Internal, "internal error; see the server log");
+        error.source = Some(source.into());
+        error
+    }
+
+    /// The same error with every field violation's path put under `parent`.
+    pub fn under(mut self, parent: &str) -> Self {
+        self.violations = self
+            .violations
+            .into_iter()
+            .map(|v| v.under(parent))
+            .collect();
+        if !self.violations.is_empty() {
+            self.message = describe(&self.violations);
+        }
+        self
+    }
+
+    /// Why the request failed.
+    pub fn reason(&self) -> Reason {
+        self.reason
+    }
+
+    /// The status code class.
+    pub fn code(&self) -> Code {
+        self.reason.code()
+    }
+
+    /// The message for the administrator.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The values named in the message, by key.
+    pub fn metadata(&self) -> &[(&'static str, String)] {
+        &self.metadata
+    }
+
+    /// The bad fields, for INVALID_ARGUMENT.
+    pub fn violations(&self) -> &[FieldViolation] {
+        &self.violations
+    }
+
+    /// The underlying fault of an internal error.
+    pub fn source(&self) -> Option<&anyhow::Error> {
+        self.source.as_ref()
+    }
+}
+
+/// The message of an INVALID_ARGUMENT: every violation, `field: problem`, separated by `; `.
+fn describe(violations: &[FieldViolation]) -> String {
+    violations
+        .iter()
+        .map(|v| format!("{}: {}", v.field, v.description))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.reason.as_str(), self.message)?;
+        if let Some(source) = &self.source {
+            write!(f, " ({source:#})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_are_upper_snake() {
+        assert_eq!(Reason::InvalidPhoneNumber.as_str(), "INVALID_PHONE_NUMBER");
+        assert_eq!(Reason::UserNotFound.as_str(), "USER_NOT_FOUND");
+        for reason in Reason::ALL {
+            let name = reason.as_str();
+            assert!(
+                name.chars().all(|c| c.is_ascii_uppercase() || c == '_'),
+                "{name}"
+            );
+            assert!(name.len() <= 63, "{name}");
+        }
+    }
+
+    #[test]
+    fn violations_move_under_their_parent() {
+        let error = Error::invalid_field(Reason::InvalidAddress, "postal_code", "is required")
+            .under("emergency_location.address");
+        assert_eq!(
+            error.violations()[0].field,
+            "emergency_location.address.postal_code"
+        );
+        assert_eq!(
+            error.message(),
+            "emergency_location.address.postal_code: is required"
+        );
+    }
+}

@@ -1,0 +1,75 @@
+//! The `numbers` command: `numbers serve` runs the service, `numbers token` mints a token.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use number_management::auth::Role;
+use number_management::config::{CommonArgs, ServeArgs, Settings};
+use number_management::{app, telemetry};
+
+/// Manages the telephone numbers of an organisation's users, over gRPC.
+#[derive(Parser)]
+#[command(name = "numbers", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gRPC service.
+    Serve(ServeArgs),
+    /// Mint a bearer token with the local signing key; prints it as the last line.
+    Token(TokenArgs),
+}
+
+#[derive(clap::Args)]
+struct TokenArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// The tenant the token gives access to.
+    #[arg(long)]
+    tenant: String,
+    /// What the caller may do: admin (read and change) or reader (read only).
+    #[arg(long, value_parser = Role::from_cli)]
+    role: Role,
+    /// Who the caller is, as recorded in the audit trail.
+    #[arg(long, default_value = "cli")]
+    subject: String,
+    /// How many hours the token is valid.
+    #[arg(long, default_value_t = 12)]
+    hours: u64,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let result = match Cli::parse().command {
+        Command::Serve(args) => match Settings::for_serve(&args) {
+            Ok(settings) => {
+                telemetry::init(settings.log_format);
+                app::serve(settings).await
+            }
+            Err(error) => Err(error),
+        },
+        Command::Token(args) => Settings::token_key_for(&args.common).and_then(|(key, generate)| {
+            let token = app::mint_token(
+                &key,
+                generate,
+                &args.tenant,
+                &args.subject,
+                args.role,
+                Duration::from_secs(args.hours * 3600),
+            )?;
+            println!("{token}");
+            Ok(())
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! The directory: users fed from the organisation's directory.
+
+use super::{Claimed, Page, PageRequest, RequestOptions, Service, now};
+use crate::auth::Caller;
+use crate::domain::{Identity, User, UserFilter, UserUpsert};
+use crate::error::{Error, Reason, Result};
+
+impl Service {
+    /// Creates or updates a user.
+    pub async fn upsert_user(
+        &self,
+        caller: &Caller,
+        user: UserUpsert,
+        options: &RequestOptions,
+    ) -> Result<User> {
+        let mut tx = match self.begin(caller, "UpsertUser", options).await? {
+            Claimed::Proceed(tx) => tx,
+            Claimed::Replay(user) => return Ok(user),
+        };
+        let new_id = uuid::Uuid::now_v7().to_string();
+        let saved = tx
+            .upsert_user(&caller.tenant_id, &user, &new_id, now())
+            .await
+            .map_err(|e| {
+                if e.is_constraint("users_upn_unique") {
+                    Error::new(
+                        Reason::UserPrincipalNameTaken,
+                        format!(
+                            "user principal name {} belongs to another user",
+                            user.user_principal_name
+                        ),
+                    )
+                    .with("userPrincipalName", &user.user_principal_name)
+                } else {
+                    e.into()
+                }
+            })?;
+        tracing::info!(tenant = %caller.tenant_id, user = %saved.id, upn = %saved.user_principal_name, "user upserted");
+        self.finish(tx, caller, options, saved).await
+    }
+
+    /// Finds a user by id, user principal name or SIP address.
+    pub async fn get_user(&self, caller: &Caller, identity: &Identity) -> Result<User> {
+        let mut tx = self.read().await?;
+        tx.find_user(&caller.tenant_id, identity)
+            .await?
+            .ok_or_else(|| user_not_found(identity))
+    }
+
+    /// Lists users, ordered by user principal name.
+    pub async fn list_users(
+        &self,
+        caller: &Caller,
+        filter: &UserFilter,
+        page: &PageRequest,
+    ) -> Result<Page<User>> {
+        let mut tx = self.read().await?;
+        let users = tx
+            .list_users(&caller.tenant_id, filter, page.after.as_deref(), page.size + 1)
+            .await?;
+        Ok(Page::from_overfetch(users, page.size, |user| {
+            user.user_principal_name.to_lowercase()
+        }))
+    }
+}
+
+/// The error for an identity that names nobody in the caller's tenant.
+pub(crate) fn user_not_found(identity: &Identity) -> Error {
+    Error::new(
+        Reason::UserNotFound,
+        format!("no user {identity} in this tenant"),
+    )
+    .with("identity", identity)
+}

@@ -1,0 +1,357 @@
+//! The one way tests start the service: [`TestApp::spawn`] runs the real server on
+//! `127.0.0.1:0` against a fresh database (a temporary SQLite file, or a new PostgreSQL
+//! database), and hands out generated clients that talk to it over the socket.
+//!
+//! PostgreSQL tests use the server at `NUMBERS_TEST_POSTGRES_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`) and fail loudly when it cannot be reached:
+//! they never skip.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use number_management::auth::{Role, SigningKey};
+use number_management::domain::{
+    ActivationState, Assignment, AssignmentCategory, Block, Capabilities, Capability, E164,
+    NumberType, Operator, PhoneNumber, TargetKind,
+};
+use number_management::proto::v1 as pb;
+use number_management::proto::v1::number_management_client::NumberManagementClient;
+use number_management::service::Service;
+use number_management::store::{self, Store};
+use number_management::{demo, server};
+use sqlx::Connection as _;
+use tokio::sync::oneshot;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+use tonic::{Code, Request, Status};
+use tonic_types::StatusExt as _;
+
+/// The databases a test can run against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Generates one test per store for each named `async fn name(backend: Backend)`:
+/// `sqlite::name` and `postgres::name`.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Sqlite).await
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Postgres).await
+                }
+            )+
+        }
+    };
+}
+
+/// A fresh, empty database that disappears with the test.
+pub struct TestDatabase {
+    pub url: String,
+    cleanup: Cleanup,
+}
+
+enum Cleanup {
+    Directory(#[allow(dead_code)] tempfile::TempDir),
+    PostgresDatabase { admin_url: String, name: String },
+}
+
+impl TestDatabase {
+    pub async fn create(backend: Backend) -> Self {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temporary directory");
+                let url = format!("sqlite://{}", dir.path().join("numbers.db").display());
+                Self {
+                    url,
+                    cleanup: Cleanup::Directory(dir),
+                }
+            }
+            Backend::Postgres => {
+                let admin_url = postgres_admin_url();
+                let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap_or_else(|e| {
+                    panic!(
+                        "the PostgreSQL tests need a server at {admin_url} ({e}); start it with \
+                         `pg_ctlcluster 15 main start` or set NUMBERS_TEST_POSTGRES_URL"
+                    )
+                });
+                let name = format!("numbers_test_{}", uuid::Uuid::new_v4().simple());
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&mut admin)
+                    .await
+                    .expect("create the test database");
+                let _ = admin.close().await;
+                let url = match admin_url.rsplit_once('/') {
+                    Some((server, _)) => format!("{server}/{name}"),
+                    None => panic!("NUMBERS_TEST_POSTGRES_URL must end with /database"),
+                };
+                Self {
+                    url,
+                    cleanup: Cleanup::PostgresDatabase { admin_url, name },
+                }
+            }
+        }
+    }
+
+    /// Opens the store, applying the migrations.
+    pub async fn open(&self) -> Arc<dyn Store> {
+        store::open(&self.url).await.expect("open the test store").into()
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Cleanup::PostgresDatabase { admin_url, name } = &self.cleanup {
+            let (admin_url, name) = (admin_url.clone(), name.clone());
+            // Drop runs outside async code; a short-lived runtime on its own thread does the
+            // asynchronous work.
+            let _ = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                runtime.block_on(async {
+                    if let Ok(mut admin) = sqlx::PgConnection::connect(&admin_url).await {
+                        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                        )))
+                        .execute(&mut admin)
+                        .await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+fn postgres_admin_url() -> String {
+    std::env::var("NUMBERS_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// Adds `authorization: Bearer <token>` to every call.
+#[derive(Clone)]
+pub struct Bearer(Option<MetadataValue<Ascii>>);
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(value) = &self.0 {
+            request.metadata_mut().insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// A generated client of the tenant-facing API.
+pub type Client = NumberManagementClient<InterceptedService<Channel, Bearer>>;
+
+/// The running service of one test.
+pub struct TestApp {
+    pub address: SocketAddr,
+    pub backend: Backend,
+    pub store: Arc<dyn Store>,
+    pub key: SigningKey,
+    channel: Channel,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    // Dropped last: the database outlives the server using it.
+    _database: TestDatabase,
+}
+
+impl TestApp {
+    /// Starts the service with the demo operators configured and no data.
+    pub async fn spawn(backend: Backend) -> Self {
+        Self::spawn_with(backend, demo::operators()).await
+    }
+
+    /// Starts the service with these operators and no data.
+    pub async fn spawn_with(backend: Backend, operators: Vec<Operator>) -> Self {
+        let database = TestDatabase::create(backend).await;
+        let store = database.open().await;
+        let key = SigningKey::from_secret(uuid::Uuid::new_v4().as_bytes().repeat(2).as_slice());
+        let listener = server::bind("127.0.0.1:0".parse().unwrap())
+            .await
+            .expect("bind a free port");
+        let address = listener.local_addr().unwrap();
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        let service = Service::new(store.clone(), operators);
+        let server = tokio::spawn(server::run(listener, service, key.clone(), async {
+            let _ = stopped.await;
+        }));
+        let channel = Channel::from_shared(format!("http://{address}"))
+            .unwrap()
+            .connect()
+            .await
+            .expect("connect to the test server");
+        Self {
+            address,
+            backend,
+            store,
+            key,
+            channel,
+            shutdown: Some(shutdown),
+            server: Some(server),
+            _database: database,
+        }
+    }
+
+    /// Starts the service and loads the Contoso demo tenant.
+    pub async fn spawn_demo(backend: Backend) -> Self {
+        let app = Self::spawn(backend).await;
+        demo::load(app.store.as_ref()).await.expect("load the demo tenant");
+        app
+    }
+
+    /// A token for `tenant` with `role`.
+    pub fn token(&self, tenant: &str, role: Role) -> String {
+        self.key
+            .mint(tenant, "test", role, Duration::from_secs(600))
+            .expect("mint a token")
+    }
+
+    /// A client that calls as an admin of `tenant`.
+    pub fn admin(&self, tenant: &str) -> Client {
+        self.client_with_token(Some(&self.token(tenant, Role::Admin)))
+    }
+
+    /// A client that calls as a reader of `tenant`.
+    pub fn reader(&self, tenant: &str) -> Client {
+        self.client_with_token(Some(&self.token(tenant, Role::Reader)))
+    }
+
+    /// A client that sends `token` (or no authorization at all).
+    pub fn client_with_token(&self, token: Option<&str>) -> Client {
+        let header = token.map(|t| format!("Bearer {t}").parse().expect("ascii token"));
+        NumberManagementClient::with_interceptor(self.channel.clone(), Bearer(header))
+    }
+
+    /// A plain channel to the server, for health and reflection clients.
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
+    /// Stops the server and waits until it has finished.
+    pub async fn stop(mut self) {
+        self.stop_server().await;
+    }
+
+    async fn stop_server(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server
+                .await
+                .expect("server task")
+                .expect("server ran without error");
+        }
+        self.store.close().await;
+    }
+
+    /// Adds numbers straight to the inventory (there is no RPC for it in this API version).
+    pub async fn seed_numbers(&self, tenant: &str, numbers: &[PhoneNumber]) {
+        let mut tx = self.store.write().await.expect("write transaction");
+        for number in numbers {
+            tx.insert_number(tenant, number).await.expect("insert number");
+        }
+        tx.commit().await.expect("commit");
+    }
+
+    /// Creates a user through the API and returns it.
+    pub async fn user(&self, tenant: &str, upn: &str, display_name: &str, usage_location: &str) -> pb::User {
+        self.admin(tenant)
+            .upsert_user(pb::UpsertUserRequest {
+                user: Some(pb::User {
+                    user_principal_name: upn.into(),
+                    display_name: display_name.into(),
+                    usage_location: usage_location.into(),
+                    licenses: vec![
+                        pb::user::License::PhoneSystem as i32,
+                        pb::user::License::CallingPlan as i32,
+                    ],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .expect("upsert user")
+            .into_inner()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+/// An unassigned, activated inventory record for `number`.
+pub fn number(number: &str, number_type: NumberType) -> PhoneNumber {
+    let now = SystemTime::now();
+    PhoneNumber {
+        number: E164::parse(number).expect("a valid test number"),
+        number_type,
+        operator_id: (number_type == NumberType::OperatorConnect).then(|| "fabrikam-telecom".to_owned()),
+        city: String::new(),
+        capabilities: [Capability::UserAssignment].into_iter().collect::<Capabilities>(),
+        assignment: None,
+        activation_state: ActivationState::Activated,
+        emergency_location_id: None,
+        location_update_supported: true,
+        block: Block::None,
+        version: 1,
+        create_time: now,
+        update_time: now,
+    }
+}
+
+/// The same record, assigned to `user_id` as `category`.
+pub fn assigned(mut record: PhoneNumber, user_id: &str, category: AssignmentCategory) -> PhoneNumber {
+    record.assignment = Some(Assignment {
+        target_id: user_id.to_owned(),
+        target_user_principal_name: String::new(),
+        target_kind: TargetKind::User,
+        category,
+    });
+    record
+}
+
+/// Asserts that `result` failed with `code` and `ErrorInfo.reason` `reason` (domain
+/// `numbers.v1`), and returns the status for further checks.
+#[track_caller]
+pub fn assert_error<T: std::fmt::Debug>(result: Result<T, Status>, code: Code, reason: &str) -> Status {
+    let status = result.expect_err("the call should have failed");
+    assert_eq!(status.code(), code, "wrong code: {status:?}");
+    let details = status.get_error_details();
+    let info = details.error_info().unwrap_or_else(|| panic!("no ErrorInfo in {status:?}"));
+    assert_eq!(info.reason, reason, "wrong reason: {status:?}");
+    assert_eq!(info.domain, "numbers.v1");
+    status
+}
+
+/// The fields named by the `BadRequest` details of `status`.
+pub fn violated_fields(status: &Status) -> Vec<String> {
+    status
+        .get_error_details()
+        .bad_request()
+        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
+        .unwrap_or_default()
+}

@@ -1,0 +1,9 @@
+//! The integration tests: one test binary (faster to link), one module per area.
+//!
+//! Every test runs against the real server on a socket, or, for the store conformance suite,
+//! against the real databases; each area runs on both SQLite and PostgreSQL.
+
+#![allow(unreachable_pub)]
+
+mod helpers;
+mod store;

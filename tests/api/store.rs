@@ -1,0 +1,579 @@
+//! The store conformance suite: the same checks, unchanged, against SQLite and PostgreSQL.
+//! Each proves one behaviour the service relies on, including the invariants the database
+//! itself must enforce.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use number_management::domain::{
+    ActivationState, AssignmentCategory, AssignmentStatus, CivicAddress, Country, Identity,
+    License, NumberFilter, NumberType, OperatorConsent, TargetKind, UserFilter, UserUpsert,
+    ValidationStatus, validate_address,
+};
+use number_management::store::{Claim, Store};
+
+use crate::helpers::{Backend, TestDatabase, assigned, number};
+use crate::on_both_stores;
+
+const T1: &str = "tenant-one";
+const T2: &str = "tenant-two";
+
+async fn store(backend: Backend) -> (TestDatabase, Arc<dyn Store>) {
+    let database = TestDatabase::create(backend).await;
+    let store = database.open().await;
+    (database, store)
+}
+
+fn upsert(id: Option<&str>, upn: &str, display_name: &str) -> UserUpsert {
+    UserUpsert::new(
+        id.unwrap_or(""),
+        upn,
+        "",
+        display_name,
+        "US",
+        TargetKind::User,
+        [License::PhoneSystem].into_iter().collect(),
+        "",
+    )
+    .unwrap()
+}
+
+async fn add_user(store: &dyn Store, tenant: &str, id: &str, upn: &str) {
+    let mut tx = store.write().await.unwrap();
+    tx.upsert_user(tenant, &upsert(Some(id), upn, upn), id, SystemTime::now())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+}
+
+async fn migrations_apply_once_and_reopen(backend: Backend) {
+    let database = TestDatabase::create(backend).await;
+    let first = database.open().await;
+    assert_eq!(
+        first.backend(),
+        match backend {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    );
+    first.ping().await.unwrap();
+    first.close().await;
+    // Opening again finds the migrations applied and changes nothing.
+    let second = database.open().await;
+    second.ping().await.unwrap();
+}
+
+async fn users_upsert_by_user_principal_name_then_by_id(backend: Backend) {
+    let (_db, store) = store(backend).await;
+    let now = SystemTime::now();
+    let mut tx = store.write().await.unwrap();
+    let created = tx
+        .upsert_user(T1, &upsert(None, "John@Contoso.com", "John"), "generated-1", now)
+        .await
+        .unwrap();
+    assert_eq!(created.id, "generated-1");
+    assert_eq!(created.version, 1);
+    // The same user principal name, differently cased, updates the same user.
+    let updated = tx
+        .upsert_user(T1, &upsert(None, "john@CONTOSO.com", "John Smith"), "generated-2", now)
+        .await
+        .unwrap();
+    assert_eq!(updated.id, "generated-1");
+    assert_eq!(updated.display_name, "John Smith");
+    assert_eq!(updated.user_principal_name, "john@CONTOSO.com");
+    assert_eq!(updated.version, 2);
+    // Keyed by id, the user principal name can change.
+    let renamed = tx
+        .upsert_user(T1, &upsert(Some("generated-1"), "johnny@contoso.com", "John"), "x", now)
+        .await
+        .unwrap();
+    assert_eq!(renamed.id, "generated-1");
+    assert_eq!(renamed.user_principal_name, "johnny@contoso.com");
+    tx.commit().await.unwrap();
+
+    let mut read = store.read().await.unwrap();
+    for identity in [
+        Identity::Id("generated-1".into()),
+        Identity::UserPrincipalName("JOHNNY@contoso.com".into()),
+        Identity::SipAddress("SIP:johnny@contoso.com".into()),
+    ] {
+        let found = read.find_user(T1, &identity).await.unwrap();
+        assert_eq!(found.map(|u| u.id).as_deref(), Some("generated-1"), "{identity:?}");
+    }
+    assert!(
+        read.find_user(T1, &Identity::UserPrincipalName("john@contoso.com".into()))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+async fn users_principal_names_are_unique_per_tenant_only(backend: Backend) {
+    let (_db, store) = store(backend).await;
+    add_user(store.as_ref(), T1, "u1", "john@contoso.com").await;
+    // Another tenant may have the same name.
+    add_user(store.as_ref(), T2, "u1", "john@contoso.com").await;
+
+    // Another user of the same tenant may not, whatever the case.
+    let mut tx = store.write().await.unwrap();
+    let error = tx
+        .upsert_user(T1, &upsert(Some("u2"), "JOHN@contoso.com", "x"), "u2", SystemTime::now())
+        .await
+        .unwrap_err();
+    assert!(error.is_constraint("users_upn_unique"), "{error:?}");
+    drop(tx);
+
+    let mut read = store.read().await.unwrap();
+    assert!(read.find_user(T1, &Identity::Id("u2".into())).await.unwrap().is_none());
+    assert!(read.find_user("tenant-three", &Identity::Id("u1".into())).await.unwrap().is_none());
+}
+
+async fn users_list_in_order_with_prefix_search(backend: Backend) {
+    let (_db, store) = store(backend).await;
+    let mut tx = store.write().await.unwrap();
+    let now = SystemTime::now();
+    for (upn, name) in [
+        ("zoe@contoso.com", "Zoë Adams"),
+        ("adam@contoso.com", "Adam Zed"),
+        ("john@contoso.com", "John Smith"),
+        ("jack@contoso.com", "Jack Brown"),
+        ("j_100%@contoso.com", "Percent"),
+    ] {
+        tx.upsert_user(T1, &upsert(None, upn, name), &format!("id-{upn}"), now)
+            .await
+            .unwrap();
+    }
+    tx.upsert_user(T2, &upsert(None, "jim@contoso.com", "Jim"), "other", now)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let mut read = store.read().await.unwrap();
+    let upns = |users: Vec<number_management::domain::User>| {
+        users.into_iter().map(|u| u.user_principal_name).collect::<Vec<_>>()
+    };
+    let all = read.list_users(T1, &UserFilter::default(), None, 10).await.unwrap();
+    assert_eq!(
+        upns(all),
+        [
+            "adam@contoso.com",
+            "j_100%@contoso.com",
+            "jack@contoso.com",
+            "john@contoso.com",
+            "zoe@contoso.com"
+        ]
+    );
+    let search = |s: &str| UserFilter { search: Some(s.to_lowercase()) };
+    // By user principal name prefix, or by display name prefix (here "zoë" and "zed" do not
+    // start "Adam Zed").
+    assert_eq!(
+        upns(read.list_users(T1, &search("ja"), None, 10).await.unwrap()),
+        ["jack@contoso.com"]
+    );
+    assert_eq!(
+        upns(read.list_users(T1, &search("ZO"), None, 10).await.unwrap()),
+        ["zoe@contoso.com"]
+    );
+    assert_eq!(
+        upns(read.list_users(T1, &search("john s"), None, 10).await.unwrap()),
+        ["john@contoso.com"]
+    );
+    // Wildcards match literally.
+    assert_eq!(
+        upns(read.list_users(T1, &search("j_"), None, 10).await.unwrap()),
+        ["j_100%@contoso.com"]
+    );
+    assert!(read.list_users(T1, &search("%"), None, 10).await.unwrap().is_empty());
+    // Keyset: after a key, in order, limited.
+    assert_eq!(
+        upns(read.list_users(T1, &UserFilter::default(), Some("jack@contoso.com"), 2).await.unwrap()),
+        ["john@contoso.com", "zoe@contoso.com"]
+    );
+}
+
+fn redmond(description: &str) -> number_management::domain::NewEmergencyLocation {
+    validate_address(
+        &CivicAddress {
+            company_name: "Contoso".into(),
+            house_number: "1".into(),
+            street_name: "Microsoft Way".into(),
+            city: "Redmond".into(),
+            state_or_province: "WA".into(),
+            postal_code: "98052".into(),
+            country: "US".into(),
+            ..Default::default()
+        },
+        description,
+    )
+    .unwrap()
+}
+
+async fn locations_filter_by_city_and_country_per_tenant(backend: Backend) {
+    let (_db, store) = store(backend).await;
+    let now = SystemTime::now();
+    let mut tx = store.write().await.unwrap();
+    tx.insert_location(T1, "a", &redmond("HQ"), ValidationStatus::Validated, now)
+        .await
+        .unwrap();
+    tx.insert_location(T1, "b", &redmond("B92"), ValidationStatus::NotValidated, now)
+        .await
+        .unwrap();
+    tx.insert_location(T2, "c", &redmond("Other tenant"), ValidationStatus::Validated, now)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let mut read = store.read().await.unwrap();
+    let a = read.get_location(T1, "a").await.unwrap().unwrap();
+    assert_eq!(a.address.city, "Redmond");
+    assert_eq!(a.validation_status, ValidationStatus::Validated);
+    assert!(read.get_location(T1, "c").await.unwrap().is_none());
+    let us = Country::parse("US").unwrap();
+    let ids = |locations: Vec<number_management::domain::EmergencyLocation>| {
+        locations.into_iter().map(|l| l.id).collect::<Vec<_>>()
+    };
+    assert_eq!(ids(read.list_locations(T1, Some("REDMOND"), Some(us), None, 10).await.unwrap()), ["a", "b"]);
+    assert_eq!(ids(read.list_locations(T1, None, None, Some("a"), 10).await.unwrap()), ["b"]);
+    assert!(read.list_locations(T1, Some("Seattle"), None, None, 10).await.unwrap().is_empty());
+    assert!(
+        read.list_locations(T1, None, Some(Country::parse("GB").unwrap()), None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn numbers_are_unique_per_tenant(backend: Backend) {
+    let (_db, store) = store(backend).await;
+    let mut tx = store.write().await.unwrap();
+    tx.insert_number(T1, &number("+14255550101", NumberType::DirectRouting))
+        .await
+        .unwrap();
+    // The same Direct Routing number may exist in another tenant.
+    tx.insert_number(T2, &number("+14255550101", NumberType::DirectRouting))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let mut tx = store.write().await.unwrap();
+    assert!(
+        tx.insert_number(T1, &number("+14255550101", NumberType::CallingPlan))
+            .await
+            .is_err(),
+        "a second row for one number in one tenant"
+    );
+}
+
+async fn numbers_allow_one_primary_per_target(backend: Backend) {
+    let (_db, store) = store(backend).await;
+    add_user(store.as_ref(), T1, "u1", "john@contoso.com").await;
+    let mut tx = store.write().await.unwrap();
+    tx.insert_number(
+        T1,
+        &assigned(number("+14255550101", NumberType::CallingPlan), "u1", AssignmentCategory::Primary),
+    )
+    .await
+    .unwrap();
+    // A private number besides the primary is fine.
+    tx.insert_number(
+        T1,
+        &assigned(number("+14255550103", NumberType::CallingPlan), "u1", AssignmentCategory::Private),
+    )
+    .await
+    .unwrap();
+    let error = tx
+        .insert_number(
+            T1,
+            &assigned(number("+14255550102", NumberType::CallingPlan), "u1", AssignmentCategory::Primary),
+        )
+        .await
+        .unwrap_err();
+    assert!(error.is_constraint("phone_numbers_one_primary_per_target"), "{error:?}");
+}
+
+async fn numbers_can_only_be_held_by_known_users(backend: Backend) {
+    let (_db, store) = store(backend).await;
+    // The user exists, but in another tenant.
+    add_user(store.as_ref(), T2, "u1", "john@contoso.com").await;
+    let mut tx = store.write().await.unwrap();
+    assert!(
+        tx.insert_number(
+            T1,
+            &assigned(number("+14255550101", NumberType::CallingPlan), "u1", AssignmentCategory::Primary),
+        )
+        .await
+        .is_err()
+    );
+}
+
+async fn numbers_list_with_every_filter(backend: Backend) {
+    let (_db, store) = store(backend).await;
+    add_user(store.as_ref(), T1, "u1", "john@contoso.com").await;
+    let mut tx = store.write().await.unwrap();
+    let mut service_number = number("+18005550100", NumberType::CallingPlan);
+    service_number.capabilities = [
+        number_management::domain::Capability::VoiceApplicationAssignment,
+        number_management::domain::Capability::ConferenceAssignment,
+    ]
+    .into_iter()
+    .collect();
+    let mut pending = number("+14255550104", NumberType::OperatorConnect);
+    pending.activation_state = ActivationState::AssignmentPending;
+    for record in [
+        assigned(number("+14255550101", NumberType::CallingPlan), "u1", AssignmentCategory::Primary),
+        number("+14255550102", NumberType::OperatorConnect),
+        number("+14255550103", NumberType::DirectRouting),
+        pending,
+        service_number,
+        number("+442079460000", NumberType::CallingPlan),
+    ] {
+        tx.insert_number(T1, &record).await.unwrap();
+    }
+    tx.insert_number(T2, &number("+14255550109", NumberType::CallingPlan))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let mut read = store.read().await.unwrap();
+    let mut list = async |filter: NumberFilter| {
+        read.list_numbers(T1, &filter, None, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|n| n.number.canonical())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(list(NumberFilter::default()).await.len(), 6);
+    assert_eq!(
+        list(NumberFilter { assigned_to: Some("u1".into()), ..Default::default() }).await,
+        ["+14255550101"]
+    );
+    assert_eq!(
+        list(NumberFilter { number_type: Some(NumberType::OperatorConnect), ..Default::default() }).await,
+        ["+14255550102", "+14255550104"]
+    );
+    assert_eq!(
+        list(NumberFilter { assignment_status: Some(AssignmentStatus::UserAssigned), ..Default::default() }).await,
+        ["+14255550101"]
+    );
+    assert_eq!(
+        list(NumberFilter { assignment_status: Some(AssignmentStatus::Unassigned), ..Default::default() })
+            .await
+            .len(),
+        5
+    );
+    assert_eq!(
+        list(NumberFilter {
+            activation_state: Some(ActivationState::AssignmentPending),
+            ..Default::default()
+        })
+        .await,
+        ["+14255550104"]
+    );
+    assert_eq!(
+        list(NumberFilter { country: Some(Country::parse("GB").unwrap()), ..Default::default() }).await,
+        ["+442079460000"]
+    );
+    assert_eq!(
+        list(NumberFilter { operator_id: Some("fabrikam-telecom".into()), ..Default::default() }).await,
+        ["+14255550102", "+14255550104"]
+    );
+    assert_eq!(
+        list(NumberFilter {
+            capabilities: [number_management::domain::Capability::ConferenceAssignment]
+                .into_iter()
+                .collect(),
+            ..Default::default()
+        })
+        .await,
+        ["+18005550100"]
+    );
+    assert_eq!(
+        list(NumberFilter { number_prefix: Some("+1425555010".into()), ..Default::default() })
+            .await
+            .len(),
+        4
+    );
+    assert!(
+        list(NumberFilter { number_prefix: Some("+1425555019".into()), ..Default::default() })
+            .await
+            .is_empty()
+    );
+}
+
+async fn request_ids_replay_and_refuse_reuse(backend: Backend) {
+    let (_db, store) = store(backend).await;
+    let now = SystemTime::now();
+    let mut tx = store.write().await.unwrap();
+    assert_eq!(tx.claim_request(T1, "r1", "UpsertUser", b"a", now).await.unwrap(), Claim::New);
+    tx.save_response(T1, "r1", "{\"answer\":1}").await.unwrap();
+    tx.commit().await.unwrap();
+
+    let mut tx = store.write().await.unwrap();
+    assert_eq!(
+        tx.claim_request(T1, "r1", "UpsertUser", b"a", now).await.unwrap(),
+        Claim::Replay("{\"answer\":1}".into())
+    );
+    assert_eq!(
+        tx.claim_request(T1, "r1", "UpsertUser", b"b", now).await.unwrap(),
+        Claim::Reused { method: "UpsertUser".into() }
+    );
+    assert_eq!(
+        tx.claim_request(T1, "r1", "CreateEmergencyLocation", b"a", now).await.unwrap(),
+        Claim::Reused { method: "UpsertUser".into() }
+    );
+    // Request ids belong to a tenant.
+    assert_eq!(tx.claim_request(T2, "r1", "UpsertUser", b"a", now).await.unwrap(), Claim::New);
+}
+
+async fn rolled_back_claims_leave_no_trace(backend: Backend) {
+    let (_db, store) = store(backend).await;
+    let now = SystemTime::now();
+    let mut tx = store.write().await.unwrap();
+    assert_eq!(tx.claim_request(T1, "r1", "UpsertUser", b"a", now).await.unwrap(), Claim::New);
+    drop(tx);
+    let mut tx = store.write().await.unwrap();
+    assert_eq!(tx.claim_request(T1, "r1", "UpsertUser", b"a", now).await.unwrap(), Claim::New);
+}
+
+async fn concurrent_claims_of_one_request_id_have_one_winner(backend: Backend) {
+    let (_db, store) = store(backend).await;
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut tx = store.write().await.unwrap();
+                let claim = tx
+                    .claim_request(T1, "r1", "UpsertUser", b"a", SystemTime::now())
+                    .await
+                    .unwrap();
+                if claim == Claim::New {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    tx.save_response(T1, "r1", "first").await.unwrap();
+                }
+                tx.commit().await.unwrap();
+                claim
+            })
+        })
+        .collect();
+    let mut claims = Vec::new();
+    for task in tasks {
+        claims.push(task.await.unwrap());
+    }
+    assert_eq!(claims.iter().filter(|c| **c == Claim::New).count(), 1, "{claims:?}");
+    assert_eq!(
+        claims.iter().filter(|c| **c == Claim::Replay("first".into())).count(),
+        7,
+        "every other claim sees the winner's answer: {claims:?}"
+    );
+}
+
+async fn uncommitted_writes_are_invisible_and_dropped_ones_vanish(backend: Backend) {
+    let (_db, store) = store(backend).await;
+    let mut tx = store.write().await.unwrap();
+    tx.insert_number(T1, &number("+14255550101", NumberType::CallingPlan))
+        .await
+        .unwrap();
+    let mut read = store.read().await.unwrap();
+    assert!(read.get_number(T1, "+14255550101").await.unwrap().is_none());
+    drop(read);
+    drop(tx);
+    let mut read = store.read().await.unwrap();
+    assert!(read.get_number(T1, "+14255550101").await.unwrap().is_none());
+}
+
+async fn consents_are_replaced_per_operator(backend: Backend) {
+    let (_db, store) = store(backend).await;
+    let now = SystemTime::now();
+    let us = Country::parse("US").unwrap();
+    let ca = Country::parse("CA").unwrap();
+    let mut tx = store.write().await.unwrap();
+    for countries in [vec![us], vec![us, ca]] {
+        tx.put_consent(T1, &OperatorConsent { operator_id: "fabrikam-telecom".into(), countries }, now)
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+    let mut read = store.read().await.unwrap();
+    let consents = read.consents(T1).await.unwrap();
+    assert_eq!(consents.len(), 1);
+    assert_eq!(consents[0].countries, vec![us, ca]);
+    assert!(read.consents(T2).await.unwrap().is_empty());
+}
+
+async fn users_carry_the_numbers_they_hold(backend: Backend) {
+    let (_db, store) = store(backend).await;
+    add_user(store.as_ref(), T1, "u1", "john@contoso.com").await;
+    let mut tx = store.write().await.unwrap();
+    tx.insert_number(
+        T1,
+        &assigned(number("+14255550109", NumberType::CallingPlan), "u1", AssignmentCategory::Primary),
+    )
+    .await
+    .unwrap();
+    tx.insert_number(
+        T1,
+        &assigned(number("+14255550101", NumberType::CallingPlan), "u1", AssignmentCategory::Private),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let mut read = store.read().await.unwrap();
+    let user = read.find_user(T1, &Identity::Id("u1".into())).await.unwrap().unwrap();
+    // Primary first.
+    assert_eq!(user.phone_numbers, ["+14255550109", "+14255550101"]);
+    let listed = read.list_users(T1, &UserFilter::default(), None, 10).await.unwrap();
+    assert_eq!(listed[0].phone_numbers, user.phone_numbers);
+    let holder = read.get_number(T1, "+14255550109").await.unwrap().unwrap();
+    let assignment = holder.assignment.unwrap();
+    assert_eq!(assignment.target_user_principal_name, "john@contoso.com");
+    assert_eq!(assignment.category, AssignmentCategory::Primary);
+}
+
+async fn pages_cover_large_inventories_without_gaps(backend: Backend) {
+    let (_db, store) = store(backend).await;
+    let mut tx = store.write().await.unwrap();
+    for i in 0..1500 {
+        tx.insert_number(T1, &number(&format!("+1425555{i:04}"), NumberType::CallingPlan))
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+    let mut read = store.read().await.unwrap();
+    let mut seen = HashSet::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = read
+            .list_numbers(T1, &NumberFilter::default(), after.as_deref(), 400)
+            .await
+            .unwrap();
+        if page.is_empty() {
+            break;
+        }
+        for n in &page {
+            assert!(seen.insert(n.number.canonical()), "duplicate {}", n.number);
+        }
+        after = page.last().map(|n| n.number.canonical());
+    }
+    assert_eq!(seen.len(), 1500);
+}
+
+on_both_stores!(
+    migrations_apply_once_and_reopen,
+    users_upsert_by_user_principal_name_then_by_id,
+    users_principal_names_are_unique_per_tenant_only,
+    users_list_in_order_with_prefix_search,
+    users_carry_the_numbers_they_hold,
+    locations_filter_by_city_and_country_per_tenant,
+    numbers_are_unique_per_tenant,
+    numbers_allow_one_primary_per_target,
+    numbers_can_only_be_held_by_known_users,
+    numbers_list_with_every_filter,
+    pages_cover_large_inventories_without_gaps,
+    request_ids_replay_and_refuse_reuse,
+    rolled_back_claims_leave_no_trace,
+    concurrent_claims_of_one_request_id_have_one_winner,
+    uncommitted_writes_are_invisible_and_dropped_ones_vanish,
+    consents_are_replaced_per_operator,
+);

@@ -6,4 +6,11 @@
 #![allow(unreachable_pub)]
 
 mod helpers;
+
+mod auth;
+mod cli;
+mod locations;
+mod numbers;
+mod operators;
 mod store;
+mod users;

@@ -6,7 +6,10 @@ use std::path::PathBuf;
 use prost::Message as _;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["proto/numbers/v1/number_management.proto"];
+    let protos = [
+        "proto/numbers/v1/number_management.proto",
+        "proto/numbers/v1/operator_connect.proto",
+    ];
     let descriptors = protox::compile(protos, ["proto"])?;
 
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);

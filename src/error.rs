@@ -75,18 +75,70 @@ reasons! {
     EmergencyLocationNotFound = "EMERGENCY_LOCATION_NOT_FOUND" => NotFound,
     /// No such number in the tenant's inventory.
     NumberNotFound = "NUMBER_NOT_FOUND" => NotFound,
+    /// No operator with that id is configured.
+    OperatorNotFound = "OPERATOR_NOT_FOUND" => NotFound,
     /// The user principal name belongs to another user.
     UserPrincipalNameTaken = "USER_PRINCIPAL_NAME_TAKEN" => AlreadyExists,
+    /// The number is in an inventory already (this tenant's, or another's).
+    NumberAlreadyInInventory = "NUMBER_ALREADY_IN_INVENTORY" => AlreadyExists,
     /// The request id was used before for a different request.
     RequestIdReused = "REQUEST_ID_REUSED" => FailedPrecondition,
+    /// The number is of another type than the request says.
+    NumberTypeMismatch = "NUMBER_TYPE_MISMATCH" => FailedPrecondition,
+    /// The user lacks a licence the number needs.
+    LicenseRequired = "LICENSE_REQUIRED" => FailedPrecondition,
+    /// The user has a number synchronised from the on-premises directory.
+    OnPremisesNumberConflict = "ON_PREMISES_NUMBER_CONFLICT" => FailedPrecondition,
+    /// The number may not be assigned to this kind of target.
+    CapabilityMismatch = "CAPABILITY_MISMATCH" => FailedPrecondition,
+    /// The number is assigned to someone.
+    NumberAlreadyAssigned = "NUMBER_ALREADY_ASSIGNED" => FailedPrecondition,
+    /// The number is blocked from assignment.
+    NumberBlocked = "NUMBER_BLOCKED" => FailedPrecondition,
+    /// The user has a primary number already.
+    UserAlreadyHasPrimaryNumber = "USER_ALREADY_HAS_PRIMARY_NUMBER" => FailedPrecondition,
+    /// The user has no primary number to change.
+    NoPrimaryNumber = "NO_PRIMARY_NUMBER" => FailedPrecondition,
+    /// The number is not assigned to the user named.
+    NumberNotAssignedToUser = "NUMBER_NOT_ASSIGNED_TO_USER" => FailedPrecondition,
+    /// The number's country is not the user's usage location.
+    UsageLocationMismatch = "USAGE_LOCATION_MISMATCH" => FailedPrecondition,
+    /// The emergency location is not validated.
+    EmergencyLocationNotValidated = "EMERGENCY_LOCATION_NOT_VALIDATED" => FailedPrecondition,
+    /// The emergency location is in another country than the number.
+    LocationCountryMismatch = "LOCATION_COUNTRY_MISMATCH" => FailedPrecondition,
+    /// The provider does not let the tenant set or change the number's emergency location.
+    EmergencyLocationLocked = "EMERGENCY_LOCATION_LOCKED" => FailedPrecondition,
+    /// The provider needs the number to have an emergency location.
+    EmergencyLocationRequired = "EMERGENCY_LOCATION_REQUIRED" => FailedPrecondition,
+    /// The operator does not serve the number's country.
+    CountryNotServed = "COUNTRY_NOT_SERVED" => FailedPrecondition,
+    /// The tenant has not enabled the operator for the number's country.
+    CountryNotEnabled = "COUNTRY_NOT_ENABLED" => FailedPrecondition,
+    /// The number is assigned, and the request needs it unassigned.
+    NumberAssigned = "NUMBER_ASSIGNED" => FailedPrecondition,
+    /// Users of the tenant hold numbers of the operator.
+    OperatorNumbersAssigned = "OPERATOR_NUMBERS_ASSIGNED" => FailedPrecondition,
+    /// Fewer numbers than asked for match in the catalogue.
+    OutOfStock = "OUT_OF_STOCK" => FailedPrecondition,
+    /// The provider refused for a reason of its own (see the metadata).
+    ProviderRefused = "PROVIDER_REFUSED" => FailedPrecondition,
+    /// The provider failed, and retrying will not help.
+    ProviderFailed = "PROVIDER_FAILED" => FailedPrecondition,
     /// No credentials, or credentials that do not verify.
     Unauthenticated = "UNAUTHENTICATED" => Unauthenticated,
     /// The caller's role does not allow the request.
     PermissionDenied = "PERMISSION_DENIED" => PermissionDenied,
+    /// The tenant has not enabled the operator.
+    OperatorNotEnabled = "OPERATOR_NOT_ENABLED" => PermissionDenied,
     /// A concurrent change to the same records won; retry.
     ConcurrentChange = "CONCURRENT_CHANGE" => Aborted,
+    /// The etag sent is not the record's current one.
+    EtagMismatch = "ETAG_MISMATCH" => Aborted,
     /// The database cannot be reached; retry later.
     StoreUnavailable = "STORE_UNAVAILABLE" => Unavailable,
+    /// The provider cannot be reached; retry later.
+    ProviderUnavailable = "PROVIDER_UNAVAILABLE" => Unavailable,
     /// An unexpected fault; the details are in the server log.
     Internal = "INTERNAL" => Internal,
 }

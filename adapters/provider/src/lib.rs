@@ -5,6 +5,8 @@
 //! provider directly; it talks to a [`Provider`], chosen from the number's inventory record. This
 //! crate holds that trait and nothing else, so an adapter depends on it and never on the service.
 
+#[cfg(feature = "testkit")]
+pub mod testkit;
 mod types;
 
 #[doc(hidden)]
@@ -36,6 +38,13 @@ pub struct Descriptor {
     pub tenant_location_update_allowed: bool,
     /// Whether [`Provider::activate`] and friends finish at once or may answer "pending".
     pub activation: ActivationMode,
+    /// Whether a base number and its `;ext=` extensions exclude each other: when true, a base
+    /// number cannot be assigned while one of its extensions is held by another target, nor
+    /// the other way round. Extensions of one base are always different numbers.
+    pub base_and_extensions_exclusive: bool,
+    /// Whether the provider sells numbers: [`Provider::search`], [`Provider::acquire`] and
+    /// [`Provider::release`] work.
+    pub catalogue: bool,
 }
 
 impl Descriptor {
@@ -73,6 +82,25 @@ pub struct AssignmentCheck {
     pub category: AssignmentCategory,
     /// Whether the request sets or changes the number's emergency location.
     pub changes_emergency_location: bool,
+    /// Whether the number will have an emergency location after the assignment.
+    pub has_emergency_location: bool,
+    /// Whether this number lets the tenant change its emergency location (from the inventory).
+    pub location_update_supported: bool,
+}
+
+/// Everything a provider may look at before a number's emergency location changes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocationCheck {
+    /// The tenant the number belongs to.
+    pub tenant_id: String,
+    /// The number in E.164 with `+` (and `;ext=` where it has one).
+    pub phone_number: String,
+    /// The number's country (ISO 3166-1 alpha-2).
+    pub country: String,
+    /// Whether the number is assigned, and to what kind of target.
+    pub assigned_to: Option<TargetKind>,
+    /// Whether the request removes the location rather than setting one.
+    pub clears: bool,
     /// Whether this number lets the tenant change its emergency location (from the inventory).
     pub location_update_supported: bool,
 }
@@ -218,6 +246,10 @@ pub trait Provider: Send + Sync + fmt::Debug {
     /// The provider's own rules for an assignment, checked before anything is written.
     async fn check_assignment(&self, check: &AssignmentCheck) -> ProviderResult<()>;
 
+    /// The provider's own rules for setting, changing or clearing a number's emergency
+    /// location, checked before anything is written.
+    async fn check_location_update(&self, check: &LocationCheck) -> ProviderResult<()>;
+
     /// Provisions an assigned number on the carrier.
     async fn activate(&self, change: &Provisioning) -> ProviderResult<Progress>;
 
@@ -231,17 +263,63 @@ pub trait Provider: Send + Sync + fmt::Debug {
     async fn poll(&self, ticket: &str) -> ProviderResult<Progress>;
 
     /// Numbers the provider can sell that match `query`, in a stable order, skipping the first
-    /// `offset`. Providers without a catalogue answer [`ErrorKind::Unsupported`].
+    /// `offset`. Whether a number is still free is the service's to know (it holds every
+    /// tenant's inventory); the provider lists its whole stock.
     async fn search(
         &self,
         query: &NumberQuery,
         offset: usize,
         limit: usize,
-    ) -> ProviderResult<Vec<OfferedNumber>>;
+    ) -> ProviderResult<Vec<OfferedNumber>> {
+        let _ = (query, offset, limit);
+        Err(self.unsupported("searching numbers"))
+    }
 
     /// Takes numbers out of the provider's stock for a tenant.
-    async fn acquire(&self, tenant_id: &str, numbers: &[String]) -> ProviderResult<()>;
+    async fn acquire(&self, tenant_id: &str, numbers: &[String]) -> ProviderResult<()> {
+        let _ = (tenant_id, numbers);
+        Err(self.unsupported("acquiring numbers"))
+    }
 
     /// Gives numbers back to the provider's stock.
-    async fn release(&self, tenant_id: &str, numbers: &[String]) -> ProviderResult<()>;
+    async fn release(&self, tenant_id: &str, numbers: &[String]) -> ProviderResult<()> {
+        let _ = (tenant_id, numbers);
+        Err(self.unsupported("releasing numbers"))
+    }
+
+    /// The error of an operation this provider does not offer.
+    fn unsupported(&self, what: &str) -> ProviderError {
+        let descriptor = self.descriptor();
+        ProviderError::new(
+            descriptor.id.clone(),
+            ErrorKind::Unsupported,
+            format!("{} does not support {what}", descriptor.display_name),
+        )
+    }
+}
+
+/// The reason a provider gives when the tenant may not set or change a number's emergency
+/// location.
+pub const EMERGENCY_LOCATION_LOCKED: &str = "EMERGENCY_LOCATION_LOCKED";
+
+/// The rule every provider applies: where the inventory says the tenant may not change a
+/// number's emergency location (the operator decided so at upload), a change is refused with
+/// [`EMERGENCY_LOCATION_LOCKED`] and a message that sends the administrator to the provider.
+pub fn check_location_lock(
+    descriptor: &Descriptor,
+    phone_number: &str,
+    changes_emergency_location: bool,
+    location_update_supported: bool,
+) -> ProviderResult<()> {
+    if changes_emergency_location && !location_update_supported {
+        return Err(ProviderError::refused(
+            descriptor.id.clone(),
+            EMERGENCY_LOCATION_LOCKED,
+            format!(
+                "{name} does not let tenants set or change the emergency location of                  {phone_number}; contact {name} to change it",
+                name = descriptor.display_name
+            ),
+        ));
+    }
+    Ok(())
 }

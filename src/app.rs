@@ -27,7 +27,12 @@ pub async fn serve(mut settings: Settings) -> anyhow::Result<()> {
             }
         }
         demo::load(store.as_ref()).await?;
-        let token = key.mint(demo::TENANT, "demo-admin", Role::Admin, Duration::from_secs(12 * 3600))?;
+        let token = key.mint(
+            demo::TENANT,
+            "demo-admin",
+            Role::Admin,
+            Duration::from_secs(12 * 3600),
+        )?;
         let address = listener.local_addr()?;
         println!(
             "\nDemo tenant {tenant:?} is loaded. An admin token, valid 12 hours:\n\n  \

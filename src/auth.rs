@@ -131,7 +131,13 @@ impl SigningKey {
     }
 
     /// Mints a token for `subject` in `tenant` with `role`, valid for `ttl`.
-    pub fn mint(&self, tenant: &str, subject: &str, role: Role, ttl: Duration) -> anyhow::Result<String> {
+    pub fn mint(
+        &self,
+        tenant: &str,
+        subject: &str,
+        role: Role,
+        ttl: Duration,
+    ) -> anyhow::Result<String> {
         let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
         let claims = Claims {
             iss: ISSUER.into(),
@@ -222,16 +228,28 @@ mod tests {
             .mint("contoso", "alice", Role::Admin, Duration::from_secs(60))
             .unwrap();
         let other = SigningKey::from_secret(&[8; 32]);
-        assert_eq!(other.verify(&token).unwrap_err().reason(), Reason::Unauthenticated);
+        assert_eq!(
+            other.verify(&token).unwrap_err().reason(),
+            Reason::Unauthenticated
+        );
         let mut tampered = token;
         tampered.insert(tampered.len() / 2, 'x');
-        assert_eq!(key().verify(&tampered).unwrap_err().reason(), Reason::Unauthenticated);
-        assert_eq!(key().verify("").unwrap_err().reason(), Reason::Unauthenticated);
+        assert_eq!(
+            key().verify(&tampered).unwrap_err().reason(),
+            Reason::Unauthenticated
+        );
+        assert_eq!(
+            key().verify("").unwrap_err().reason(),
+            Reason::Unauthenticated
+        );
     }
 
     #[test]
     fn expired_tokens_are_refused() {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
         let claims = Claims {
             iss: ISSUER.into(),
             aud: ISSUER.into(),

@@ -135,8 +135,10 @@ impl Settings {
             .clone()
             .or(file.database_url)
             .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("numbers.db").display()));
-        let (token_key_file, generate_token_key) =
-            token_key_file(args.common.token_key_file.clone().or(file.token_key_file), &data_dir);
+        let (token_key_file, generate_token_key) = token_key_file(
+            args.common.token_key_file.clone().or(file.token_key_file),
+            &data_dir,
+        );
         Ok(Self {
             listen,
             database_url,
@@ -206,7 +208,11 @@ fn operators(configured: Vec<OperatorConfig>) -> anyhow::Result<Vec<Operator>> {
                 "operator id {:?} must be 1 to 64 lower-case letters, digits or dashes",
                 op.id
             );
-            anyhow::ensure!(seen.insert(op.id.clone()), "operator {:?} is declared twice", op.id);
+            anyhow::ensure!(
+                seen.insert(op.id.clone()),
+                "operator {:?} is declared twice",
+                op.id
+            );
             anyhow::ensure!(
                 !op.countries.is_empty(),
                 "operator {:?} serves no countries",
@@ -215,7 +221,9 @@ fn operators(configured: Vec<OperatorConfig>) -> anyhow::Result<Vec<Operator>> {
             let countries = op
                 .countries
                 .iter()
-                .map(|c| Country::parse(c).map_err(|e| anyhow::anyhow!("operator {:?}: {e}", op.id)))
+                .map(|c| {
+                    Country::parse(c).map_err(|e| anyhow::anyhow!("operator {:?}: {e}", op.id))
+                })
                 .collect::<anyhow::Result<_>>()?;
             Ok(Operator {
                 id: op.id,
@@ -273,10 +281,9 @@ mod tests {
     fn bad_files_are_explained() {
         let unknown = serve_with("colour = \"blue\"").unwrap_err();
         assert!(format!("{unknown:#}").contains("colour"), "{unknown:#}");
-        let bad_country = serve_with(
-            "[[operators]]\nid = \"x\"\ndisplay_name = \"X\"\ncountries = [\"ZZ\"]",
-        )
-        .unwrap_err();
+        let bad_country =
+            serve_with("[[operators]]\nid = \"x\"\ndisplay_name = \"X\"\ncountries = [\"ZZ\"]")
+                .unwrap_err();
         assert!(format!("{bad_country:#}").contains("ZZ"), "{bad_country:#}");
         let twice = serve_with(
             "[[operators]]\nid = \"x\"\ndisplay_name = \"X\"\ncountries = [\"US\"]\n\

@@ -216,8 +216,11 @@ impl Error {
         description: impl Into<String>,
     ) -> Self {
         let violation = FieldViolation::new(field, description);
-        Self::new(reason, format!("{}: {}", violation.field, violation.description))
-            .with_violation(violation)
+        Self::new(
+            reason,
+            format!("{}: {}", violation.field, violation.description),
+        )
+        .with_violation(violation)
     }
 
     /// An INVALID_ARGUMENT listing several bad fields.

@@ -52,18 +52,20 @@ async fn main() -> ExitCode {
             }
             Err(error) => Err(error),
         },
-        Command::Token(args) => Settings::token_key_for(&args.common).and_then(|(key, generate)| {
-            let token = app::mint_token(
-                &key,
-                generate,
-                &args.tenant,
-                &args.subject,
-                args.role,
-                Duration::from_secs(args.hours * 3600),
-            )?;
-            println!("{token}");
-            Ok(())
-        }),
+        Command::Token(args) => {
+            Settings::token_key_for(&args.common).and_then(|(key, generate)| {
+                let token = app::mint_token(
+                    &key,
+                    generate,
+                    &args.tenant,
+                    &args.subject,
+                    args.role,
+                    Duration::from_secs(args.hours * 3600),
+                )?;
+                println!("{token}");
+                Ok(())
+            })
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -51,7 +51,9 @@ pub async fn run(
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
     let reflection_v1 = reflection().build_v1().context("building reflection")?;
-    let reflection_v1alpha = reflection().build_v1alpha().context("building reflection")?;
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
+        .context("building reflection")?;
 
     let api = NumberManagementServer::with_interceptor(
         NumberManagementApi::new(service),

@@ -27,7 +27,9 @@ impl Interceptor for Authenticate {
             .metadata()
             .get("authorization")
             .ok_or_else(|| {
-                unauthenticated("missing authorization metadata: send authorization: Bearer <token>")
+                unauthenticated(
+                    "missing authorization metadata: send authorization: Bearer <token>",
+                )
             })?
             .to_str()
             .map_err(|_| unauthenticated("the authorization metadata is not text"))?;

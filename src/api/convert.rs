@@ -20,8 +20,9 @@ use crate::service::TenantOperator;
 
 /// Reads a phone number field.
 pub(crate) fn phone_number(field: &str, input: &str) -> Result<E164, Error> {
-    E164::parse(input)
-        .map_err(|why| Error::invalid_field(Reason::InvalidPhoneNumber, field, why).with("phoneNumber", input))
+    E164::parse(input).map_err(|why| {
+        Error::invalid_field(Reason::InvalidPhoneNumber, field, why).with("phoneNumber", input)
+    })
 }
 
 /// Reads an identity field: id, user principal name or `sip:` address.
@@ -40,11 +41,21 @@ pub(crate) fn country_filter(field: &str, input: &str) -> Result<Option<Country>
 }
 
 /// Reads an enum field, where 0 (unspecified) means "not given".
-fn optional_enum<P, D>(field: &str, value: i32, convert: impl Fn(P) -> Option<D>) -> Result<Option<D>, Error>
+fn optional_enum<P, D>(
+    field: &str,
+    value: i32,
+    convert: impl Fn(P) -> Option<D>,
+) -> Result<Option<D>, Error>
 where
     P: TryFrom<i32>,
 {
-    let unknown = || Error::invalid_field(Reason::InvalidArgument, field, format!("{value} is not a known value"));
+    let unknown = || {
+        Error::invalid_field(
+            Reason::InvalidArgument,
+            field,
+            format!("{value} is not a known value"),
+        )
+    };
     if value == 0 {
         return Ok(None);
     }
@@ -78,35 +89,49 @@ pub(crate) fn capabilities(field: &str, values: &[i32]) -> Result<Capabilities, 
         .enumerate()
         .map(|(i, value)| {
             optional_enum(&format!("{field}[{i}]"), *value, capability_in)?.ok_or_else(|| {
-                Error::invalid_field(Reason::InvalidArgument, format!("{field}[{i}]"), "must be set")
+                Error::invalid_field(
+                    Reason::InvalidArgument,
+                    format!("{field}[{i}]"),
+                    "must be set",
+                )
             })
         })
         .collect()
 }
 
-/// Reads the user of an upsert.
+/// Reads the user of an upsert, reporting every bad field at once.
 pub(crate) fn user_upsert(user: Option<pb::User>) -> Result<UserUpsert, Error> {
-    let user = user.ok_or_else(|| Error::invalid_field(Reason::InvalidArgument, "user", "is required"))?;
-    let kind = optional_enum("user.kind", user.kind, |k: pb::user::Kind| match k {
-        pb::user::Kind::Unspecified => None,
-        pb::user::Kind::User => Some(TargetKind::User),
-        pb::user::Kind::ResourceAccount => Some(TargetKind::ResourceAccount),
-    })?
-    .unwrap_or(TargetKind::User);
-    let mut bad_licenses = Vec::new();
+    let user =
+        user.ok_or_else(|| Error::invalid_field(Reason::InvalidArgument, "user", "is required"))?;
+    let mut violations = Vec::new();
+    let kind = match pb::user::Kind::try_from(user.kind) {
+        Ok(pb::user::Kind::Unspecified | pb::user::Kind::User) => TargetKind::User,
+        Ok(pb::user::Kind::ResourceAccount) => TargetKind::ResourceAccount,
+        Err(_) => {
+            violations.push(FieldViolation::new(
+                "user.kind",
+                format!("{} is not a known value", user.kind),
+            ));
+            TargetKind::User
+        }
+    };
     let licenses: Licenses = user
         .licenses
         .iter()
         .enumerate()
         .filter_map(|(i, value)| {
-            let license = pb::user::License::try_from(*value).ok().and_then(|l| match l {
-                pb::user::License::Unspecified => None,
-                pb::user::License::PhoneSystem => Some(License::PhoneSystem),
-                pb::user::License::CallingPlan => Some(License::CallingPlan),
-                pb::user::License::PhoneSystemVirtualUser => Some(License::PhoneSystemVirtualUser),
-            });
+            let license = pb::user::License::try_from(*value)
+                .ok()
+                .and_then(|l| match l {
+                    pb::user::License::Unspecified => None,
+                    pb::user::License::PhoneSystem => Some(License::PhoneSystem),
+                    pb::user::License::CallingPlan => Some(License::CallingPlan),
+                    pb::user::License::PhoneSystemVirtualUser => {
+                        Some(License::PhoneSystemVirtualUser)
+                    }
+                });
             if license.is_none() {
-                bad_licenses.push(FieldViolation::new(
+                violations.push(FieldViolation::new(
                     format!("user.licenses[{i}]"),
                     format!("{value} is not a known licence"),
                 ));
@@ -114,10 +139,7 @@ pub(crate) fn user_upsert(user: Option<pb::User>) -> Result<UserUpsert, Error> {
             license
         })
         .collect();
-    if !bad_licenses.is_empty() {
-        return Err(Error::invalid_fields(Reason::InvalidArgument, bad_licenses));
-    }
-    UserUpsert::new(
+    let upsert = UserUpsert::new(
         &user.id,
         &user.user_principal_name,
         &user.sip_address,
@@ -127,7 +149,15 @@ pub(crate) fn user_upsert(user: Option<pb::User>) -> Result<UserUpsert, Error> {
         licenses,
         &user.on_premises_line_uri,
     )
-    .map_err(|e| e.under("user"))
+    .map_err(|e| e.under("user"));
+    match upsert {
+        Ok(upsert) if violations.is_empty() => Ok(upsert),
+        Ok(_) => Err(Error::invalid_fields(Reason::InvalidArgument, violations)),
+        Err(error) => {
+            violations.extend(error.violations().iter().cloned());
+            Err(Error::invalid_fields(Reason::InvalidArgument, violations))
+        }
+    }
 }
 
 /// Reads a civic address.
@@ -160,7 +190,8 @@ pub(crate) fn number_filter(
         "" => None,
         prefix => {
             let digits = prefix.strip_prefix('+').unwrap_or(prefix);
-            if digits.is_empty() || digits.len() > 15 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            if digits.is_empty() || digits.len() > 15 || !digits.bytes().all(|b| b.is_ascii_digit())
+            {
                 return Err(Error::invalid_field(
                     Reason::InvalidArgument,
                     "number_prefix",
@@ -179,26 +210,30 @@ pub(crate) fn number_filter(
     let filter = NumberFilter {
         assigned_to: None,
         number_type: number_type("number_type", request.number_type)?,
-        assignment_status: optional_enum("assignment_status", request.assignment_status, |s: pb::AssignmentStatus| {
-            match s {
+        assignment_status: optional_enum(
+            "assignment_status",
+            request.assignment_status,
+            |s: pb::AssignmentStatus| match s {
                 pb::AssignmentStatus::Unspecified => None,
                 pb::AssignmentStatus::Unassigned => Some(AssignmentStatus::Unassigned),
                 pb::AssignmentStatus::UserAssigned => Some(AssignmentStatus::UserAssigned),
                 pb::AssignmentStatus::VoiceApplicationAssigned => {
                     Some(AssignmentStatus::VoiceApplicationAssigned)
                 }
-            }
-        })?,
-        activation_state: optional_enum("activation_state", request.activation_state, |s: pb::ActivationState| {
-            match s {
+            },
+        )?,
+        activation_state: optional_enum(
+            "activation_state",
+            request.activation_state,
+            |s: pb::ActivationState| match s {
                 pb::ActivationState::Unspecified => None,
                 pb::ActivationState::Activated => Some(ActivationState::Activated),
                 pb::ActivationState::AssignmentPending => Some(ActivationState::AssignmentPending),
                 pb::ActivationState::AssignmentFailed => Some(ActivationState::AssignmentFailed),
                 pb::ActivationState::UpdatePending => Some(ActivationState::UpdatePending),
                 pb::ActivationState::UpdateFailed => Some(ActivationState::UpdateFailed),
-            }
-        })?,
+            },
+        )?,
         country: country_filter("country", &request.country)?,
         operator_id,
         capabilities: capabilities("capabilities", &request.capabilities)?,
@@ -242,7 +277,9 @@ fn status_out(value: AssignmentStatus) -> pb::AssignmentStatus {
     match value {
         AssignmentStatus::Unassigned => pb::AssignmentStatus::Unassigned,
         AssignmentStatus::UserAssigned => pb::AssignmentStatus::UserAssigned,
-        AssignmentStatus::VoiceApplicationAssigned => pb::AssignmentStatus::VoiceApplicationAssigned,
+        AssignmentStatus::VoiceApplicationAssigned => {
+            pb::AssignmentStatus::VoiceApplicationAssigned
+        }
     }
 }
 
@@ -317,14 +354,24 @@ pub(crate) fn location(location: EmergencyLocation) -> pb::EmergencyLocation {
 pub(crate) fn phone_number_out(number: PhoneNumber, now: SystemTime) -> pb::PhoneNumber {
     let (blocked_state, blocked_until) = match number.block {
         Block::Forever => (pb::AssignmentBlockedState::BlockedForever, None),
-        Block::Until(until) if until > now => (pb::AssignmentBlockedState::BlockedUntil, timestamp(until)),
+        Block::Until(until) if until > now => {
+            (pb::AssignmentBlockedState::BlockedUntil, timestamp(until))
+        }
         Block::Until(_) | Block::None => (pb::AssignmentBlockedState::NotBlocked, None),
     };
     let status = number.assignment_status();
     let country = number.country().as_str().to_owned();
     let (assigned_to, assigned_upn, category) = match number.assignment {
-        Some(a) => (a.target_id, a.target_user_principal_name, category_out(a.category)),
-        None => (String::new(), String::new(), pb::AssignmentCategory::Unspecified),
+        Some(a) => (
+            a.target_id,
+            a.target_user_principal_name,
+            category_out(a.category),
+        ),
+        None => (
+            String::new(),
+            String::new(),
+            pb::AssignmentCategory::Unspecified,
+        ),
     };
     pb::PhoneNumber {
         phone_number: number.number.canonical(),
@@ -332,7 +379,11 @@ pub(crate) fn phone_number_out(number: PhoneNumber, now: SystemTime) -> pb::Phon
         operator_id: number.operator_id.unwrap_or_default(),
         country,
         city: number.city,
-        capabilities: number.capabilities.iter().map(|c| capability_out(c) as i32).collect(),
+        capabilities: number
+            .capabilities
+            .iter()
+            .map(|c| capability_out(c) as i32)
+            .collect(),
         assignment_status: status_out(status) as i32,
         assigned_to,
         assigned_to_user_principal_name: assigned_upn,

@@ -10,6 +10,7 @@ use super::convert;
 use super::mutation::request_options;
 use super::pagination::{next_page_token, page_request};
 use crate::domain::UserFilter;
+use crate::error::{Error, Reason};
 use crate::proto::v1 as pb;
 use crate::proto::v1::number_management_server::NumberManagement;
 use crate::service::Service;
@@ -49,7 +50,10 @@ impl NumberManagement for NumberManagementApi {
         Ok(Response::new(convert::user(user)))
     }
 
-    async fn list_users(&self, request: Request<pb::ListUsersRequest>) -> Answer<pb::ListUsersResponse> {
+    async fn list_users(
+        &self,
+        request: Request<pb::ListUsersRequest>,
+    ) -> Answer<pb::ListUsersResponse> {
         let caller = caller(&request)?;
         let request = request.into_inner();
         let page = page_request(&request)?;
@@ -78,7 +82,7 @@ impl NumberManagement for NumberManagementApi {
             .service
             .create_location(&caller, &address, &location.description, &options)
             .await
-            .map_err(|e| e.under("emergency_location.address"))?;
+            .map_err(|e| e.under("emergency_location"))?;
         Ok(Response::new(convert::location(created)))
     }
 
@@ -87,10 +91,11 @@ impl NumberManagement for NumberManagementApi {
         request: Request<pb::GetEmergencyLocationRequest>,
     ) -> Answer<pb::EmergencyLocation> {
         let caller = caller(&request)?;
-        let location = self
-            .service
-            .get_location(&caller, request.get_ref().id.trim())
-            .await?;
+        let id = request.get_ref().id.trim();
+        if id.is_empty() {
+            return Err(Error::invalid_field(Reason::InvalidArgument, "id", "is required").into());
+        }
+        let location = self.service.get_location(&caller, id).await?;
         Ok(Response::new(convert::location(location)))
     }
 
@@ -113,11 +118,17 @@ impl NumberManagement for NumberManagementApi {
         }))
     }
 
-    async fn get_phone_number(&self, request: Request<pb::GetPhoneNumberRequest>) -> Answer<pb::PhoneNumber> {
+    async fn get_phone_number(
+        &self,
+        request: Request<pb::GetPhoneNumberRequest>,
+    ) -> Answer<pb::PhoneNumber> {
         let caller = caller(&request)?;
         let number = convert::phone_number("phone_number", &request.get_ref().phone_number)?;
         let found = self.service.get_number(&caller, &number).await?;
-        Ok(Response::new(convert::phone_number_out(found, SystemTime::now())))
+        Ok(Response::new(convert::phone_number_out(
+            found,
+            SystemTime::now(),
+        )))
     }
 
     async fn list_phone_numbers(

@@ -45,7 +45,8 @@ pub(crate) fn page_request<R: ListRequest>(request: &R) -> Result<PageRequest, E
     let after = match request.page_token() {
         "" => None,
         token => {
-            let invalid = |why: &str| Error::invalid_field(Reason::InvalidPageToken, "page_token", why);
+            let invalid =
+                |why: &str| Error::invalid_field(Reason::InvalidPageToken, "page_token", why);
             let bytes = URL_SAFE_NO_PAD
                 .decode(token)
                 .map_err(|_| invalid("is not a page token of this service"))?;
@@ -147,22 +148,38 @@ mod tests {
 
     #[test]
     fn the_last_page_has_no_token_and_garbage_is_refused() {
-        assert_eq!(next_page_token(&pb::ListUsersRequest::default(), &page(None)), "");
+        assert_eq!(
+            next_page_token(&pb::ListUsersRequest::default(), &page(None)),
+            ""
+        );
         let garbage = pb::ListUsersRequest {
             page_token: "not a token!".into(),
             ..Default::default()
         };
-        assert_eq!(page_request(&garbage).unwrap_err().reason(), Reason::InvalidPageToken);
+        assert_eq!(
+            page_request(&garbage).unwrap_err().reason(),
+            Reason::InvalidPageToken
+        );
         let negative = pb::ListUsersRequest {
             page_size: -1,
             ..Default::default()
         };
-        assert_eq!(page_request(&negative).unwrap_err().reason(), Reason::InvalidArgument);
+        assert_eq!(
+            page_request(&negative).unwrap_err().reason(),
+            Reason::InvalidArgument
+        );
     }
 
     #[test]
     fn page_sizes_default_and_cap() {
-        let size = |n| page_request(&pb::ListUsersRequest { page_size: n, ..Default::default() }).unwrap().size;
+        let size = |n| {
+            page_request(&pb::ListUsersRequest {
+                page_size: n,
+                ..Default::default()
+            })
+            .unwrap()
+            .size
+        };
         assert_eq!(size(0), 100);
         assert_eq!(size(5000), 1000);
         assert_eq!(size(7), 7);

@@ -26,14 +26,19 @@ impl From<Error> for Status {
             Code::Internal => GrpcCode::Internal,
         };
         if let Some(source) = error.source() {
-            tracing::error!(reason = error.reason().as_str(), error = format!("{source:#}"), "internal error");
+            tracing::error!(
+                reason = error.reason().as_str(),
+                error = format!("{source:#}"),
+                "internal error"
+            );
         }
         let metadata: HashMap<String, String> = error
             .metadata()
             .iter()
             .map(|(key, value)| ((*key).to_owned(), value.clone()))
             .collect();
-        let mut details = ErrorDetails::with_error_info(error.reason().as_str(), ERROR_DOMAIN, metadata);
+        let mut details =
+            ErrorDetails::with_error_info(error.reason().as_str(), ERROR_DOMAIN, metadata);
         for violation in error.violations() {
             details.add_bad_request_violation(&violation.field, &violation.description);
         }

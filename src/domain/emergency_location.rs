@@ -208,7 +208,7 @@ fn rules_for(country: Country) -> CountryRules {
 
 /// Validates an address for `description`, returning the normalised location to create, or an
 /// INVALID_ADDRESS error with one field violation per problem (field paths relative to the
-/// address, such as `postal_code`).
+/// location, such as `address.postal_code` or `description`).
 pub fn validate(address: &CivicAddress, description: &str) -> Result<NewEmergencyLocation, Error> {
     let mut a = trimmed(address);
     let mut violations = Vec::new();
@@ -254,7 +254,10 @@ pub fn validate(address: &CivicAddress, description: &str) -> Result<NewEmergenc
             if a.state_or_province.is_empty() {
                 violations.push(FieldViolation::new(
                     "state_or_province",
-                    format!("is required{in_country}, as a code like {}", rules.states[0]),
+                    format!(
+                        "is required{in_country}, as a code like {}",
+                        rules.states[0]
+                    ),
                 ));
             } else if !rules.states.contains(&a.state_or_province.as_str()) {
                 violations.push(FieldViolation::new(
@@ -297,6 +300,9 @@ pub fn validate(address: &CivicAddress, description: &str) -> Result<NewEmergenc
             ));
         }
     }
+    // Address problems are reported under `address`; the description is the location's own.
+    let mut violations: Vec<FieldViolation> =
+        violations.into_iter().map(|v| v.under("address")).collect();
     let description = description.trim();
     if description.chars().count() > MAX_PART_CHARS || description.chars().any(char::is_control) {
         violations.push(FieldViolation::new(
@@ -366,7 +372,11 @@ mod tests {
     }
 
     fn fields(error: &Error) -> Vec<&str> {
-        error.violations().iter().map(|v| v.field.as_str()).collect()
+        error
+            .violations()
+            .iter()
+            .map(|v| v.field.as_str())
+            .collect()
     }
 
     #[test]
@@ -384,20 +394,26 @@ mod tests {
         address.postal_code = "9805".into();
         let error = validate(&address, "").unwrap_err();
         assert_eq!(error.reason(), Reason::InvalidAddress);
-        assert_eq!(fields(&error), ["state_or_province", "postal_code"]);
+        assert_eq!(
+            fields(&error),
+            ["address.state_or_province", "address.postal_code"]
+        );
     }
 
     #[test]
     fn unknown_countries_are_refused() {
         let mut address = redmond();
         address.country = "XX".into();
-        assert_eq!(fields(&validate(&address, "").unwrap_err()), ["country"]);
+        assert_eq!(
+            fields(&validate(&address, "").unwrap_err()),
+            ["address.country"]
+        );
     }
 
     #[test]
     fn an_empty_address_lists_what_is_missing() {
         let error = validate(&CivicAddress::default(), "").unwrap_err();
-        assert_eq!(fields(&error), ["company_name", "country"]);
+        assert_eq!(fields(&error), ["address.company_name", "address.country"]);
     }
 
     #[test]
@@ -410,11 +426,30 @@ mod tests {
             country: "GB".into(),
             ..Default::default()
         };
-        assert_eq!(validate(&london, "").unwrap().address.postal_code, "SW1A 2AA");
+        assert_eq!(
+            validate(&london, "").unwrap().address.postal_code,
+            "SW1A 2AA"
+        );
         let bad = CivicAddress {
             postal_code: "12345".into(),
             ..london
         };
-        assert_eq!(fields(&validate(&bad, "").unwrap_err()), ["postal_code"]);
+        assert_eq!(
+            fields(&validate(&bad, "").unwrap_err()),
+            ["address.postal_code"]
+        );
+    }
+
+    #[test]
+    fn descriptions_are_checked_as_the_locations_own_field() {
+        let long = "x".repeat(MAX_PART_CHARS + 1);
+        assert_eq!(
+            fields(&validate(&redmond(), &long).unwrap_err()),
+            ["description"]
+        );
+        assert_eq!(
+            fields(&validate(&redmond(), "line\u{7}break").unwrap_err()),
+            ["description"]
+        );
     }
 }

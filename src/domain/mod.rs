@@ -11,7 +11,8 @@ mod user;
 
 pub use country::Country;
 pub use emergency_location::{
-    CivicAddress, EmergencyLocation, NewEmergencyLocation, ValidationStatus, validate as validate_address,
+    CivicAddress, EmergencyLocation, NewEmergencyLocation, ValidationStatus,
+    validate as validate_address,
 };
 pub use numbers_provider::{
     ActivationMode, AssignmentCategory, Capabilities, Capability, NumberType, TargetKind,

@@ -95,7 +95,11 @@ impl E164 {
 
     /// Rebuilds a number from its stored parts without consulting libphonenumber again: the
     /// parts were checked when the number was first parsed.
-    pub(crate) fn from_stored(canonical: &str, base: &str, country: Country) -> Result<Self, String> {
+    pub(crate) fn from_stored(
+        canonical: &str,
+        base: &str,
+        country: Country,
+    ) -> Result<Self, String> {
         let extension = match canonical.strip_prefix(base) {
             Some("") => None,
             Some(rest) => match rest.strip_prefix(";ext=") {

@@ -46,10 +46,7 @@ impl Licenses {
 
     /// Reads the stored form back; unknown spellings (from a newer version) are skipped.
     pub fn from_stored(stored: &str) -> Self {
-        stored
-            .split(',')
-            .filter_map(|s| s.parse().ok())
-            .collect()
+        stored.split(',').filter_map(|s| s.parse().ok()).collect()
     }
 }
 
@@ -306,8 +303,15 @@ mod tests {
     fn reports_every_bad_field() {
         let error = upsert("not-an-upn", "XX").unwrap_err();
         assert_eq!(error.reason(), Reason::InvalidArgument);
-        let fields: Vec<_> = error.violations().iter().map(|v| v.field.as_str()).collect();
-        assert_eq!(fields, ["user_principal_name", "sip_address", "usage_location"]);
+        let fields: Vec<_> = error
+            .violations()
+            .iter()
+            .map(|v| v.field.as_str())
+            .collect();
+        assert_eq!(
+            fields,
+            ["user_principal_name", "sip_address", "usage_location"]
+        );
     }
 
     #[test]
@@ -329,9 +333,13 @@ mod tests {
 
     #[test]
     fn licences_round_trip_through_storage() {
-        let licenses: Licenses = [License::CallingPlan, License::PhoneSystem, License::CallingPlan]
-            .into_iter()
-            .collect();
+        let licenses: Licenses = [
+            License::CallingPlan,
+            License::PhoneSystem,
+            License::CallingPlan,
+        ]
+        .into_iter()
+        .collect();
         assert_eq!(licenses.to_stored(), "PHONE_SYSTEM,CALLING_PLAN");
         assert_eq!(Licenses::from_stored(&licenses.to_stored()), licenses);
         assert_eq!(Licenses::from_stored(""), Licenses::default());

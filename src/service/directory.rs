@@ -56,7 +56,12 @@ impl Service {
     ) -> Result<Page<User>> {
         let mut tx = self.read().await?;
         let users = tx
-            .list_users(&caller.tenant_id, filter, page.after.as_deref(), page.size + 1)
+            .list_users(
+                &caller.tenant_id,
+                filter,
+                page.after.as_deref(),
+                page.size + 1,
+            )
             .await?;
         Ok(Page::from_overfetch(users, page.size, |user| {
             user.user_principal_name.to_lowercase()

@@ -33,9 +33,16 @@ impl Service {
             filter.assigned_to = Some(user.id);
         }
         let numbers = tx
-            .list_numbers(&caller.tenant_id, &filter, page.after.as_deref(), page.size + 1)
+            .list_numbers(
+                &caller.tenant_id,
+                &filter,
+                page.after.as_deref(),
+                page.size + 1,
+            )
             .await?;
-        Ok(Page::from_overfetch(numbers, page.size, |n| n.number.canonical()))
+        Ok(Page::from_overfetch(numbers, page.size, |n| {
+            n.number.canonical()
+        }))
     }
 }
 

@@ -4,6 +4,7 @@ use super::{Claimed, Page, PageRequest, RequestOptions, Service, now};
 use crate::auth::Caller;
 use crate::domain::{CivicAddress, Country, EmergencyLocation, ValidationStatus, validate_address};
 use crate::error::{Error, Reason, Result};
+use crate::store::LocationCursor;
 
 impl Service {
     /// Validates an address and creates an emergency location for it.
@@ -15,13 +16,22 @@ impl Service {
         options: &RequestOptions,
     ) -> Result<EmergencyLocation> {
         let location = validate_address(address, description)?;
-        let mut tx = match self.begin(caller, "CreateEmergencyLocation", options).await? {
+        let mut tx = match self
+            .begin(caller, "CreateEmergencyLocation", options)
+            .await?
+        {
             Claimed::Proceed(tx) => tx,
             Claimed::Replay(location) => return Ok(location),
         };
         let id = uuid::Uuid::now_v7().to_string();
         let created = tx
-            .insert_location(&caller.tenant_id, &id, &location, ValidationStatus::Validated, now())
+            .insert_location(
+                &caller.tenant_id,
+                &id,
+                &location,
+                ValidationStatus::Validated,
+                now(),
+            )
             .await?;
         tracing::info!(tenant = %caller.tenant_id, location = %created.id, "emergency location created");
         self.finish(tx, caller, options, created).await
@@ -43,11 +53,29 @@ impl Service {
         country: Option<Country>,
         page: &PageRequest,
     ) -> Result<Page<EmergencyLocation>> {
+        let after = match page.after.as_deref() {
+            None => None,
+            Some(text) => Some(LocationCursor::decode(text).ok_or_else(|| {
+                Error::invalid_field(
+                    Reason::InvalidPageToken,
+                    "page_token",
+                    "is not a page token of this listing",
+                )
+            })?),
+        };
         let mut tx = self.read().await?;
         let locations = tx
-            .list_locations(&caller.tenant_id, city, country, page.after.as_deref(), page.size + 1)
+            .list_locations(
+                &caller.tenant_id,
+                city,
+                country,
+                after.as_ref(),
+                page.size + 1,
+            )
             .await?;
-        Ok(Page::from_overfetch(locations, page.size, |l| l.id.clone()))
+        Ok(Page::from_overfetch(locations, page.size, |l| {
+            LocationCursor::after(l).encode()
+        }))
     }
 }
 

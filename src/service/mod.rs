@@ -108,12 +108,21 @@ impl Service {
     ) -> Result<Claimed<T>> {
         caller.require_admin()?;
         let mut tx = self.store.write().await?;
-        let Some(request_id) = options.request_id.as_deref().filter(|_| !options.validate_only)
+        let Some(request_id) = options
+            .request_id
+            .as_deref()
+            .filter(|_| !options.validate_only)
         else {
             return Ok(Claimed::Proceed(tx));
         };
         let claim = tx
-            .claim_request(&caller.tenant_id, request_id, method, &options.fingerprint, now())
+            .claim_request(
+                &caller.tenant_id,
+                request_id,
+                method,
+                &options.fingerprint,
+                now(),
+            )
             .await?;
         match claim {
             Claim::New => Ok(Claimed::Proceed(tx)),
@@ -148,7 +157,8 @@ impl Service {
         }
         if let Some(request_id) = &options.request_id {
             let stored = serde_json::to_string(&answer).map_err(Error::internal)?;
-            tx.save_response(&caller.tenant_id, request_id, &stored).await?;
+            tx.save_response(&caller.tenant_id, request_id, &stored)
+                .await?;
         }
         tx.commit().await?;
         Ok(answer)

@@ -26,7 +26,11 @@ impl Service {
         let mut operators: Vec<&Operator> = self
             .operators
             .iter()
-            .filter(|op| page.after.as_deref().is_none_or(|after| op.id.as_str() > after))
+            .filter(|op| {
+                page.after
+                    .as_deref()
+                    .is_none_or(|after| op.id.as_str() > after)
+            })
             .collect();
         operators.sort_by(|a, b| a.id.cmp(&b.id));
         let listed = operators
@@ -40,6 +44,8 @@ impl Service {
                 operator: operator.clone(),
             })
             .collect();
-        Ok(Page::from_overfetch(listed, page.size, |o| o.operator.id.clone()))
+        Ok(Page::from_overfetch(listed, page.size, |o| {
+            o.operator.id.clone()
+        }))
     }
 }

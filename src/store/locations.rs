@@ -7,7 +7,9 @@ use sqlx::FromRow;
 use super::sql::Sql;
 use super::users::key;
 use super::{StoreError, StoreResult, Tx, from_micros, to_micros};
-use crate::domain::{CivicAddress, Country, EmergencyLocation, NewEmergencyLocation, ValidationStatus};
+use crate::domain::{
+    CivicAddress, Country, EmergencyLocation, NewEmergencyLocation, ValidationStatus,
+};
 
 const LOCATION_COLUMNS: &str = "id, company_name, house_number, house_number_suffix, \
      pre_directional, street_name, street_suffix, post_directional, city, state_or_province, \
@@ -36,7 +38,8 @@ impl TryFrom<LocationRow> for EmergencyLocation {
     type Error = StoreError;
 
     fn try_from(row: LocationRow) -> StoreResult<Self> {
-        let corrupt = |e: String| StoreError::Corrupt(format!("emergency location {}: {e}", row.id));
+        let corrupt =
+            |e: String| StoreError::Corrupt(format!("emergency location {}: {e}", row.id));
         Ok(EmergencyLocation {
             country: Country::parse(&row.country).map_err(corrupt)?,
             validation_status: row
@@ -60,6 +63,37 @@ impl TryFrom<LocationRow> for EmergencyLocation {
             description: row.description,
             create_time: from_micros(row.create_time),
         })
+    }
+}
+
+/// Where a listing of locations continues: after this creation time, then this id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocationCursor {
+    create_time: i64,
+    id: String,
+}
+
+impl LocationCursor {
+    /// The cursor that continues after `location`.
+    pub fn after(location: &EmergencyLocation) -> Self {
+        Self {
+            create_time: to_micros(location.create_time),
+            id: location.id.clone(),
+        }
+    }
+
+    /// Reads a cursor written by [`LocationCursor::encode`].
+    pub fn decode(text: &str) -> Option<Self> {
+        let (time, id) = text.split_once(':')?;
+        Some(Self {
+            create_time: time.parse().ok()?,
+            id: id.to_owned(),
+        })
+    }
+
+    /// The cursor as text, for page tokens.
+    pub fn encode(&self) -> String {
+        format!("{}:{}", self.create_time, self.id)
     }
 }
 
@@ -111,23 +145,28 @@ impl Tx {
     }
 
     /// Finds a location by id.
-    pub async fn get_location(&mut self, tenant: &str, id: &str) -> StoreResult<Option<EmergencyLocation>> {
+    pub async fn get_location(
+        &mut self,
+        tenant: &str,
+        id: &str,
+    ) -> StoreResult<Option<EmergencyLocation>> {
         let mut sql = Sql::new(&format!(
             "SELECT {LOCATION_COLUMNS} FROM emergency_locations WHERE tenant_id = "
         ));
-        sql.bind(tenant.to_owned()).and_eq("id", Some(id.to_owned()));
+        sql.bind(tenant.to_owned())
+            .and_eq("id", Some(id.to_owned()));
         let row: Option<LocationRow> = sql.fetch_optional(&mut self.conn).await?;
         row.map(TryInto::try_into).transpose()
     }
 
     /// Lists locations, optionally in one city (compared case-insensitively) and country,
-    /// ordered by id (ids are time-ordered, so oldest first), after the id `after`.
+    /// oldest first, after `after`.
     pub async fn list_locations(
         &mut self,
         tenant: &str,
         city: Option<&str>,
         country: Option<Country>,
-        after: Option<&str>,
+        after: Option<&LocationCursor>,
         limit: usize,
     ) -> StoreResult<Vec<EmergencyLocation>> {
         let mut sql = Sql::new(&format!(
@@ -137,9 +176,16 @@ impl Tx {
             .and_eq("city_key", city.map(key))
             .and_eq("country", country.map(String::from));
         if let Some(after) = after {
-            sql.push(" AND id > ").bind(after.to_owned());
+            sql.push(" AND (create_time > ")
+                .bind(after.create_time)
+                .push(" OR (create_time = ")
+                .bind(after.create_time)
+                .push(" AND id > ")
+                .bind(after.id.clone())
+                .push("))");
         }
-        sql.push(" ORDER BY id LIMIT ").bind(limit as i64);
+        sql.push(" ORDER BY create_time, id LIMIT ")
+            .bind(limit as i64);
         let rows: Vec<LocationRow> = sql.fetch_all(&mut self.conn).await?;
         rows.into_iter().map(TryInto::try_into).collect()
     }

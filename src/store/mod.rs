@@ -26,6 +26,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use sqlx::Any;
 
+pub use locations::LocationCursor;
 pub use postgres::PostgresStore;
 pub use requests::Claim;
 pub use sqlite::SqliteStore;
@@ -192,7 +193,9 @@ pub struct Tx {
 
 impl fmt::Debug for Tx {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Tx").field("dialect", &self.dialect).finish()
+        f.debug_struct("Tx")
+            .field("dialect", &self.dialect)
+            .finish()
     }
 }
 

@@ -57,9 +57,9 @@ impl TryFrom<NumberRow> for PhoneNumber {
                     .unwrap_or("USER")
                     .parse()
                     .map_err(|e: numbers_provider::ParseEnumError| corrupt(e.to_string()))?,
-                category: category.parse().map_err(|e: numbers_provider::ParseEnumError| {
-                    corrupt(e.to_string())
-                })?,
+                category: category
+                    .parse()
+                    .map_err(|e: numbers_provider::ParseEnumError| corrupt(e.to_string()))?,
             }),
             _ => None,
         };
@@ -75,16 +75,18 @@ impl TryFrom<NumberRow> for PhoneNumber {
                 Country::parse(&row.country).map_err(corrupt)?,
             )
             .map_err(corrupt)?,
-            number_type: row.number_type.parse().map_err(|e: numbers_provider::ParseEnumError| {
-                corrupt(e.to_string())
-            })?,
+            number_type: row
+                .number_type
+                .parse()
+                .map_err(|e: numbers_provider::ParseEnumError| corrupt(e.to_string()))?,
             operator_id: row.operator_id,
             city: row.city,
             capabilities: Capabilities::from_bits(row.capabilities),
             assignment,
-            activation_state: row.activation_state.parse().map_err(
-                |e: numbers_provider::ParseEnumError| corrupt(e.to_string()),
-            )?,
+            activation_state: row
+                .activation_state
+                .parse()
+                .map_err(|e: numbers_provider::ParseEnumError| corrupt(e.to_string()))?,
             emergency_location_id: row.emergency_location_id,
             location_update_supported: row.location_update_supported != 0,
             block,
@@ -107,8 +109,14 @@ fn prefix_upper_bound(prefix: &str) -> String {
 
 impl Tx {
     /// Finds a number by its canonical form.
-    pub async fn get_number(&mut self, tenant: &str, number: &str) -> StoreResult<Option<PhoneNumber>> {
-        let mut sql = Sql::new(&format!("SELECT {NUMBER_COLUMNS}{NUMBER_FROM} WHERE n.tenant_id = "));
+    pub async fn get_number(
+        &mut self,
+        tenant: &str,
+        number: &str,
+    ) -> StoreResult<Option<PhoneNumber>> {
+        let mut sql = Sql::new(&format!(
+            "SELECT {NUMBER_COLUMNS}{NUMBER_FROM} WHERE n.tenant_id = "
+        ));
         sql.bind(tenant.to_owned())
             .and_eq("n.phone_number", Some(number.to_owned()));
         let row: Option<NumberRow> = sql.fetch_optional(&mut self.conn).await?;
@@ -177,17 +185,25 @@ impl Tx {
         after: Option<&str>,
         limit: usize,
     ) -> StoreResult<Vec<PhoneNumber>> {
-        let mut sql = Sql::new(&format!("SELECT {NUMBER_COLUMNS}{NUMBER_FROM} WHERE n.tenant_id = "));
+        let mut sql = Sql::new(&format!(
+            "SELECT {NUMBER_COLUMNS}{NUMBER_FROM} WHERE n.tenant_id = "
+        ));
         sql.bind(tenant.to_owned())
             .and_eq("n.assigned_to", filter.assigned_to.clone())
-            .and_eq("n.number_type", filter.number_type.map(|t| t.as_str().to_owned()))
+            .and_eq(
+                "n.number_type",
+                filter.number_type.map(|t| t.as_str().to_owned()),
+            )
             .and_eq(
                 "n.activation_state",
                 filter.activation_state.map(|s| s.as_str().to_owned()),
             )
             .and_eq("n.country", filter.country.map(String::from))
             .and_eq("n.operator_id", filter.operator_id.clone())
-            .and_eq("n.emergency_location_id", filter.emergency_location_id.clone());
+            .and_eq(
+                "n.emergency_location_id",
+                filter.emergency_location_id.clone(),
+            );
         match filter.assignment_status {
             None => {}
             Some(AssignmentStatus::Unassigned) => {
@@ -197,7 +213,10 @@ impl Tx {
                 sql.and_eq("u.kind", Some(TargetKind::User.as_str().to_owned()));
             }
             Some(AssignmentStatus::VoiceApplicationAssigned) => {
-                sql.and_eq("u.kind", Some(TargetKind::ResourceAccount.as_str().to_owned()));
+                sql.and_eq(
+                    "u.kind",
+                    Some(TargetKind::ResourceAccount.as_str().to_owned()),
+                );
             }
         }
         if !filter.capabilities.is_empty() {
@@ -216,7 +235,8 @@ impl Tx {
         if let Some(after) = after {
             sql.push(" AND n.phone_number > ").bind(after.to_owned());
         }
-        sql.push(" ORDER BY n.phone_number LIMIT ").bind(limit as i64);
+        sql.push(" ORDER BY n.phone_number LIMIT ")
+            .bind(limit as i64);
         let rows: Vec<NumberRow> = sql.fetch_all(&mut self.conn).await?;
         rows.into_iter().map(TryInto::try_into).collect()
     }

@@ -9,7 +9,8 @@ use crate::domain::{Country, OperatorConsent};
 impl Tx {
     /// The tenant's consents, ordered by operator id.
     pub async fn consents(&mut self, tenant: &str) -> StoreResult<Vec<OperatorConsent>> {
-        let mut sql = Sql::new("SELECT operator_id, countries FROM operator_consents WHERE tenant_id = ");
+        let mut sql =
+            Sql::new("SELECT operator_id, countries FROM operator_consents WHERE tenant_id = ");
         sql.bind(tenant.to_owned()).push(" ORDER BY operator_id");
         let rows: Vec<(String, String)> = sql.fetch_all(&mut self.conn).await?;
         rows.into_iter()

@@ -53,9 +53,8 @@ impl Tx {
             return Ok(Claim::New);
         }
 
-        let mut select = Sql::new(
-            "SELECT method, fingerprint, response FROM request_ids WHERE tenant_id = ",
-        );
+        let mut select =
+            Sql::new("SELECT method, fingerprint, response FROM request_ids WHERE tenant_id = ");
         select
             .bind(tenant.to_owned())
             .and_eq("request_id", Some(request_id.to_owned()));
@@ -63,17 +62,24 @@ impl Tx {
             .fetch_optional(&mut self.conn)
             .await?
             .unwrap_or_default();
-        Ok(if stored_method == method && stored_fingerprint == fingerprint {
-            Claim::Replay(response)
-        } else {
-            Claim::Reused {
-                method: stored_method,
-            }
-        })
+        Ok(
+            if stored_method == method && stored_fingerprint == fingerprint {
+                Claim::Replay(response)
+            } else {
+                Claim::Reused {
+                    method: stored_method,
+                }
+            },
+        )
     }
 
     /// Stores the answer to a claimed request id.
-    pub async fn save_response(&mut self, tenant: &str, request_id: &str, response: &str) -> StoreResult<()> {
+    pub async fn save_response(
+        &mut self,
+        tenant: &str,
+        request_id: &str,
+        response: &str,
+    ) -> StoreResult<()> {
         let mut sql = Sql::new("UPDATE request_ids SET response = ");
         sql.bind(response.to_owned())
             .push(" WHERE tenant_id = ")

@@ -103,7 +103,9 @@ mod tests {
     #[test]
     fn numbers_placeholders_in_order() {
         let mut sql = Sql::new("SELECT 1 WHERE a = ");
-        sql.bind(1_i64).and_eq("b", Some("x".to_owned())).and_eq::<i64>("c", None);
+        sql.bind(1_i64)
+            .and_eq("b", Some("x".to_owned()))
+            .and_eq::<i64>("c", None);
         assert_eq!(sql.text, "SELECT 1 WHERE a = $1 AND b = $2");
     }
 

@@ -40,22 +40,27 @@ impl SqliteStore {
         if path.is_empty() || path == ":memory:" {
             anyhow::bail!("the SQLite URL {url:?} names no file: use sqlite://path/to/numbers.db");
         }
-        if let Some(dir) = Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
+        if let Some(dir) = Path::new(path)
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create the directory {}", dir.display()))?;
         }
         let url = format!("sqlite://{path}?mode=rwc");
 
-        let writer = pool(1).connect(&url).await.with_context(|| {
-            format!("cannot open the SQLite database {path}")
-        })?;
+        let writer = pool(1)
+            .connect(&url)
+            .await
+            .with_context(|| format!("cannot open the SQLite database {path}"))?;
         MIGRATOR
             .run(&writer)
             .await
             .with_context(|| format!("cannot migrate the SQLite database {path}"))?;
-        let readers = pool(8).connect(&url).await.with_context(|| {
-            format!("cannot open the SQLite database {path}")
-        })?;
+        let readers = pool(8)
+            .connect(&url)
+            .await
+            .with_context(|| format!("cannot open the SQLite database {path}"))?;
         Ok(Self { writer, readers })
     }
 }

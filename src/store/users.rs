@@ -64,13 +64,21 @@ pub(crate) fn key(text: &str) -> String {
 
 impl Tx {
     /// Finds a user by id, user principal name or SIP address.
-    pub async fn find_user(&mut self, tenant: &str, identity: &Identity) -> StoreResult<Option<User>> {
+    pub async fn find_user(
+        &mut self,
+        tenant: &str,
+        identity: &Identity,
+    ) -> StoreResult<Option<User>> {
         self.find_user_row(tenant, identity, false).await
     }
 
     /// Finds a user like [`Tx::find_user`] and locks it until the transaction ends, so
     /// concurrent changes to one user's numbers happen one after the other.
-    pub async fn lock_user(&mut self, tenant: &str, identity: &Identity) -> StoreResult<Option<User>> {
+    pub async fn lock_user(
+        &mut self,
+        tenant: &str,
+        identity: &Identity,
+    ) -> StoreResult<Option<User>> {
         self.find_user_row(tenant, identity, true).await
     }
 
@@ -85,7 +93,9 @@ impl Tx {
             Identity::UserPrincipalName(upn) => ("upn_key", key(upn)),
             Identity::SipAddress(sip) => ("sip_key", key(sip)),
         };
-        let mut sql = Sql::new(&format!("SELECT {USER_COLUMNS} FROM users WHERE tenant_id = "));
+        let mut sql = Sql::new(&format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE tenant_id = "
+        ));
         sql.bind(tenant.to_owned())
             .push(&format!(" AND {column} = "))
             .bind(value);
@@ -179,7 +189,9 @@ impl Tx {
         after: Option<&str>,
         limit: usize,
     ) -> StoreResult<Vec<User>> {
-        let mut sql = Sql::new(&format!("SELECT {USER_COLUMNS} FROM users WHERE tenant_id = "));
+        let mut sql = Sql::new(&format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE tenant_id = "
+        ));
         sql.bind(tenant.to_owned());
         if let Some(search) = &filter.search {
             let pattern = like_prefix(search);
@@ -215,9 +227,8 @@ impl Tx {
         if user_ids.is_empty() {
             return Ok(held);
         }
-        let mut sql = Sql::new(
-            "SELECT assigned_to, phone_number FROM phone_numbers WHERE tenant_id = ",
-        );
+        let mut sql =
+            Sql::new("SELECT assigned_to, phone_number FROM phone_numbers WHERE tenant_id = ");
         sql.bind(tenant.to_owned()).push(" AND assigned_to IN (");
         for (i, id) in user_ids.iter().enumerate() {
             if i > 0 {

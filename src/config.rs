@@ -75,8 +75,17 @@ struct FileConfig {
     database_url: Option<String>,
     log_format: Option<LogFormat>,
     token_key_file: Option<PathBuf>,
+    calling_plan: Option<CallingPlanConfig>,
     #[serde(default)]
     operators: Vec<OperatorConfig>,
+}
+
+/// The `[calling_plan]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CallingPlanConfig {
+    /// A catalogue file replacing the one the repository ships.
+    catalogue: Option<PathBuf>,
 }
 
 /// An Operator Connect operator in the configuration file.
@@ -113,6 +122,8 @@ pub struct Settings {
     pub generate_token_key: bool,
     /// The Operator Connect operators.
     pub operators: Vec<Operator>,
+    /// A Calling Plan catalogue file replacing the shipped one.
+    pub calling_plan_catalogue: Option<PathBuf>,
     /// Whether to load the demo tenant.
     pub demo: bool,
 }
@@ -146,6 +157,7 @@ impl Settings {
             token_key_file,
             generate_token_key,
             operators: operators(file.operators)?,
+            calling_plan_catalogue: file.calling_plan.and_then(|c| c.catalogue),
             demo: args.demo,
             data_dir,
         })

@@ -115,6 +115,8 @@ reasons! {
     CountryNotServed = "COUNTRY_NOT_SERVED" => FailedPrecondition,
     /// The tenant has not enabled the operator for the number's country.
     CountryNotEnabled = "COUNTRY_NOT_ENABLED" => FailedPrecondition,
+    /// The number has a change waiting for its provider.
+    ActivationPending = "ACTIVATION_PENDING" => FailedPrecondition,
     /// The number is assigned, and the request needs it unassigned.
     NumberAssigned = "NUMBER_ASSIGNED" => FailedPrecondition,
     /// Users of the tenant hold numbers of the operator.

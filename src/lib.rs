@@ -14,6 +14,7 @@ pub mod demo;
 pub mod domain;
 pub mod error;
 pub mod proto;
+pub mod routing;
 pub mod server;
 pub mod service;
 pub mod store;

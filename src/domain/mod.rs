@@ -3,12 +3,23 @@
 //! Values are parsed once at the edge into types that cannot hold bad data (`E164`, `Country`,
 //! `Identity`), so the rest of the service never re-checks them.
 
+mod assignment;
+mod audit;
 mod country;
 mod emergency_location;
+mod notification;
 mod operator;
 mod phone_number;
 mod user;
 
+pub use assignment::{
+    AssignmentCandidate, block_for, check_assignment, check_emergency_location, check_held_by,
+    check_not_pending, check_number_type, required_licences,
+};
+pub use audit::{
+    AuditAction, AuditEvent, AuditFilter, consent_snapshot, location_snapshot, number_snapshot,
+    user_snapshot,
+};
 pub use country::Country;
 pub use emergency_location::{
     CivicAddress, EmergencyLocation, NewEmergencyLocation, ValidationStatus,
@@ -17,6 +28,7 @@ pub use emergency_location::{
 pub use numbers_provider::{
     ActivationMode, AssignmentCategory, Capabilities, Capability, NumberType, TargetKind,
 };
+pub use notification::Notification;
 pub use operator::{Operator, OperatorConsent};
 pub use phone_number::{
     ActivationState, Assignment, AssignmentStatus, Block, E164, NumberFilter, PhoneNumber,

@@ -271,6 +271,44 @@ pub struct PhoneNumber {
 }
 
 impl PhoneNumber {
+    /// A Direct Routing number entering the inventory on its first assignment: any use is
+    /// allowed (the customer's carrier decides), and the tenant manages its location.
+    pub fn direct_routing(number: E164, now: SystemTime) -> Self {
+        Self {
+            number,
+            number_type: NumberType::DirectRouting,
+            operator_id: None,
+            city: String::new(),
+            capabilities: Capabilities::all(),
+            assignment: None,
+            activation_state: ActivationState::Activated,
+            emergency_location_id: None,
+            location_update_supported: true,
+            block: Block::None,
+            version: 1,
+            create_time: now,
+            update_time: now,
+        }
+    }
+
+    /// A number entering the inventory from a provider: unassigned and activated.
+    pub fn from_provider(
+        number: E164,
+        number_type: NumberType,
+        operator_id: Option<String>,
+        city: String,
+        capabilities: Capabilities,
+        now: SystemTime,
+    ) -> Self {
+        Self {
+            number_type,
+            operator_id,
+            city,
+            capabilities,
+            ..Self::direct_routing(number, now)
+        }
+    }
+
     /// The number's country, derived from the number.
     pub fn country(&self) -> Country {
         self.number.country()

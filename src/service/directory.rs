@@ -1,8 +1,8 @@
 //! The directory: users fed from the organisation's directory.
 
-use super::{Claimed, Page, PageRequest, RequestOptions, Service, now};
+use super::{Actor, Claimed, Page, PageRequest, RequestOptions, Service, now};
 use crate::auth::Caller;
-use crate::domain::{Identity, User, UserFilter, UserUpsert};
+use crate::domain::{AuditAction, Identity, User, UserFilter, UserUpsert, user_snapshot};
 use crate::error::{Error, Reason, Result};
 
 impl Service {
@@ -13,10 +13,16 @@ impl Service {
         user: UserUpsert,
         options: &RequestOptions,
     ) -> Result<User> {
-        let mut tx = match self.begin(caller, "UpsertUser", options).await? {
+        let actor = Actor::admin(caller)?;
+        let mut tx = match self.begin(&actor, "UpsertUser", options).await? {
             Claimed::Proceed(tx) => tx,
             Claimed::Replay(user) => return Ok(user),
         };
+        let key = match &user.id {
+            Some(id) => Identity::Id(id.clone()),
+            None => Identity::UserPrincipalName(user.user_principal_name.clone()),
+        };
+        let before = tx.find_user(&caller.tenant_id, &key).await?;
         let new_id = uuid::Uuid::now_v7().to_string();
         let saved = tx
             .upsert_user(&caller.tenant_id, &user, &new_id, now())
@@ -35,8 +41,19 @@ impl Service {
                     e.into()
                 }
             })?;
+        self.audit(
+            &mut tx,
+            &actor,
+            options,
+            AuditAction::UpsertUser,
+            None,
+            Some(saved.id.clone()),
+            before.as_ref().map(user_snapshot),
+            Some(user_snapshot(&saved)),
+        )
+        .await?;
         tracing::info!(tenant = %caller.tenant_id, user = %saved.id, upn = %saved.user_principal_name, "user upserted");
-        self.finish(tx, caller, options, saved).await
+        self.finish(tx, &actor, options, saved).await
     }
 
     /// Finds a user by id, user principal name or SIP address.

@@ -1,8 +1,11 @@
 //! Emergency locations.
 
-use super::{Claimed, Page, PageRequest, RequestOptions, Service, now};
+use super::{Actor, Claimed, Page, PageRequest, RequestOptions, Service, now};
 use crate::auth::Caller;
-use crate::domain::{CivicAddress, Country, EmergencyLocation, ValidationStatus, validate_address};
+use crate::domain::{
+    AuditAction, CivicAddress, Country, EmergencyLocation, ValidationStatus, location_snapshot,
+    validate_address,
+};
 use crate::error::{Error, Reason, Result};
 use crate::store::LocationCursor;
 
@@ -15,9 +18,10 @@ impl Service {
         description: &str,
         options: &RequestOptions,
     ) -> Result<EmergencyLocation> {
+        let actor = Actor::admin(caller)?;
         let location = validate_address(address, description)?;
         let mut tx = match self
-            .begin(caller, "CreateEmergencyLocation", options)
+            .begin(&actor, "CreateEmergencyLocation", options)
             .await?
         {
             Claimed::Proceed(tx) => tx,
@@ -33,8 +37,19 @@ impl Service {
                 now(),
             )
             .await?;
+        self.audit(
+            &mut tx,
+            &actor,
+            options,
+            AuditAction::CreateEmergencyLocation,
+            None,
+            None,
+            None,
+            Some(location_snapshot(&created)),
+        )
+        .await?;
         tracing::info!(tenant = %caller.tenant_id, location = %created.id, "emergency location created");
-        self.finish(tx, caller, options, created).await
+        self.finish(tx, &actor, options, created).await
     }
 
     /// Finds an emergency location.

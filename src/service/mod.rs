@@ -2,7 +2,10 @@
 //! rules and writing in one transaction.
 //!
 //! Mutations share one shape, so idempotency and `validate_only` work the same everywhere:
-//! begin a write transaction, [`Service::claim`] the request id, do the work, then
+//! answer a retry at once ([`Service::replay`]); check what can be checked before writing,
+//! including the provider's own rules, which may take a network call; then open the write
+//! transaction ([`Service::begin`], which claims the request id), lock what changes, check the
+//! rules again against what is now there, write the change with its audit event, and
 //! [`Service::finish`], which stores the answer with the change and commits (or, for
 //! `validate_only`, rolls everything back after every check ran).
 
@@ -20,8 +23,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::auth::Caller;
-use crate::domain::Operator;
+use crate::domain::{AuditAction, AuditEvent, Operator};
 use crate::error::{Error, Reason, Result};
+use crate::routing::Providers;
 use crate::store::{Claim, Store, StoreError, Tx};
 
 /// Largest page any listing returns.
@@ -34,6 +38,7 @@ pub const DEFAULT_PAGE_SIZE: usize = 100;
 pub struct Service {
     store: Arc<dyn Store>,
     operators: Arc<[Operator]>,
+    providers: Providers,
 }
 
 /// How a mutation may be retried or rehearsed (AIP-155 and AIP-163).
@@ -79,12 +84,34 @@ impl<T> Page<T> {
     }
 }
 
+/// Who makes a change, and in which tenant: a tenant's administrator, or an operator acting on
+/// a tenant that enabled it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Actor {
+    /// The tenant whose records change.
+    pub tenant_id: String,
+    /// The name the audit trail records.
+    pub name: String,
+}
+
+impl Actor {
+    /// A tenant's caller, once allowed to change records.
+    pub fn admin(caller: &Caller) -> Result<Self> {
+        caller.require_admin()?;
+        Ok(Self {
+            tenant_id: caller.tenant_id.clone(),
+            name: caller.subject.clone(),
+        })
+    }
+}
+
 impl Service {
-    /// A service over `store`, with the configured operators.
-    pub fn new(store: Arc<dyn Store>, operators: Vec<Operator>) -> Self {
+    /// A service over `store`, with the configured operators and providers.
+    pub fn new(store: Arc<dyn Store>, operators: Vec<Operator>, providers: Providers) -> Self {
         Self {
             store,
             operators: operators.into(),
+            providers,
         }
     }
 
@@ -98,26 +125,43 @@ impl Service {
         Ok(self.store.read().await?)
     }
 
-    /// Starts a mutation: checks the caller may change records, opens a write transaction and
-    /// claims the request id, which may turn out to be a retry of an earlier request.
+    /// The first answer to a request whose id was used before, found without a write
+    /// transaction: a retry is answered before any rule is checked again.
+    async fn replay<T: DeserializeOwned>(
+        &self,
+        actor: &Actor,
+        method: &str,
+        options: &RequestOptions,
+    ) -> Result<Option<T>> {
+        let Some(request_id) = options.claimable_id() else {
+            return Ok(None);
+        };
+        let mut tx = self.read().await?;
+        match tx
+            .find_request(&actor.tenant_id, request_id, method, &options.fingerprint)
+            .await?
+        {
+            None => Ok(None),
+            Some(claim) => answer_of(claim, request_id).map(Some),
+        }
+    }
+
+    /// Starts a mutation: opens a write transaction and claims the request id, which may turn
+    /// out to be a retry of an earlier request (one that finished since [`Service::replay`]
+    /// looked).
     async fn begin<T: DeserializeOwned>(
         &self,
-        caller: &Caller,
+        actor: &Actor,
         method: &str,
         options: &RequestOptions,
     ) -> Result<Claimed<T>> {
-        caller.require_admin()?;
         let mut tx = self.store.write().await?;
-        let Some(request_id) = options
-            .request_id
-            .as_deref()
-            .filter(|_| !options.validate_only)
-        else {
+        let Some(request_id) = options.claimable_id() else {
             return Ok(Claimed::Proceed(tx));
         };
         let claim = tx
             .claim_request(
-                &caller.tenant_id,
+                &actor.tenant_id,
                 request_id,
                 method,
                 &options.fingerprint,
@@ -126,19 +170,7 @@ impl Service {
             .await?;
         match claim {
             Claim::New => Ok(Claimed::Proceed(tx)),
-            Claim::Replay(answer) => {
-                let answer = serde_json::from_str(&answer).map_err(Error::internal)?;
-                Ok(Claimed::Replay(answer))
-            }
-            Claim::Reused { method: used_by } => Err(Error::new(
-                Reason::RequestIdReused,
-                format!(
-                    "request_id {request_id} was already used for a different {used_by} request; \
-                     use a new request_id for a new request"
-                ),
-            )
-            .with("requestId", request_id)
-            .with("method", used_by)),
+            claim => answer_of(claim, request_id).map(Claimed::Replay),
         }
     }
 
@@ -147,7 +179,7 @@ impl Service {
     async fn finish<T: Serialize>(
         &self,
         mut tx: Tx,
-        caller: &Caller,
+        actor: &Actor,
         options: &RequestOptions,
         answer: T,
     ) -> Result<T> {
@@ -157,11 +189,64 @@ impl Service {
         }
         if let Some(request_id) = &options.request_id {
             let stored = serde_json::to_string(&answer).map_err(Error::internal)?;
-            tx.save_response(&caller.tenant_id, request_id, &stored)
+            tx.save_response(&actor.tenant_id, request_id, &stored)
                 .await?;
         }
         tx.commit().await?;
         Ok(answer)
+    }
+
+    /// Records a change in the audit trail, in the change's transaction.
+    #[allow(clippy::too_many_arguments)]
+    async fn audit(
+        &self,
+        tx: &mut Tx,
+        actor: &Actor,
+        options: &RequestOptions,
+        action: AuditAction,
+        phone_number: Option<String>,
+        user_id: Option<String>,
+        before: Option<serde_json::Value>,
+        after: Option<serde_json::Value>,
+    ) -> Result<()> {
+        let event = AuditEvent {
+            id: uuid::Uuid::now_v7().to_string(),
+            time: now(),
+            actor: actor.name.clone(),
+            action,
+            phone_number,
+            user_id,
+            request_id: options.request_id.clone(),
+            before,
+            after,
+        };
+        Ok(tx.insert_audit(&actor.tenant_id, &event).await?)
+    }
+}
+
+impl RequestOptions {
+    /// The request id to claim: none for requests that only validate.
+    fn claimable_id(&self) -> Option<&str> {
+        self.request_id.as_deref().filter(|_| !self.validate_only)
+    }
+}
+
+/// The answer a claim found, or the refusal of a reused id.
+fn answer_of<T: DeserializeOwned>(claim: Claim, request_id: &str) -> Result<T> {
+    match claim {
+        Claim::Replay(answer) => serde_json::from_str(&answer).map_err(Error::internal),
+        Claim::Reused { method } => Err(Error::new(
+            Reason::RequestIdReused,
+            format!(
+                "request_id {request_id} was already used for a different {method} request; \
+                 use a new request_id for a new request"
+            ),
+        )
+        .with("requestId", request_id)
+        .with("method", method)),
+        Claim::New => Err(Error::internal(anyhow::anyhow!(
+            "request id {request_id} claimed twice"
+        ))),
     }
 }
 
@@ -193,7 +278,7 @@ impl From<StoreError> for Error {
                 Reason::StoreUnavailable,
                 "the database is unavailable; retry later",
             ),
-            StoreError::Conflict(_) => Error::new(
+            StoreError::Conflict(_) | StoreError::Stale(_) => Error::new(
                 Reason::ConcurrentChange,
                 "a concurrent change to the same records won; retry the request",
             ),

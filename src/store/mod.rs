@@ -11,7 +11,9 @@
 //! enforces the invariants: one row per (tenant, number), one holder per number, at most one
 //! primary number per target, and every query is scoped by tenant.
 
+mod audit;
 mod locations;
+mod notifications;
 mod numbers;
 mod operators;
 mod postgres;
@@ -47,6 +49,9 @@ pub enum StoreError {
     /// The database cannot be reached or has no free connection.
     #[error("database unavailable: {0}")]
     Unavailable(#[source] sqlx::Error),
+    /// A conditional write found the record changed since it was read.
+    #[error("{0} changed concurrently")]
+    Stale(String),
     /// A stored value does not read back as a domain value (a bug or a hand-edited row).
     #[error("corrupt row: {0}")]
     Corrupt(String),
@@ -130,6 +135,14 @@ impl Dialect {
     pub fn for_update(self) -> &'static str {
         match self {
             Dialect::Postgres => " FOR UPDATE",
+            Dialect::Sqlite => "",
+        }
+    }
+
+    /// The clause that locks the rows of the table aliased `n` a joined `SELECT` reads.
+    pub fn for_update_of_numbers(self) -> &'static str {
+        match self {
+            Dialect::Postgres => " FOR UPDATE OF n",
             Dialect::Sqlite => "",
         }
     }

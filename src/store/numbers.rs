@@ -1,5 +1,7 @@
 //! The phone number inventory.
 
+use std::collections::HashSet;
+
 use sqlx::FromRow;
 
 use super::sql::Sql;
@@ -107,6 +109,64 @@ fn prefix_upper_bound(prefix: &str) -> String {
     String::from_utf8(bytes).unwrap_or_default()
 }
 
+/// The stored form of a block: `blocked_until` and `blocked_forever`.
+fn block_columns(block: Block) -> (Option<i64>, i64) {
+    match block {
+        Block::None => (None, 0),
+        Block::Until(until) => (Some(to_micros(until)), 0),
+        Block::Forever => (None, 1),
+    }
+}
+
+/// The `INSERT` of a whole number record.
+fn insert_number_sql(tenant: &str, number: &PhoneNumber) -> Sql {
+    let (blocked_until, blocked_forever) = block_columns(number.block);
+    let assignment = number.assignment.as_ref();
+    let mut sql = Sql::new(
+        "INSERT INTO phone_numbers (tenant_id, phone_number, base_number, number_type, \
+         operator_id, country, city, capabilities, assigned_to, assignment_category, \
+         activation_state, emergency_location_id, location_update_supported, blocked_until, \
+         blocked_forever, version, create_time, update_time) VALUES (",
+    );
+    sql.bind(tenant.to_owned())
+        .push(", ")
+        .bind(number.number.canonical())
+        .push(", ")
+        .bind(number.number.base().to_owned())
+        .push(", ")
+        .bind(number.number_type.as_str().to_owned())
+        .push(", ")
+        .bind(number.operator_id.clone())
+        .push(", ")
+        .bind(number.country().as_str().to_owned())
+        .push(", ")
+        .bind(number.city.clone())
+        .push(", ")
+        .bind(number.capabilities.bits())
+        .push(", ")
+        .bind(assignment.map(|a| a.target_id.clone()))
+        .push(", ")
+        .bind(assignment.map(|a| a.category.as_str().to_owned()))
+        .push(", ")
+        .bind(number.activation_state.as_str().to_owned())
+        .push(", ")
+        .bind(number.emergency_location_id.clone())
+        .push(", ")
+        .bind(i64::from(number.location_update_supported))
+        .push(", ")
+        .bind(blocked_until)
+        .push(", ")
+        .bind(blocked_forever)
+        .push(", ")
+        .bind(number.version)
+        .push(", ")
+        .bind(to_micros(number.create_time))
+        .push(", ")
+        .bind(to_micros(number.update_time))
+        .push(")");
+    sql
+}
+
 impl Tx {
     /// Finds a number by its canonical form.
     pub async fn get_number(
@@ -125,56 +185,166 @@ impl Tx {
 
     /// Adds a number to the tenant's inventory.
     pub async fn insert_number(&mut self, tenant: &str, number: &PhoneNumber) -> StoreResult<()> {
-        let (blocked_until, blocked_forever) = match number.block {
-            Block::None => (None, 0),
-            Block::Until(until) => (Some(to_micros(until)), 0),
-            Block::Forever => (None, 1),
-        };
-        let assignment = number.assignment.as_ref();
-        let mut sql = Sql::new(
-            "INSERT INTO phone_numbers (tenant_id, phone_number, base_number, number_type, \
-             operator_id, country, city, capabilities, assigned_to, assignment_category, \
-             activation_state, emergency_location_id, location_update_supported, blocked_until, \
-             blocked_forever, version, create_time, update_time) VALUES (",
-        );
+        insert_number_sql(tenant, number)
+            .execute(&mut self.conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Finds a number and locks it until the transaction ends.
+    pub async fn lock_number(&mut self, tenant: &str, number: &str) -> StoreResult<Option<PhoneNumber>> {
+        Ok(self.lock_numbers(tenant, &[number.to_owned()]).await?.pop())
+    }
+
+    /// Finds numbers and locks them until the transaction ends, in the order of the numbers,
+    /// so that transactions locking several numbers never wait on each other in a cycle.
+    pub async fn lock_numbers(&mut self, tenant: &str, numbers: &[String]) -> StoreResult<Vec<PhoneNumber>> {
+        if numbers.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut sql = Sql::new(&format!(
+            "SELECT {NUMBER_COLUMNS}{NUMBER_FROM} WHERE n.tenant_id = "
+        ));
+        sql.bind(tenant.to_owned()).push(" AND n.phone_number IN (");
+        for (i, number) in numbers.iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.bind(number.clone());
+        }
+        sql.push(") ORDER BY n.phone_number")
+            .push(self.dialect.for_update_of_numbers());
+        let rows: Vec<NumberRow> = sql.fetch_all(&mut self.conn).await?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+
+    /// The numbers a user holds, ordered by number, locked when `lock`.
+    pub async fn numbers_held_by(
+        &mut self,
+        tenant: &str,
+        user_id: &str,
+        lock: bool,
+    ) -> StoreResult<Vec<PhoneNumber>> {
+        let mut sql = Sql::new(&format!(
+            "SELECT {NUMBER_COLUMNS}{NUMBER_FROM} WHERE n.tenant_id = "
+        ));
         sql.bind(tenant.to_owned())
-            .push(", ")
-            .bind(number.number.canonical())
-            .push(", ")
-            .bind(number.number.base().to_owned())
-            .push(", ")
-            .bind(number.number_type.as_str().to_owned())
-            .push(", ")
-            .bind(number.operator_id.clone())
-            .push(", ")
-            .bind(number.country().as_str().to_owned())
-            .push(", ")
-            .bind(number.city.clone())
-            .push(", ")
-            .bind(number.capabilities.bits())
-            .push(", ")
-            .bind(assignment.map(|a| a.target_id.clone()))
-            .push(", ")
+            .and_eq("n.assigned_to", Some(user_id.to_owned()))
+            .push(" ORDER BY n.phone_number");
+        if lock {
+            sql.push(self.dialect.for_update_of_numbers());
+        }
+        let rows: Vec<NumberRow> = sql.fetch_all(&mut self.conn).await?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+
+    /// The assigned numbers that share the base number `base` (the number itself and its
+    /// extensions).
+    pub async fn assigned_on_base(&mut self, tenant: &str, base: &str) -> StoreResult<Vec<PhoneNumber>> {
+        let mut sql = Sql::new(&format!(
+            "SELECT {NUMBER_COLUMNS}{NUMBER_FROM} WHERE n.tenant_id = "
+        ));
+        sql.bind(tenant.to_owned())
+            .and_eq("n.base_number", Some(base.to_owned()))
+            .push(" AND n.assigned_to IS NOT NULL ORDER BY n.phone_number");
+        let rows: Vec<NumberRow> = sql.fetch_all(&mut self.conn).await?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+
+    /// Adds a number unless the tenant (or, for provider numbers, any tenant) has it already;
+    /// answers whether it was added. On PostgreSQL a concurrent insert of the same number
+    /// waits for the other transaction, then finds the number taken.
+    pub async fn insert_number_if_absent(&mut self, tenant: &str, number: &PhoneNumber) -> StoreResult<bool> {
+        let mut sql = insert_number_sql(tenant, number);
+        sql.push(" ON CONFLICT DO NOTHING");
+        Ok(sql.execute(&mut self.conn).await? == 1)
+    }
+
+    /// Writes the changeable parts of a number read at `number.version`, and answers it at
+    /// the next version. Fails with [`StoreError::Stale`] when the number changed since.
+    pub async fn update_number(
+        &mut self,
+        tenant: &str,
+        number: &PhoneNumber,
+        now: std::time::SystemTime,
+    ) -> StoreResult<PhoneNumber> {
+        let (blocked_until, blocked_forever) = block_columns(number.block);
+        let assignment = number.assignment.as_ref();
+        let mut sql = Sql::new("UPDATE phone_numbers SET assigned_to = ");
+        sql.bind(assignment.map(|a| a.target_id.clone()))
+            .push(", assignment_category = ")
             .bind(assignment.map(|a| a.category.as_str().to_owned()))
-            .push(", ")
+            .push(", activation_state = ")
             .bind(number.activation_state.as_str().to_owned())
-            .push(", ")
+            .push(", emergency_location_id = ")
             .bind(number.emergency_location_id.clone())
-            .push(", ")
+            .push(", location_update_supported = ")
             .bind(i64::from(number.location_update_supported))
-            .push(", ")
+            .push(", capabilities = ")
+            .bind(number.capabilities.bits())
+            .push(", city = ")
+            .bind(number.city.clone())
+            .push(", blocked_until = ")
             .bind(blocked_until)
-            .push(", ")
+            .push(", blocked_forever = ")
             .bind(blocked_forever)
-            .push(", ")
-            .bind(number.version)
-            .push(", ")
-            .bind(to_micros(number.create_time))
-            .push(", ")
-            .bind(to_micros(number.update_time))
-            .push(")");
+            .push(", version = version + 1, update_time = ")
+            .bind(to_micros(now))
+            .push(" WHERE tenant_id = ")
+            .bind(tenant.to_owned())
+            .and_eq("phone_number", Some(number.number.canonical()))
+            .and_eq("version", Some(number.version));
+        if sql.execute(&mut self.conn).await? != 1 {
+            return Err(StoreError::Stale(number.number.canonical()));
+        }
+        Ok(PhoneNumber {
+            version: number.version + 1,
+            update_time: from_micros(to_micros(now)),
+            ..number.clone()
+        })
+    }
+
+    /// Removes a number from the tenant's inventory.
+    pub async fn delete_number(&mut self, tenant: &str, number: &str) -> StoreResult<()> {
+        let mut sql = Sql::new("DELETE FROM phone_numbers WHERE tenant_id = ");
+        sql.bind(tenant.to_owned())
+            .and_eq("phone_number", Some(number.to_owned()));
         sql.execute(&mut self.conn).await?;
         Ok(())
+    }
+
+    /// Which of `numbers` some tenant holds as a provider number (Calling Plan or Operator
+    /// Connect). This is the one query that looks across tenants: stock is global.
+    pub async fn provider_numbers_taken(&mut self, numbers: &[String]) -> StoreResult<HashSet<String>> {
+        if numbers.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let mut sql = Sql::new(
+            "SELECT phone_number FROM phone_numbers WHERE number_type <> 'DIRECT_ROUTING' \
+             AND phone_number IN (",
+        );
+        for (i, number) in numbers.iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.bind(number.clone());
+        }
+        sql.push(")");
+        let rows: Vec<(String,)> = sql.fetch_all(&mut self.conn).await?;
+        Ok(rows.into_iter().map(|(n,)| n).collect())
+    }
+
+    /// How many of the operator's numbers in the tenant are assigned.
+    pub async fn assigned_numbers_of_operator(&mut self, tenant: &str, operator_id: &str) -> StoreResult<i64> {
+        let mut sql = Sql::new("SELECT COUNT(*) FROM phone_numbers WHERE tenant_id = ");
+        sql.bind(tenant.to_owned())
+            .and_eq("operator_id", Some(operator_id.to_owned()))
+            .push(" AND assigned_to IS NOT NULL");
+        let (count,): (i64,) = sql
+            .fetch_optional(&mut self.conn)
+            .await?
+            .unwrap_or((0,));
+        Ok(count)
     }
 
     /// Lists numbers matching `filter`, ordered by number, after the number `after`.

@@ -59,3 +59,14 @@ impl Tx {
         Ok(())
     }
 }
+
+impl Tx {
+    /// Withdraws the tenant's consent to an operator.
+    pub async fn delete_consent(&mut self, tenant: &str, operator_id: &str) -> StoreResult<()> {
+        let mut sql = Sql::new("DELETE FROM operator_consents WHERE tenant_id = ");
+        sql.bind(tenant.to_owned())
+            .and_eq("operator_id", Some(operator_id.to_owned()));
+        sql.execute(&mut self.conn).await?;
+        Ok(())
+    }
+}

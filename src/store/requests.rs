@@ -53,24 +53,40 @@ impl Tx {
             return Ok(Claim::New);
         }
 
-        let mut select =
-            Sql::new("SELECT method, fingerprint, response FROM request_ids WHERE tenant_id = ");
+        // The id exists: claimed by a committed transaction (or, on PostgreSQL, by one that
+        // committed while this insert waited on the key).
+        Ok(self
+            .find_request(tenant, request_id, method, fingerprint)
+            .await?
+            .unwrap_or(Claim::Reused {
+                method: String::new(),
+            }))
+    }
+
+    /// Looks a request id up without claiming it: what a retry would find.
+    pub async fn find_request(
+        &mut self,
+        tenant: &str,
+        request_id: &str,
+        method: &str,
+        fingerprint: &[u8],
+    ) -> StoreResult<Option<Claim>> {
+        let mut select = Sql::new(
+            "SELECT method, fingerprint, response FROM request_ids WHERE tenant_id = ",
+        );
         select
             .bind(tenant.to_owned())
             .and_eq("request_id", Some(request_id.to_owned()));
-        let (stored_method, stored_fingerprint, response): (String, Vec<u8>, String) = select
-            .fetch_optional(&mut self.conn)
-            .await?
-            .unwrap_or_default();
-        Ok(
+        let found: Option<(String, Vec<u8>, String)> = select.fetch_optional(&mut self.conn).await?;
+        Ok(found.map(|(stored_method, stored_fingerprint, response)| {
             if stored_method == method && stored_fingerprint == fingerprint {
                 Claim::Replay(response)
             } else {
                 Claim::Reused {
                     method: stored_method,
                 }
-            },
-        )
+            }
+        }))
     }
 
     /// Stores the answer to a claimed request id.

@@ -180,6 +180,27 @@ impl Tx {
         row.into_user(held)
     }
 
+    /// Sets whether a user's telephony is enabled, answering the user as it now is.
+    pub async fn set_enterprise_voice(
+        &mut self,
+        tenant: &str,
+        user_id: &str,
+        enabled: bool,
+        now: SystemTime,
+    ) -> StoreResult<User> {
+        let mut sql = Sql::new("UPDATE users SET enterprise_voice_enabled = ");
+        sql.bind(i64::from(enabled))
+            .push(", version = version + 1, update_time = ")
+            .bind(to_micros(now))
+            .push(" WHERE tenant_id = ")
+            .bind(tenant.to_owned())
+            .and_eq("id", Some(user_id.to_owned()));
+        sql.execute(&mut self.conn).await?;
+        self.find_user(tenant, &Identity::Id(user_id.to_owned()))
+            .await?
+            .ok_or_else(|| StoreError::Stale(format!("user {user_id}")))
+    }
+
     /// Lists users ordered by lower-cased user principal name, after the one whose key is
     /// `after`.
     pub async fn list_users(

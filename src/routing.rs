@@ -1,0 +1,99 @@
+//! The provider registry: which adapter manages a number, decided from the number's inventory
+//! record (its type and operator), never from what a caller claims.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use numbers_calling_plan::CallingPlan;
+use numbers_direct_routing::DirectRouting;
+use numbers_operator_connect::{OperatorConnect, OperatorSettings};
+use numbers_provider::{ErrorKind, Provider, ProviderError};
+
+use crate::domain::{NumberType, Operator, PhoneNumber};
+use crate::error::{Error, Reason};
+
+/// Every configured provider.
+#[derive(Debug, Clone)]
+pub struct Providers {
+    calling_plan: Arc<CallingPlan>,
+    direct_routing: Arc<DirectRouting>,
+    operators: BTreeMap<String, Arc<dyn Provider>>,
+}
+
+impl Providers {
+    /// The Calling Plan over `catalogue`, Direct Routing, and an in-process adapter for each
+    /// configured operator.
+    pub fn new(catalogue: CallingPlan, operators: &[Operator]) -> Self {
+        let operators = operators
+            .iter()
+            .map(|op| {
+                let adapter: Arc<dyn Provider> = Arc::new(OperatorConnect::new(OperatorSettings {
+                    id: op.id.clone(),
+                    display_name: op.display_name.clone(),
+                    countries: op.countries.iter().map(|c| c.as_str().to_owned()).collect(),
+                    tenant_location_update_allowed: op.tenant_location_update_allowed,
+                }));
+                (op.id.clone(), adapter)
+            })
+            .collect();
+        Self {
+            calling_plan: Arc::new(catalogue),
+            direct_routing: Arc::new(DirectRouting::default()),
+            operators,
+        }
+    }
+
+    /// The Calling Plan catalogue.
+    pub fn calling_plan(&self) -> &CallingPlan {
+        &self.calling_plan
+    }
+
+    /// The adapter of an operator, if configured.
+    pub fn operator(&self, id: &str) -> Option<&dyn Provider> {
+        self.operators.get(id).map(|p| p.as_ref())
+    }
+
+    /// The adapter that manages `number`.
+    pub fn for_number(&self, number: &PhoneNumber) -> Result<&dyn Provider, Error> {
+        match (number.number_type, number.operator_id.as_deref()) {
+            (NumberType::CallingPlan, _) => Ok(self.calling_plan.as_ref()),
+            (NumberType::DirectRouting, _) => Ok(self.direct_routing.as_ref()),
+            (NumberType::OperatorConnect, Some(id)) => self.operator(id).ok_or_else(|| {
+                Error::new(
+                    Reason::ProviderUnavailable,
+                    format!(
+                        "{} belongs to operator {id}, which is not configured on this service",
+                        number.number
+                    ),
+                )
+                .with("phoneNumber", &number.number)
+                .with("operatorId", id)
+            }),
+            (NumberType::OperatorConnect, None) => Err(Error::internal(anyhow::anyhow!(
+                "operator number {} has no operator",
+                number.number
+            ))),
+        }
+    }
+}
+
+/// A provider's error as the service reports it: refusals keep the provider's reason where the
+/// API knows it, and only faults a retry can fix answer UNAVAILABLE.
+pub fn provider_error(error: ProviderError) -> Error {
+    let reason = match &error.kind {
+        ErrorKind::Refused { reason } => match reason.as_str() {
+            "EMERGENCY_LOCATION_LOCKED" => Reason::EmergencyLocationLocked,
+            "EMERGENCY_LOCATION_REQUIRED" => Reason::EmergencyLocationRequired,
+            "COUNTRY_NOT_SERVED" => Reason::CountryNotServed,
+            _ => Reason::ProviderRefused,
+        },
+        ErrorKind::OutOfStock => Reason::OutOfStock,
+        ErrorKind::Unavailable { .. } => Reason::ProviderUnavailable,
+        ErrorKind::NotFound | ErrorKind::Unsupported | ErrorKind::Failed => Reason::ProviderFailed,
+    };
+    let mut converted = Error::new(reason, error.message.clone()).with("provider", &error.provider);
+    if let ErrorKind::Refused { reason } = &error.kind {
+        converted = converted.with("providerReason", reason);
+    }
+    converted
+}

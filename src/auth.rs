@@ -187,8 +187,13 @@ impl SigningKey {
     }
 }
 
-/// Writes `contents` to a new file only its owner can read.
+/// Writes `contents` to `path` as a file only its owner can read, unless the file exists.
+///
+/// The contents go to a temporary file first, which is then linked into place: a process
+/// starting at the same moment (say `numbers token` beside a first `numbers serve`) either
+/// wins or finds the other's complete file, never a half-written one.
 fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let temporary = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4().simple()));
     let mut options = fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -196,7 +201,15 @@ fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
         use std::os::unix::fs::OpenOptionsExt as _;
         options.mode(0o600);
     }
-    options.open(path)?.write_all(contents)
+    let written = options
+        .open(&temporary)
+        .and_then(|mut file| file.write_all(contents).and_then(|()| file.sync_all()));
+    let linked = written.and_then(|()| match fs::hard_link(&temporary, path) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        other => other,
+    });
+    let _ = fs::remove_file(&temporary);
+    linked
 }
 
 #[cfg(test)]
@@ -264,6 +277,26 @@ mod tests {
         let error = key().verify(&expired).unwrap_err();
         assert_eq!(error.reason(), Reason::Unauthenticated);
         assert!(error.message().contains("expired"), "{error}");
+    }
+
+    #[test]
+    fn processes_generating_a_key_at_once_agree_on_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token.key");
+        let keys: Vec<SigningKey> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| scope.spawn(|| SigningKey::load(&path, true).unwrap()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let token = keys[0]
+            .mint("t", "s", Role::Admin, Duration::from_secs(60))
+            .unwrap();
+        for key in &keys {
+            assert!(key.verify(&token).is_ok());
+        }
+        let leftovers = fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(leftovers, 1, "temporary files were left behind");
     }
 
     #[test]

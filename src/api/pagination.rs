@@ -18,10 +18,16 @@ struct PageToken {
     /// The request that produced it, without its paging fields.
     #[prost(bytes = "vec", tag = "2")]
     query: Vec<u8>,
+    /// The listing it belongs to, such as `ListUsers`: two listings' queries may encode alike.
+    #[prost(string, tag = "3")]
+    listing: String,
 }
 
 /// A list request: its paging fields, and itself without them (the query).
 pub(crate) trait ListRequest: Message + Clone {
+    /// The name of the listing, such as `ListUsers`.
+    const LISTING: &'static str;
+
     /// The requested page size.
     fn page_size(&self) -> i32;
     /// The page token, empty for the first page.
@@ -52,7 +58,7 @@ pub(crate) fn page_request<R: ListRequest>(request: &R) -> Result<PageRequest, E
                 .map_err(|_| invalid("is not a page token of this service"))?;
             let token = PageToken::decode(bytes.as_slice())
                 .map_err(|_| invalid("is not a page token of this service"))?;
-            if token.query != request.query() {
+            if token.listing != R::LISTING || token.query != request.query() {
                 return Err(invalid(
                     "belongs to a request with other filters; repeat the first request's filters",
                 ));
@@ -74,6 +80,7 @@ pub(crate) fn next_page_token<R: ListRequest, T>(request: &R, page: &Page<T>) ->
             PageToken {
                 after: after.clone(),
                 query: request.query(),
+                listing: R::LISTING.to_owned(),
             }
             .encode_to_vec(),
         ),
@@ -82,8 +89,10 @@ pub(crate) fn next_page_token<R: ListRequest, T>(request: &R, page: &Page<T>) ->
 
 /// Implements [`ListRequest`] for request messages with `page_size` and `page_token` fields.
 macro_rules! list_request {
-    ($($request:ty),+ $(,)?) => {
+    ($($request:ty => $listing:literal),+ $(,)?) => {
         $(impl ListRequest for $request {
+            const LISTING: &'static str = $listing;
+
             fn page_size(&self) -> i32 {
                 self.page_size
             }
@@ -101,10 +110,10 @@ macro_rules! list_request {
 use crate::proto::v1 as pb;
 
 list_request!(
-    pb::ListUsersRequest,
-    pb::ListEmergencyLocationsRequest,
-    pb::ListPhoneNumbersRequest,
-    pb::ListOperatorsRequest,
+    pb::ListUsersRequest => "ListUsers",
+    pb::ListEmergencyLocationsRequest => "ListEmergencyLocations",
+    pb::ListPhoneNumbersRequest => "ListPhoneNumbers",
+    pb::ListOperatorsRequest => "ListOperators",
 );
 
 #[cfg(test)]
@@ -142,6 +151,19 @@ mod tests {
         };
         assert_eq!(
             page_request(&other_filter).unwrap_err().reason(),
+            Reason::InvalidPageToken
+        );
+    }
+
+    #[test]
+    fn a_token_of_another_listing_is_refused() {
+        let users_token = next_page_token(&pb::ListUsersRequest::default(), &page(Some("a")));
+        let numbers = pb::ListPhoneNumbersRequest {
+            page_token: users_token,
+            ..Default::default()
+        };
+        assert_eq!(
+            page_request(&numbers).unwrap_err().reason(),
             Reason::InvalidPageToken
         );
     }

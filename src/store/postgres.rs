@@ -11,7 +11,7 @@ use anyhow::Context as _;
 use async_trait::async_trait;
 use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::Migrator;
-use sqlx::{AnyPool, Executor as _};
+use sqlx::{AnyConnection, AnyPool, Connection as _, Executor as _};
 
 use super::{Dialect, Store, StoreResult, Tx, redact};
 
@@ -28,6 +28,14 @@ impl PostgresStore {
     /// sqlx serialises their migrations with an advisory lock.
     pub async fn open(url: &str) -> anyhow::Result<Self> {
         sqlx::any::install_default_drivers();
+        // One direct connection first: a pool would retry until its timeout and then report
+        // only that it timed out, hiding the cause (refused, unknown host, bad password).
+        let probe = tokio::time::timeout(Duration::from_secs(10), AnyConnection::connect(url))
+            .await
+            .map_err(|_| anyhow::anyhow!("no answer within 10 s"))
+            .and_then(|connected| connected.map_err(anyhow::Error::from))
+            .with_context(|| format!("cannot connect to PostgreSQL at {}", redact(url)))?;
+        let _ = probe.close().await;
         let pool = AnyPoolOptions::new()
             .max_connections(32)
             .acquire_timeout(Duration::from_secs(10))

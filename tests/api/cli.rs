@@ -1,1 +1,766 @@
-//! (being written)
+//! The `numbers` command itself: start-up failures explained in one line, tokens minted on the
+//! command line, a real server started, used and stopped with SIGTERM, and the demo tenant.
+//!
+//! These tests run the built binary; every server they start is killed when the test ends, even
+//! when it fails.
+
+use std::io::{BufRead as _, BufReader, Read as _};
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use number_management::auth::{Role, SigningKey};
+use number_management::proto::v1 as pb;
+use number_management::proto::v1::number_management_client::NumberManagementClient;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+use tonic::{Code, Request, Status};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+use crate::helpers::assert_error;
+
+/// The `numbers` binary, with no configuration leaking in from the environment.
+fn numbers<I, S>(args: I) -> Command
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let mut command = Command::new(env!("CARGO_BIN_EXE_numbers"));
+    command.args(args);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("NUMBERS_") {
+            command.env_remove(key);
+        }
+    }
+    command.env_remove("RUST_LOG").stdin(Stdio::null());
+    command
+}
+
+/// What a finished command printed.
+#[derive(Debug)]
+struct Finished {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+    elapsed: Duration,
+}
+
+impl Finished {
+    /// The non-empty lines of standard error.
+    fn stderr_lines(&self) -> Vec<&str> {
+        self.stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .collect()
+    }
+
+    /// Asserts a failure explained by exactly one `error: ...` line, and returns that line.
+    #[track_caller]
+    fn one_error_line(&self) -> &str {
+        assert!(
+            !self.status.success(),
+            "the command should have failed: {self:?}"
+        );
+        let lines = self.stderr_lines();
+        assert_eq!(lines.len(), 1, "one line on standard error: {self:?}");
+        assert!(lines[0].starts_with("error: "), "an error: line: {self:?}");
+        lines[0]
+    }
+}
+
+fn drain<R: std::io::Read + Send + 'static>(reader: R) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
+        let mut text = String::new();
+        let _ = BufReader::new(reader).read_to_string(&mut text);
+        text
+    })
+}
+
+/// Runs `command` to the end, killing it if it takes longer than `limit`.
+fn run(mut command: Command, limit: Duration) -> Finished {
+    command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let started = Instant::now();
+    let mut child = command.spawn().expect("start numbers");
+    let stdout = drain(child.stdout.take().unwrap());
+    let stderr = drain(child.stderr.take().unwrap());
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for numbers") {
+            break status;
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "numbers did not finish within {limit:?}; stderr: {}",
+                stderr.join().unwrap_or_default()
+            );
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    Finished {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+        elapsed: started.elapsed(),
+    }
+}
+
+/// A local address nothing listens on (bound, then released).
+fn free_address() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().unwrap()
+}
+
+/// A running `numbers serve`, killed on drop unless it already exited.
+struct Server {
+    child: Child,
+    address: SocketAddr,
+    stdout_lines: mpsc::Receiver<String>,
+    stderr: Option<thread::JoinHandle<String>>,
+}
+
+impl Server {
+    fn start(data_dir: &Path, extra: &[&str]) -> Self {
+        let address = free_address();
+        let mut args = vec![
+            "serve".to_owned(),
+            "--listen".to_owned(),
+            address.to_string(),
+            "--data-dir".to_owned(),
+            data_dir.display().to_string(),
+        ];
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        let mut child = numbers(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start numbers serve");
+        let stdout = child.stdout.take().unwrap();
+        let (lines, stdout_lines) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if lines.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = Some(drain(child.stderr.take().unwrap()));
+        Self {
+            child,
+            address,
+            stdout_lines,
+            stderr,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits until the server answers health checks (so it has finished starting).
+    async fn wait_until_serving(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!(
+                    "numbers serve exited early with {status}: {}",
+                    self.take_stderr()
+                );
+            }
+            if std::net::TcpStream::connect_timeout(&self.address, Duration::from_millis(200))
+                .is_ok()
+                && let Ok(channel) = channel(self.address).await
+            {
+                let answer = HealthClient::new(channel)
+                    .check(HealthCheckRequest {
+                        service: "numbers.v1.NumberManagement".into(),
+                    })
+                    .await;
+                if answer.is_ok_and(|a| a.into_inner().status == ServingStatus::Serving as i32) {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "numbers serve never started serving"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The lines printed on standard output until one satisfies `done`.
+    fn stdout_until(&self, done: impl Fn(&str) -> bool) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut lines = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stdout_lines.recv_timeout(left) {
+                Ok(line) => {
+                    let finished = done(&line);
+                    lines.push(line);
+                    if finished {
+                        return lines;
+                    }
+                }
+                Err(e) => panic!("standard output ended or stalled ({e}) after {lines:?}"),
+            }
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    fn terminate(mut self) -> (ExitStatus, Duration) {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -TERM failed");
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status, started.elapsed());
+            }
+            if started.elapsed() > Duration::from_secs(10) {
+                let _ = self.child.kill();
+                panic!(
+                    "numbers serve did not stop within 10 s of SIGTERM: {}",
+                    self.take_stderr()
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn take_stderr(&mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.stderr
+            .take()
+            .map(|h| h.join().unwrap_or_default())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+async fn channel(address: SocketAddr) -> Result<Channel, tonic::transport::Error> {
+    Channel::from_shared(format!("http://{address}"))
+        .unwrap()
+        .connect_timeout(Duration::from_secs(2))
+        .connect()
+        .await
+}
+
+/// Adds `authorization: Bearer <token>` to every call.
+#[derive(Clone)]
+struct BearerToken(MetadataValue<Ascii>);
+
+impl Interceptor for BearerToken {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        request
+            .metadata_mut()
+            .insert("authorization", self.0.clone());
+        Ok(request)
+    }
+}
+
+type CliClient = NumberManagementClient<InterceptedService<Channel, BearerToken>>;
+
+/// A generated client that sends `authorization: Bearer <token>`.
+async fn client(address: SocketAddr, token: &str) -> CliClient {
+    let header = format!("Bearer {token}").parse().expect("an ASCII token");
+    NumberManagementClient::with_interceptor(
+        channel(address).await.expect("connect"),
+        BearerToken(header),
+    )
+}
+
+/// Mints a token with `numbers token`, returning the last line of its output.
+fn mint(data_dir: &Path, tenant: &str, role: &str) -> String {
+    let finished = run(
+        numbers([
+            "token",
+            "--data-dir",
+            &data_dir.display().to_string(),
+            "--tenant",
+            tenant,
+            "--role",
+            role,
+        ]),
+        Duration::from_secs(20),
+    );
+    assert!(
+        finished.status.success(),
+        "numbers token failed: {finished:?}"
+    );
+    let token = finished
+        .stdout
+        .lines()
+        .last()
+        .expect("a line of output")
+        .trim()
+        .to_owned();
+    assert_eq!(token.split('.').count(), 3, "a JWT: {finished:?}");
+    token
+}
+
+fn new_user(upn: &str, display_name: &str) -> pb::UpsertUserRequest {
+    pb::UpsertUserRequest {
+        user: Some(pb::User {
+            user_principal_name: upn.into(),
+            display_name: display_name.into(),
+            usage_location: "US".into(),
+            licenses: vec![pb::user::License::PhoneSystem as i32],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Every number of the tenant, following the page tokens.
+async fn all_numbers(client: &mut CliClient) -> Vec<String> {
+    let mut request = pb::ListPhoneNumbersRequest {
+        page_size: 2,
+        ..Default::default()
+    };
+    let mut numbers = Vec::new();
+    loop {
+        let page = client
+            .list_phone_numbers(request.clone())
+            .await
+            .expect("list numbers")
+            .into_inner();
+        numbers.extend(page.phone_numbers.into_iter().map(|n| n.phone_number));
+        if page.next_page_token.is_empty() {
+            return numbers;
+        }
+        request.page_token = page.next_page_token;
+    }
+}
+
+// ---- start-up failures -------------------------------------------------------------------------
+
+#[test]
+fn an_unsupported_database_url_fails_fast_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let finished = run(
+        numbers([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            &dir.path().display().to_string(),
+            "--database-url",
+            "bogus://x",
+        ]),
+        Duration::from_secs(20),
+    );
+    let line = finished.one_error_line();
+    assert!(line.contains("bogus://x"), "{line}");
+    assert!(line.contains("unsupported database URL"), "{line}");
+    assert!(
+        finished.elapsed < Duration::from_secs(5),
+        "took {:?}",
+        finished.elapsed
+    );
+}
+
+#[test]
+fn an_unreachable_postgres_fails_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let finished = run(
+        numbers([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            &dir.path().display().to_string(),
+            "--database-url",
+            "postgres://nobody@127.0.0.1:1/none",
+        ]),
+        Duration::from_secs(60),
+    );
+    let line = finished.one_error_line();
+    assert!(line.contains("PostgreSQL"), "{line}");
+    assert!(line.contains("127.0.0.1:1"), "{line}");
+}
+
+#[test]
+fn a_missing_configuration_file_fails_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let finished = run(
+        numbers([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            &dir.path().display().to_string(),
+            "--config",
+            "/nonexistent.toml",
+        ]),
+        Duration::from_secs(20),
+    );
+    let line = finished.one_error_line();
+    assert!(line.contains("/nonexistent.toml"), "{line}");
+}
+
+#[test]
+fn an_unknown_configuration_key_fails_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("numbers.toml");
+    std::fs::write(&config, "listen = \"127.0.0.1:0\"\ncolour = \"blue\"\n").unwrap();
+    let finished = run(
+        numbers([
+            "serve",
+            "--data-dir",
+            &dir.path().display().to_string(),
+            "--config",
+            &config.display().to_string(),
+        ]),
+        Duration::from_secs(20),
+    );
+    let line = finished.one_error_line();
+    assert!(line.contains("colour"), "{line}");
+    assert!(line.contains(&config.display().to_string()), "{line}");
+}
+
+#[test]
+fn a_port_in_use_fails_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap();
+    let finished = run(
+        numbers([
+            "serve",
+            "--listen",
+            &address.to_string(),
+            "--data-dir",
+            &dir.path().display().to_string(),
+        ]),
+        Duration::from_secs(20),
+    );
+    let line = finished.one_error_line();
+    assert!(line.contains("in use"), "{line}");
+    assert!(line.contains(&address.to_string()), "{line}");
+    drop(taken);
+}
+
+// ---- tokens ------------------------------------------------------------------------------------
+
+#[test]
+fn the_token_command_prints_a_token_last() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = mint(dir.path(), "contoso", "reader");
+    // The key it signed with now lives in the data directory, and verifies the token.
+    let key = SigningKey::load(&dir.path().join("token.key"), false).expect("the generated key");
+    let caller = key.verify(&token).expect("a token of this key");
+    assert_eq!(caller.tenant_id, "contoso");
+    assert_eq!(caller.role, Role::Reader);
+    // A second token comes from the same key.
+    let again = mint(dir.path(), "contoso", "ADMIN");
+    assert_eq!(key.verify(&again).unwrap().role, Role::Admin);
+
+    let refused = run(
+        numbers([
+            "token",
+            "--data-dir",
+            &dir.path().display().to_string(),
+            "--tenant",
+            "contoso",
+            "--role",
+            "superuser",
+        ]),
+        Duration::from_secs(20),
+    );
+    assert!(!refused.status.success(), "{refused:?}");
+    assert!(refused.stderr.contains("superuser"), "{refused:?}");
+    assert!(refused.stdout.trim().is_empty(), "no token: {refused:?}");
+}
+
+// ---- a real server -----------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_served_instance_accepts_cli_tokens_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path(), &[]);
+    server.wait_until_serving().await;
+
+    let admin_token = mint(dir.path(), "t1", "admin");
+    let mut admin = client(server.address, &admin_token).await;
+    let created = admin
+        .upsert_user(new_user("ada@t1.example", "Ada Lovelace"))
+        .await
+        .expect("the CLI token is accepted")
+        .into_inner();
+    assert!(!created.id.is_empty());
+    let read = admin
+        .get_user(pb::GetUserRequest {
+            identity: "ada@t1.example".into(),
+        })
+        .await
+        .expect("get the user")
+        .into_inner();
+    assert_eq!(read.id, created.id);
+    assert_eq!(read.display_name, "Ada Lovelace");
+
+    // A reader token of the CLI reads, and may not change.
+    let mut reader = client(server.address, &mint(dir.path(), "t1", "reader")).await;
+    reader
+        .get_user(pb::GetUserRequest {
+            identity: created.id.clone(),
+        })
+        .await
+        .expect("a reader reads");
+    assert_error(
+        reader.upsert_user(new_user("bob@t1.example", "Bob")).await,
+        Code::PermissionDenied,
+        "PERMISSION_DENIED",
+    );
+    // Another tenant's token sees nothing of t1.
+    let mut other = client(server.address, &mint(dir.path(), "t2", "admin")).await;
+    assert_error(
+        other
+            .get_user(pb::GetUserRequest {
+                identity: "ada@t1.example".into(),
+            })
+            .await,
+        Code::NotFound,
+        "USER_NOT_FOUND",
+    );
+
+    // Tokens signed with the server's key but expired 10 minutes ago, or naming no tenant, are
+    // refused.
+    let encoded = std::fs::read_to_string(dir.path().join("token.key")).expect("the key file");
+    let secret = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .expect("a base64 key");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let sign = |claims: serde_json::Value| {
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(&secret),
+        )
+        .unwrap()
+    };
+    let claims = |tenant: &str, role: &str, iat: i64, exp: i64| {
+        serde_json::json!({
+            "iss": "numbers", "aud": "numbers", "sub": "test", "tenant": tenant,
+            "role": role, "iat": iat, "exp": exp,
+        })
+    };
+    // First, the crafting itself is right: a fresh token made the same way works.
+    let mut fresh = client(server.address, &sign(claims("t1", "ADMIN", now, now + 600))).await;
+    fresh
+        .get_user(pb::GetUserRequest {
+            identity: "ada@t1.example".into(),
+        })
+        .await
+        .expect("a crafted, fresh token works");
+    let mut expired = client(
+        server.address,
+        &sign(claims("t1", "ADMIN", now - 1200, now - 600)),
+    )
+    .await;
+    let status = assert_error(
+        expired
+            .get_user(pb::GetUserRequest {
+                identity: "ada@t1.example".into(),
+            })
+            .await,
+        Code::Unauthenticated,
+        "UNAUTHENTICATED",
+    );
+    assert!(status.message().contains("expired"), "{status:?}");
+    assert_error(
+        expired.upsert_user(new_user("eve@t1.example", "Eve")).await,
+        Code::Unauthenticated,
+        "UNAUTHENTICATED",
+    );
+    for (what, token) in [
+        ("no tenant", sign(claims("", "ADMIN", now, now + 600))),
+        (
+            "an unknown role",
+            sign(claims("t1", "SUPERUSER", now, now + 600)),
+        ),
+        (
+            "another audience",
+            sign(serde_json::json!({
+                "iss": "numbers", "aud": "elsewhere", "sub": "test", "tenant": "t1",
+                "role": "ADMIN", "iat": now, "exp": now + 600,
+            })),
+        ),
+    ] {
+        let mut refused = client(server.address, &token).await;
+        let result = refused.list_users(pb::ListUsersRequest::default()).await;
+        if let Err(status) = &result {
+            assert_eq!(status.code(), Code::Unauthenticated, "{what}: {status:?}");
+        }
+        assert_error(result, Code::Unauthenticated, "UNAUTHENTICATED");
+    }
+
+    // SIGTERM stops the server gracefully.
+    let (status, took) = server.terminate();
+    assert!(status.success(), "exit status after SIGTERM: {status:?}");
+    assert!(took < Duration::from_secs(5), "stopping took {took:?}");
+}
+
+/// Starts `numbers serve --demo`, reads what it prints, and runs the printed command with the
+/// Rust client. Returns the token, the tenant's numbers and the server.
+async fn start_demo(data_dir: &Path) -> (Server, String, Vec<String>) {
+    let mut server = Server::start(data_dir, &["--demo"]);
+    let printed = server.stdout_until(|line| line.contains("grpcurl"));
+    server.wait_until_serving().await;
+
+    let token = printed
+        .iter()
+        .find_map(|line| line.trim().strip_prefix("export TOKEN="))
+        .unwrap_or_else(|| panic!("no token printed: {printed:#?}"))
+        .to_owned();
+    assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
+    let command = printed
+        .iter()
+        .find(|line| line.contains("grpcurl"))
+        .unwrap()
+        .trim()
+        .to_owned();
+
+    // Take the printed grpcurl command apart: -H header, -d body, address and method.
+    assert!(command.starts_with("grpcurl "), "{command}");
+    assert!(
+        command.contains("-H \"authorization: Bearer $TOKEN\""),
+        "{command}"
+    );
+    let body_start = command.find("-d '").expect("a -d body") + 4;
+    let body_end = body_start
+        + command[body_start..]
+            .find('\'')
+            .expect("the end of the body");
+    let body: serde_json::Value =
+        serde_json::from_str(&command[body_start..body_end]).expect("a JSON body");
+    let rest: Vec<&str> = command[body_end + 1..].split_whitespace().collect();
+    assert_eq!(
+        rest.len(),
+        2,
+        "address and method after the body: {command}"
+    );
+    let address: SocketAddr = rest[0].parse().expect("the printed address");
+    assert_eq!(address, server.address);
+    assert_eq!(rest[1], "numbers.v1.NumberManagement/GetUser");
+    let identity = body["identity"].as_str().expect("an identity").to_owned();
+    assert_eq!(identity, "john@contoso.com");
+
+    // The same call with the Rust client.
+    let mut demo = client(address, &token).await;
+    let john = demo
+        .get_user(pb::GetUserRequest { identity })
+        .await
+        .expect("the printed command works")
+        .into_inner();
+    assert_eq!(john.user_principal_name, "john@contoso.com");
+    assert_eq!(john.id, "7c0e2a51-0d1b-4c3e-9f00-000000000001");
+    let numbers = all_numbers(&mut demo).await;
+    (server, token, numbers)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_prints_a_working_command_and_loads_once() {
+    let dir = tempfile::tempdir().unwrap();
+
+    let (server, first_token, first_numbers) = start_demo(dir.path()).await;
+    assert!(
+        first_numbers.contains(&"+14255550101".to_owned()),
+        "{first_numbers:?}"
+    );
+    assert_eq!(first_numbers.len(), 7, "{first_numbers:?}");
+    let mut demo = client(server.address, &first_token).await;
+    let users = demo
+        .list_users(pb::ListUsersRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .users;
+    let locations = demo
+        .list_emergency_locations(pb::ListEmergencyLocationsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .emergency_locations;
+    // A change made between the runs survives the second load.
+    let mut rename = new_user("john@contoso.com", "John Renamed");
+    rename.user.as_mut().unwrap().id = "7c0e2a51-0d1b-4c3e-9f00-000000000001".into();
+    rename.user.as_mut().unwrap().licenses = vec![
+        pb::user::License::PhoneSystem as i32,
+        pb::user::License::CallingPlan as i32,
+    ];
+    demo.upsert_user(rename).await.expect("rename john");
+    let (status, _) = server.terminate();
+    assert!(status.success(), "{status:?}");
+
+    let (server, second_token, second_numbers) = start_demo(dir.path()).await;
+    assert_eq!(
+        second_numbers, first_numbers,
+        "the demo numbers were loaded twice"
+    );
+    // The first run's token still works: the key was kept.
+    let mut old = client(server.address, &first_token).await;
+    let again_users = old
+        .list_users(pb::ListUsersRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .users;
+    assert_eq!(
+        again_users.len(),
+        users.len(),
+        "the demo users were loaded twice"
+    );
+    let again_locations = old
+        .list_emergency_locations(pb::ListEmergencyLocationsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .emergency_locations;
+    assert_eq!(
+        again_locations.len(),
+        locations.len(),
+        "the demo locations were loaded twice"
+    );
+    let john = old
+        .get_user(pb::GetUserRequest {
+            identity: "john@contoso.com".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        john.display_name, "John Renamed",
+        "the second load overwrote a change"
+    );
+    let mut new = client(server.address, &second_token).await;
+    new.get_user(pb::GetUserRequest {
+        identity: "jack@contoso.com".into(),
+    })
+    .await
+    .expect("the second token works");
+    let (status, _) = server.terminate();
+    assert!(status.success(), "{status:?}");
+}

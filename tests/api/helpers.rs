@@ -6,7 +6,6 @@
 //! `postgres://postgres@127.0.0.1:5432/postgres`) and fail loudly when it cannot be reached:
 //! they never skip.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -110,7 +109,10 @@ impl TestDatabase {
 
     /// Opens the store, applying the migrations.
     pub async fn open(&self) -> Arc<dyn Store> {
-        store::open(&self.url).await.expect("open the test store").into()
+        store::open(&self.url)
+            .await
+            .expect("open the test store")
+            .into()
     }
 }
 
@@ -152,7 +154,9 @@ pub struct Bearer(Option<MetadataValue<Ascii>>);
 impl Interceptor for Bearer {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
         if let Some(value) = &self.0 {
-            request.metadata_mut().insert("authorization", value.clone());
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
         }
         Ok(request)
     }
@@ -163,13 +167,10 @@ pub type Client = NumberManagementClient<InterceptedService<Channel, Bearer>>;
 
 /// The running service of one test.
 pub struct TestApp {
-    pub address: SocketAddr,
-    pub backend: Backend,
     pub store: Arc<dyn Store>,
     pub key: SigningKey,
     channel: Channel,
     shutdown: Option<oneshot::Sender<()>>,
-    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     // Dropped last: the database outlives the server using it.
     _database: TestDatabase,
 }
@@ -191,7 +192,7 @@ impl TestApp {
         let address = listener.local_addr().unwrap();
         let (shutdown, stopped) = oneshot::channel::<()>();
         let service = Service::new(store.clone(), operators);
-        let server = tokio::spawn(server::run(listener, service, key.clone(), async {
+        tokio::spawn(server::run(listener, service, key.clone(), async {
             let _ = stopped.await;
         }));
         let channel = Channel::from_shared(format!("http://{address}"))
@@ -200,13 +201,10 @@ impl TestApp {
             .await
             .expect("connect to the test server");
         Self {
-            address,
-            backend,
             store,
             key,
             channel,
             shutdown: Some(shutdown),
-            server: Some(server),
             _database: database,
         }
     }
@@ -214,7 +212,9 @@ impl TestApp {
     /// Starts the service and loads the Contoso demo tenant.
     pub async fn spawn_demo(backend: Backend) -> Self {
         let app = Self::spawn(backend).await;
-        demo::load(app.store.as_ref()).await.expect("load the demo tenant");
+        demo::load(app.store.as_ref())
+            .await
+            .expect("load the demo tenant");
         app
     }
 
@@ -246,35 +246,25 @@ impl TestApp {
         self.channel.clone()
     }
 
-    /// Stops the server and waits until it has finished.
-    pub async fn stop(mut self) {
-        self.stop_server().await;
-    }
-
-    async fn stop_server(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        if let Some(server) = self.server.take() {
-            server
-                .await
-                .expect("server task")
-                .expect("server ran without error");
-        }
-        self.store.close().await;
-    }
-
     /// Adds numbers straight to the inventory (there is no RPC for it in this API version).
     pub async fn seed_numbers(&self, tenant: &str, numbers: &[PhoneNumber]) {
         let mut tx = self.store.write().await.expect("write transaction");
         for number in numbers {
-            tx.insert_number(tenant, number).await.expect("insert number");
+            tx.insert_number(tenant, number)
+                .await
+                .expect("insert number");
         }
         tx.commit().await.expect("commit");
     }
 
     /// Creates a user through the API and returns it.
-    pub async fn user(&self, tenant: &str, upn: &str, display_name: &str, usage_location: &str) -> pb::User {
+    pub async fn user(
+        &self,
+        tenant: &str,
+        upn: &str,
+        display_name: &str,
+        usage_location: &str,
+    ) -> pb::User {
         self.admin(tenant)
             .upsert_user(pb::UpsertUserRequest {
                 user: Some(pb::User {
@@ -309,9 +299,12 @@ pub fn number(number: &str, number_type: NumberType) -> PhoneNumber {
     PhoneNumber {
         number: E164::parse(number).expect("a valid test number"),
         number_type,
-        operator_id: (number_type == NumberType::OperatorConnect).then(|| "fabrikam-telecom".to_owned()),
+        operator_id: (number_type == NumberType::OperatorConnect)
+            .then(|| "fabrikam-telecom".to_owned()),
         city: String::new(),
-        capabilities: [Capability::UserAssignment].into_iter().collect::<Capabilities>(),
+        capabilities: [Capability::UserAssignment]
+            .into_iter()
+            .collect::<Capabilities>(),
         assignment: None,
         activation_state: ActivationState::Activated,
         emergency_location_id: None,
@@ -324,7 +317,11 @@ pub fn number(number: &str, number_type: NumberType) -> PhoneNumber {
 }
 
 /// The same record, assigned to `user_id` as `category`.
-pub fn assigned(mut record: PhoneNumber, user_id: &str, category: AssignmentCategory) -> PhoneNumber {
+pub fn assigned(
+    mut record: PhoneNumber,
+    user_id: &str,
+    category: AssignmentCategory,
+) -> PhoneNumber {
     record.assignment = Some(Assignment {
         target_id: user_id.to_owned(),
         target_user_principal_name: String::new(),
@@ -337,11 +334,17 @@ pub fn assigned(mut record: PhoneNumber, user_id: &str, category: AssignmentCate
 /// Asserts that `result` failed with `code` and `ErrorInfo.reason` `reason` (domain
 /// `numbers.v1`), and returns the status for further checks.
 #[track_caller]
-pub fn assert_error<T: std::fmt::Debug>(result: Result<T, Status>, code: Code, reason: &str) -> Status {
+pub fn assert_error<T: std::fmt::Debug>(
+    result: Result<T, Status>,
+    code: Code,
+    reason: &str,
+) -> Status {
     let status = result.expect_err("the call should have failed");
     assert_eq!(status.code(), code, "wrong code: {status:?}");
     let details = status.get_error_details();
-    let info = details.error_info().unwrap_or_else(|| panic!("no ErrorInfo in {status:?}"));
+    let info = details
+        .error_info()
+        .unwrap_or_else(|| panic!("no ErrorInfo in {status:?}"));
     assert_eq!(info.reason, reason, "wrong reason: {status:?}");
     assert_eq!(info.domain, "numbers.v1");
     status

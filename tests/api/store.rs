@@ -69,14 +69,24 @@ async fn users_upsert_by_user_principal_name_then_by_id(backend: Backend) {
     let now = SystemTime::now();
     let mut tx = store.write().await.unwrap();
     let created = tx
-        .upsert_user(T1, &upsert(None, "John@Contoso.com", "John"), "generated-1", now)
+        .upsert_user(
+            T1,
+            &upsert(None, "John@Contoso.com", "John"),
+            "generated-1",
+            now,
+        )
         .await
         .unwrap();
     assert_eq!(created.id, "generated-1");
     assert_eq!(created.version, 1);
     // The same user principal name, differently cased, updates the same user.
     let updated = tx
-        .upsert_user(T1, &upsert(None, "john@CONTOSO.com", "John Smith"), "generated-2", now)
+        .upsert_user(
+            T1,
+            &upsert(None, "john@CONTOSO.com", "John Smith"),
+            "generated-2",
+            now,
+        )
         .await
         .unwrap();
     assert_eq!(updated.id, "generated-1");
@@ -85,7 +95,12 @@ async fn users_upsert_by_user_principal_name_then_by_id(backend: Backend) {
     assert_eq!(updated.version, 2);
     // Keyed by id, the user principal name can change.
     let renamed = tx
-        .upsert_user(T1, &upsert(Some("generated-1"), "johnny@contoso.com", "John"), "x", now)
+        .upsert_user(
+            T1,
+            &upsert(Some("generated-1"), "johnny@contoso.com", "John"),
+            "x",
+            now,
+        )
         .await
         .unwrap();
     assert_eq!(renamed.id, "generated-1");
@@ -99,7 +114,11 @@ async fn users_upsert_by_user_principal_name_then_by_id(backend: Backend) {
         Identity::SipAddress("SIP:johnny@contoso.com".into()),
     ] {
         let found = read.find_user(T1, &identity).await.unwrap();
-        assert_eq!(found.map(|u| u.id).as_deref(), Some("generated-1"), "{identity:?}");
+        assert_eq!(
+            found.map(|u| u.id).as_deref(),
+            Some("generated-1"),
+            "{identity:?}"
+        );
     }
     assert!(
         read.find_user(T1, &Identity::UserPrincipalName("john@contoso.com".into()))
@@ -118,15 +137,30 @@ async fn users_principal_names_are_unique_per_tenant_only(backend: Backend) {
     // Another user of the same tenant may not, whatever the case.
     let mut tx = store.write().await.unwrap();
     let error = tx
-        .upsert_user(T1, &upsert(Some("u2"), "JOHN@contoso.com", "x"), "u2", SystemTime::now())
+        .upsert_user(
+            T1,
+            &upsert(Some("u2"), "JOHN@contoso.com", "x"),
+            "u2",
+            SystemTime::now(),
+        )
         .await
         .unwrap_err();
     assert!(error.is_constraint("users_upn_unique"), "{error:?}");
     drop(tx);
 
     let mut read = store.read().await.unwrap();
-    assert!(read.find_user(T1, &Identity::Id("u2".into())).await.unwrap().is_none());
-    assert!(read.find_user("tenant-three", &Identity::Id("u1".into())).await.unwrap().is_none());
+    assert!(
+        read.find_user(T1, &Identity::Id("u2".into()))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        read.find_user("tenant-three", &Identity::Id("u1".into()))
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 async fn users_list_in_order_with_prefix_search(backend: Backend) {
@@ -151,9 +185,15 @@ async fn users_list_in_order_with_prefix_search(backend: Backend) {
 
     let mut read = store.read().await.unwrap();
     let upns = |users: Vec<number_management::domain::User>| {
-        users.into_iter().map(|u| u.user_principal_name).collect::<Vec<_>>()
+        users
+            .into_iter()
+            .map(|u| u.user_principal_name)
+            .collect::<Vec<_>>()
     };
-    let all = read.list_users(T1, &UserFilter::default(), None, 10).await.unwrap();
+    let all = read
+        .list_users(T1, &UserFilter::default(), None, 10)
+        .await
+        .unwrap();
     assert_eq!(
         upns(all),
         [
@@ -164,7 +204,9 @@ async fn users_list_in_order_with_prefix_search(backend: Backend) {
             "zoe@contoso.com"
         ]
     );
-    let search = |s: &str| UserFilter { search: Some(s.to_lowercase()) };
+    let search = |s: &str| UserFilter {
+        search: Some(s.to_lowercase()),
+    };
     // By user principal name prefix, or by display name prefix (here "zoë" and "zed" do not
     // start "Adam Zed").
     assert_eq!(
@@ -176,7 +218,11 @@ async fn users_list_in_order_with_prefix_search(backend: Backend) {
         ["zoe@contoso.com"]
     );
     assert_eq!(
-        upns(read.list_users(T1, &search("john s"), None, 10).await.unwrap()),
+        upns(
+            read.list_users(T1, &search("john s"), None, 10)
+                .await
+                .unwrap()
+        ),
         ["john@contoso.com"]
     );
     // Wildcards match literally.
@@ -184,10 +230,19 @@ async fn users_list_in_order_with_prefix_search(backend: Backend) {
         upns(read.list_users(T1, &search("j_"), None, 10).await.unwrap()),
         ["j_100%@contoso.com"]
     );
-    assert!(read.list_users(T1, &search("%"), None, 10).await.unwrap().is_empty());
+    assert!(
+        read.list_users(T1, &search("%"), None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // Keyset: after a key, in order, limited.
     assert_eq!(
-        upns(read.list_users(T1, &UserFilter::default(), Some("jack@contoso.com"), 2).await.unwrap()),
+        upns(
+            read.list_users(T1, &UserFilter::default(), Some("jack@contoso.com"), 2)
+                .await
+                .unwrap()
+        ),
         ["john@contoso.com", "zoe@contoso.com"]
     );
 }
@@ -216,12 +271,24 @@ async fn locations_filter_by_city_and_country_per_tenant(backend: Backend) {
     tx.insert_location(T1, "a", &redmond("HQ"), ValidationStatus::Validated, now)
         .await
         .unwrap();
-    tx.insert_location(T1, "b", &redmond("B92"), ValidationStatus::NotValidated, now)
-        .await
-        .unwrap();
-    tx.insert_location(T2, "c", &redmond("Other tenant"), ValidationStatus::Validated, now)
-        .await
-        .unwrap();
+    tx.insert_location(
+        T1,
+        "b",
+        &redmond("B92"),
+        ValidationStatus::NotValidated,
+        now,
+    )
+    .await
+    .unwrap();
+    tx.insert_location(
+        T2,
+        "c",
+        &redmond("Other tenant"),
+        ValidationStatus::Validated,
+        now,
+    )
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
 
     let mut read = store.read().await.unwrap();
@@ -233,10 +300,27 @@ async fn locations_filter_by_city_and_country_per_tenant(backend: Backend) {
     let ids = |locations: Vec<number_management::domain::EmergencyLocation>| {
         locations.into_iter().map(|l| l.id).collect::<Vec<_>>()
     };
-    assert_eq!(ids(read.list_locations(T1, Some("REDMOND"), Some(us), None, 10).await.unwrap()), ["a", "b"]);
+    assert_eq!(
+        ids(read
+            .list_locations(T1, Some("REDMOND"), Some(us), None, 10)
+            .await
+            .unwrap()),
+        ["a", "b"]
+    );
     let after_a = LocationCursor::after(&a);
-    assert_eq!(ids(read.list_locations(T1, None, None, Some(&after_a), 10).await.unwrap()), ["b"]);
-    assert!(read.list_locations(T1, Some("Seattle"), None, None, 10).await.unwrap().is_empty());
+    assert_eq!(
+        ids(read
+            .list_locations(T1, None, None, Some(&after_a), 10)
+            .await
+            .unwrap()),
+        ["b"]
+    );
+    assert!(
+        read.list_locations(T1, Some("Seattle"), None, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert!(
         read.list_locations(T1, None, Some(Country::parse("GB").unwrap()), None, 10)
             .await
@@ -272,25 +356,40 @@ async fn numbers_allow_one_primary_per_target(backend: Backend) {
     let mut tx = store.write().await.unwrap();
     tx.insert_number(
         T1,
-        &assigned(number("+14255550101", NumberType::CallingPlan), "u1", AssignmentCategory::Primary),
+        &assigned(
+            number("+14255550101", NumberType::CallingPlan),
+            "u1",
+            AssignmentCategory::Primary,
+        ),
     )
     .await
     .unwrap();
     // A private number besides the primary is fine.
     tx.insert_number(
         T1,
-        &assigned(number("+14255550103", NumberType::CallingPlan), "u1", AssignmentCategory::Private),
+        &assigned(
+            number("+14255550103", NumberType::CallingPlan),
+            "u1",
+            AssignmentCategory::Private,
+        ),
     )
     .await
     .unwrap();
     let error = tx
         .insert_number(
             T1,
-            &assigned(number("+14255550102", NumberType::CallingPlan), "u1", AssignmentCategory::Primary),
+            &assigned(
+                number("+14255550102", NumberType::CallingPlan),
+                "u1",
+                AssignmentCategory::Primary,
+            ),
         )
         .await
         .unwrap_err();
-    assert!(error.is_constraint("phone_numbers_one_primary_per_target"), "{error:?}");
+    assert!(
+        error.is_constraint("phone_numbers_one_primary_per_target"),
+        "{error:?}"
+    );
 }
 
 async fn numbers_can_only_be_held_by_known_users(backend: Backend) {
@@ -301,7 +400,11 @@ async fn numbers_can_only_be_held_by_known_users(backend: Backend) {
     assert!(
         tx.insert_number(
             T1,
-            &assigned(number("+14255550101", NumberType::CallingPlan), "u1", AssignmentCategory::Primary),
+            &assigned(
+                number("+14255550101", NumberType::CallingPlan),
+                "u1",
+                AssignmentCategory::Primary
+            ),
         )
         .await
         .is_err()
@@ -322,7 +425,11 @@ async fn numbers_list_with_every_filter(backend: Backend) {
     let mut pending = number("+14255550104", NumberType::OperatorConnect);
     pending.activation_state = ActivationState::AssignmentPending;
     for record in [
-        assigned(number("+14255550101", NumberType::CallingPlan), "u1", AssignmentCategory::Primary),
+        assigned(
+            number("+14255550101", NumberType::CallingPlan),
+            "u1",
+            AssignmentCategory::Primary,
+        ),
         number("+14255550102", NumberType::OperatorConnect),
         number("+14255550103", NumberType::DirectRouting),
         pending,
@@ -347,21 +454,36 @@ async fn numbers_list_with_every_filter(backend: Backend) {
     };
     assert_eq!(list(NumberFilter::default()).await.len(), 6);
     assert_eq!(
-        list(NumberFilter { assigned_to: Some("u1".into()), ..Default::default() }).await,
+        list(NumberFilter {
+            assigned_to: Some("u1".into()),
+            ..Default::default()
+        })
+        .await,
         ["+14255550101"]
     );
     assert_eq!(
-        list(NumberFilter { number_type: Some(NumberType::OperatorConnect), ..Default::default() }).await,
+        list(NumberFilter {
+            number_type: Some(NumberType::OperatorConnect),
+            ..Default::default()
+        })
+        .await,
         ["+14255550102", "+14255550104"]
     );
     assert_eq!(
-        list(NumberFilter { assignment_status: Some(AssignmentStatus::UserAssigned), ..Default::default() }).await,
+        list(NumberFilter {
+            assignment_status: Some(AssignmentStatus::UserAssigned),
+            ..Default::default()
+        })
+        .await,
         ["+14255550101"]
     );
     assert_eq!(
-        list(NumberFilter { assignment_status: Some(AssignmentStatus::Unassigned), ..Default::default() })
-            .await
-            .len(),
+        list(NumberFilter {
+            assignment_status: Some(AssignmentStatus::Unassigned),
+            ..Default::default()
+        })
+        .await
+        .len(),
         5
     );
     assert_eq!(
@@ -373,11 +495,19 @@ async fn numbers_list_with_every_filter(backend: Backend) {
         ["+14255550104"]
     );
     assert_eq!(
-        list(NumberFilter { country: Some(Country::parse("GB").unwrap()), ..Default::default() }).await,
+        list(NumberFilter {
+            country: Some(Country::parse("GB").unwrap()),
+            ..Default::default()
+        })
+        .await,
         ["+442079460000"]
     );
     assert_eq!(
-        list(NumberFilter { operator_id: Some("fabrikam-telecom".into()), ..Default::default() }).await,
+        list(NumberFilter {
+            operator_id: Some("fabrikam-telecom".into()),
+            ..Default::default()
+        })
+        .await,
         ["+14255550102", "+14255550104"]
     );
     assert_eq!(
@@ -391,15 +521,21 @@ async fn numbers_list_with_every_filter(backend: Backend) {
         ["+18005550100"]
     );
     assert_eq!(
-        list(NumberFilter { number_prefix: Some("+1425555010".into()), ..Default::default() })
-            .await
-            .len(),
+        list(NumberFilter {
+            number_prefix: Some("+1425555010".into()),
+            ..Default::default()
+        })
+        .await
+        .len(),
         4
     );
     assert!(
-        list(NumberFilter { number_prefix: Some("+1425555019".into()), ..Default::default() })
-            .await
-            .is_empty()
+        list(NumberFilter {
+            number_prefix: Some("+1425555019".into()),
+            ..Default::default()
+        })
+        .await
+        .is_empty()
     );
 }
 
@@ -407,35 +543,65 @@ async fn request_ids_replay_and_refuse_reuse(backend: Backend) {
     let (_db, store) = store(backend).await;
     let now = SystemTime::now();
     let mut tx = store.write().await.unwrap();
-    assert_eq!(tx.claim_request(T1, "r1", "UpsertUser", b"a", now).await.unwrap(), Claim::New);
+    assert_eq!(
+        tx.claim_request(T1, "r1", "UpsertUser", b"a", now)
+            .await
+            .unwrap(),
+        Claim::New
+    );
     tx.save_response(T1, "r1", "{\"answer\":1}").await.unwrap();
     tx.commit().await.unwrap();
 
     let mut tx = store.write().await.unwrap();
     assert_eq!(
-        tx.claim_request(T1, "r1", "UpsertUser", b"a", now).await.unwrap(),
+        tx.claim_request(T1, "r1", "UpsertUser", b"a", now)
+            .await
+            .unwrap(),
         Claim::Replay("{\"answer\":1}".into())
     );
     assert_eq!(
-        tx.claim_request(T1, "r1", "UpsertUser", b"b", now).await.unwrap(),
-        Claim::Reused { method: "UpsertUser".into() }
+        tx.claim_request(T1, "r1", "UpsertUser", b"b", now)
+            .await
+            .unwrap(),
+        Claim::Reused {
+            method: "UpsertUser".into()
+        }
     );
     assert_eq!(
-        tx.claim_request(T1, "r1", "CreateEmergencyLocation", b"a", now).await.unwrap(),
-        Claim::Reused { method: "UpsertUser".into() }
+        tx.claim_request(T1, "r1", "CreateEmergencyLocation", b"a", now)
+            .await
+            .unwrap(),
+        Claim::Reused {
+            method: "UpsertUser".into()
+        }
     );
     // Request ids belong to a tenant.
-    assert_eq!(tx.claim_request(T2, "r1", "UpsertUser", b"a", now).await.unwrap(), Claim::New);
+    assert_eq!(
+        tx.claim_request(T2, "r1", "UpsertUser", b"a", now)
+            .await
+            .unwrap(),
+        Claim::New
+    );
 }
 
 async fn rolled_back_claims_leave_no_trace(backend: Backend) {
     let (_db, store) = store(backend).await;
     let now = SystemTime::now();
     let mut tx = store.write().await.unwrap();
-    assert_eq!(tx.claim_request(T1, "r1", "UpsertUser", b"a", now).await.unwrap(), Claim::New);
+    assert_eq!(
+        tx.claim_request(T1, "r1", "UpsertUser", b"a", now)
+            .await
+            .unwrap(),
+        Claim::New
+    );
     drop(tx);
     let mut tx = store.write().await.unwrap();
-    assert_eq!(tx.claim_request(T1, "r1", "UpsertUser", b"a", now).await.unwrap(), Claim::New);
+    assert_eq!(
+        tx.claim_request(T1, "r1", "UpsertUser", b"a", now)
+            .await
+            .unwrap(),
+        Claim::New
+    );
 }
 
 async fn concurrent_claims_of_one_request_id_have_one_winner(backend: Backend) {
@@ -462,9 +628,16 @@ async fn concurrent_claims_of_one_request_id_have_one_winner(backend: Backend) {
     for task in tasks {
         claims.push(task.await.unwrap());
     }
-    assert_eq!(claims.iter().filter(|c| **c == Claim::New).count(), 1, "{claims:?}");
     assert_eq!(
-        claims.iter().filter(|c| **c == Claim::Replay("first".into())).count(),
+        claims.iter().filter(|c| **c == Claim::New).count(),
+        1,
+        "{claims:?}"
+    );
+    assert_eq!(
+        claims
+            .iter()
+            .filter(|c| **c == Claim::Replay("first".into()))
+            .count(),
         7,
         "every other claim sees the winner's answer: {claims:?}"
     );
@@ -491,9 +664,16 @@ async fn consents_are_replaced_per_operator(backend: Backend) {
     let ca = Country::parse("CA").unwrap();
     let mut tx = store.write().await.unwrap();
     for countries in [vec![us], vec![us, ca]] {
-        tx.put_consent(T1, &OperatorConsent { operator_id: "fabrikam-telecom".into(), countries }, now)
-            .await
-            .unwrap();
+        tx.put_consent(
+            T1,
+            &OperatorConsent {
+                operator_id: "fabrikam-telecom".into(),
+                countries,
+            },
+            now,
+        )
+        .await
+        .unwrap();
     }
     tx.commit().await.unwrap();
     let mut read = store.read().await.unwrap();
@@ -509,22 +689,37 @@ async fn users_carry_the_numbers_they_hold(backend: Backend) {
     let mut tx = store.write().await.unwrap();
     tx.insert_number(
         T1,
-        &assigned(number("+14255550109", NumberType::CallingPlan), "u1", AssignmentCategory::Primary),
+        &assigned(
+            number("+14255550109", NumberType::CallingPlan),
+            "u1",
+            AssignmentCategory::Primary,
+        ),
     )
     .await
     .unwrap();
     tx.insert_number(
         T1,
-        &assigned(number("+14255550101", NumberType::CallingPlan), "u1", AssignmentCategory::Private),
+        &assigned(
+            number("+14255550101", NumberType::CallingPlan),
+            "u1",
+            AssignmentCategory::Private,
+        ),
     )
     .await
     .unwrap();
     tx.commit().await.unwrap();
     let mut read = store.read().await.unwrap();
-    let user = read.find_user(T1, &Identity::Id("u1".into())).await.unwrap().unwrap();
+    let user = read
+        .find_user(T1, &Identity::Id("u1".into()))
+        .await
+        .unwrap()
+        .unwrap();
     // Primary first.
     assert_eq!(user.phone_numbers, ["+14255550109", "+14255550101"]);
-    let listed = read.list_users(T1, &UserFilter::default(), None, 10).await.unwrap();
+    let listed = read
+        .list_users(T1, &UserFilter::default(), None, 10)
+        .await
+        .unwrap();
     assert_eq!(listed[0].phone_numbers, user.phone_numbers);
     let holder = read.get_number(T1, "+14255550109").await.unwrap().unwrap();
     let assignment = holder.assignment.unwrap();
@@ -536,9 +731,12 @@ async fn pages_cover_large_inventories_without_gaps(backend: Backend) {
     let (_db, store) = store(backend).await;
     let mut tx = store.write().await.unwrap();
     for i in 0..1500 {
-        tx.insert_number(T1, &number(&format!("+1425555{i:04}"), NumberType::CallingPlan))
-            .await
-            .unwrap();
+        tx.insert_number(
+            T1,
+            &number(&format!("+1425555{i:04}"), NumberType::CallingPlan),
+        )
+        .await
+        .unwrap();
     }
     tx.commit().await.unwrap();
     let mut read = store.read().await.unwrap();

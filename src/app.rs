@@ -3,8 +3,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use numbers_calling_plan::CallingPlan;
+
 use crate::auth::{Role, SigningKey};
 use crate::config::Settings;
+use crate::routing::Providers;
 use crate::service::Service;
 use crate::{demo, server, store};
 
@@ -44,11 +47,30 @@ pub async fn serve(mut settings: Settings) -> anyhow::Result<()> {
         );
     }
 
-    let service = Service::new(store.clone(), settings.operators);
+    let catalogue = match &settings.calling_plan_catalogue {
+        Some(path) => CallingPlan::load(path)?,
+        None => CallingPlan::with_default_catalogue(),
+    };
+    let providers = Providers::new(catalogue, &settings.operators);
+    let service = Service::new(store.clone(), settings.operators, providers);
     let result = server::run(listener, service, key, server::shutdown_signal()).await;
     store.close().await;
     tracing::info!("stopped");
     result
+}
+
+/// Whom `numbers token` mints a token for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TokenFor {
+    /// A caller in a tenant, with a role.
+    Tenant {
+        /// The tenant.
+        tenant: String,
+        /// Admin or reader.
+        role: Role,
+    },
+    /// An Operator Connect operator.
+    Operator(String),
 }
 
 /// Mints a token with the locally configured key (generating it if it is the default one and
@@ -56,11 +78,13 @@ pub async fn serve(mut settings: Settings) -> anyhow::Result<()> {
 pub fn mint_token(
     key_file: &std::path::Path,
     generate: bool,
-    tenant: &str,
+    to: &TokenFor,
     subject: &str,
-    role: Role,
     ttl: Duration,
 ) -> anyhow::Result<String> {
     let key = SigningKey::load(key_file, generate)?;
-    key.mint(tenant, subject, role, ttl)
+    match to {
+        TokenFor::Tenant { tenant, role } => key.mint(tenant, subject, *role, ttl),
+        TokenFor::Operator(operator) => key.mint_operator(operator, subject, ttl),
+    }
 }

@@ -30,16 +30,39 @@ numbers_provider::spelled_enum! {
         Admin = "ADMIN",
         /// Read the tenant's records.
         Reader = "READER",
+        /// An Operator Connect operator: upload numbers into tenants that enabled it.
+        Operator = "OPERATOR",
     }
 }
 
 impl Role {
-    /// Reads a role as typed on the command line: `admin`, `reader`.
+    /// Reads a tenant role as typed on the command line: `admin`, `reader`.
     pub fn from_cli(text: &str) -> Result<Self, String> {
-        text.to_ascii_uppercase()
-            .parse()
-            .map_err(|_| format!("unknown role {text:?}: use admin or reader"))
+        match text.to_ascii_uppercase().parse() {
+            Ok(role @ (Role::Admin | Role::Reader)) => Ok(role),
+            _ => Err(format!(
+                "unknown role {text:?}: use admin or reader (operators use --operator)"
+            )),
+        }
     }
+}
+
+/// Whom a verified token names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Principal {
+    /// A caller in a tenant.
+    Tenant(Caller),
+    /// An Operator Connect operator.
+    Operator(OperatorCaller),
+}
+
+/// An authenticated Operator Connect operator.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OperatorCaller {
+    /// The operator's id, as configured.
+    pub operator_id: String,
+    /// Who at the operator is calling, for the audit trail.
+    pub subject: String,
 }
 
 /// The authenticated caller of a request.
@@ -58,7 +81,7 @@ impl Caller {
     pub fn require_admin(&self) -> Result<(), Error> {
         match self.role {
             Role::Admin => Ok(()),
-            Role::Reader => Err(Error::new(
+            Role::Reader | Role::Operator => Err(Error::new(
                 Reason::PermissionDenied,
                 format!(
                     "{} has the {} role, which may read but not change records",
@@ -76,7 +99,12 @@ struct Claims {
     iss: String,
     aud: String,
     sub: String,
-    tenant: String,
+    /// The tenant, for tenant roles.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tenant: Option<String>,
+    /// The operator, for the operator role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    operator: Option<String>,
     role: Role,
     iat: u64,
     exp: u64,
@@ -130,11 +158,36 @@ impl SigningKey {
         }
     }
 
-    /// Mints a token for `subject` in `tenant` with `role`, valid for `ttl`.
+    /// Mints a token for `subject` in `tenant` with `role` (admin or reader), valid for `ttl`.
     pub fn mint(
         &self,
         tenant: &str,
         subject: &str,
+        role: Role,
+        ttl: Duration,
+    ) -> anyhow::Result<String> {
+        anyhow::ensure!(
+            role != Role::Operator,
+            "operator tokens name an operator, not a tenant"
+        );
+        self.sign(subject, Some(tenant), None, role, ttl)
+    }
+
+    /// Mints a token for `subject` at the operator `operator_id`, valid for `ttl`.
+    pub fn mint_operator(
+        &self,
+        operator_id: &str,
+        subject: &str,
+        ttl: Duration,
+    ) -> anyhow::Result<String> {
+        self.sign(subject, None, Some(operator_id), Role::Operator, ttl)
+    }
+
+    fn sign(
+        &self,
+        subject: &str,
+        tenant: Option<&str>,
+        operator: Option<&str>,
         role: Role,
         ttl: Duration,
     ) -> anyhow::Result<String> {
@@ -143,7 +196,8 @@ impl SigningKey {
             iss: ISSUER.into(),
             aud: ISSUER.into(),
             sub: subject.into(),
-            tenant: tenant.into(),
+            tenant: tenant.map(str::to_owned),
+            operator: operator.map(str::to_owned),
             role,
             iat: now,
             exp: now + ttl.as_secs(),
@@ -155,8 +209,8 @@ impl SigningKey {
         )?)
     }
 
-    /// Verifies a token and returns the caller it names.
-    pub fn verify(&self, token: &str) -> Result<Caller, Error> {
+    /// Verifies a token and returns whom it names.
+    pub fn verify(&self, token: &str) -> Result<Principal, Error> {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[ISSUER]);
         validation.set_audience(&[ISSUER]);
@@ -173,17 +227,33 @@ impl SigningKey {
                 Error::new(Reason::Unauthenticated, why)
             })?
             .claims;
-        if claims.tenant.is_empty() || claims.tenant.len() > 128 {
-            return Err(Error::new(
+        let valid_id = |id: &Option<String>| {
+            id.as_ref()
+                .is_some_and(|id| !id.is_empty() && id.len() <= 128)
+        };
+        match claims.role {
+            Role::Admin | Role::Reader if valid_id(&claims.tenant) && claims.operator.is_none() => {
+                Ok(Principal::Tenant(Caller {
+                    tenant_id: claims.tenant.unwrap_or_default(),
+                    subject: claims.sub,
+                    role: claims.role,
+                }))
+            }
+            Role::Operator if valid_id(&claims.operator) && claims.tenant.is_none() => {
+                Ok(Principal::Operator(OperatorCaller {
+                    operator_id: claims.operator.unwrap_or_default(),
+                    subject: claims.sub,
+                }))
+            }
+            Role::Admin | Role::Reader => Err(Error::new(
                 Reason::Unauthenticated,
                 "the token names no valid tenant",
-            ));
+            )),
+            Role::Operator => Err(Error::new(
+                Reason::Unauthenticated,
+                "the token names no valid operator",
+            )),
         }
-        Ok(Caller {
-            tenant_id: claims.tenant,
-            subject: claims.sub,
-            role: claims.role,
-        })
     }
 }
 
@@ -225,13 +295,55 @@ mod tests {
         let token = key()
             .mint("contoso", "alice", Role::Reader, Duration::from_secs(60))
             .unwrap();
-        let caller = key().verify(&token).unwrap();
+        let Principal::Tenant(caller) = key().verify(&token).unwrap() else {
+            panic!("a tenant token named an operator");
+        };
         assert_eq!(caller.tenant_id, "contoso");
         assert_eq!(caller.subject, "alice");
         assert_eq!(caller.role, Role::Reader);
         assert_eq!(
             caller.require_admin().unwrap_err().reason(),
             Reason::PermissionDenied
+        );
+    }
+
+    #[test]
+    fn operator_tokens_name_an_operator_and_no_tenant() {
+        let token = key()
+            .mint_operator("fabrikam-telecom", "provisioning", Duration::from_secs(60))
+            .unwrap();
+        assert_eq!(
+            key().verify(&token).unwrap(),
+            Principal::Operator(OperatorCaller {
+                operator_id: "fabrikam-telecom".into(),
+                subject: "provisioning".into(),
+            })
+        );
+        assert!(
+            key()
+                .mint("contoso", "x", Role::Operator, Duration::from_secs(60))
+                .is_err()
+        );
+        // A token claiming both a tenant and an operator is refused.
+        let both = key()
+            .sign(
+                "x",
+                Some("contoso"),
+                Some("fabrikam-telecom"),
+                Role::Operator,
+                Duration::from_secs(60),
+            )
+            .unwrap();
+        assert_eq!(
+            key().verify(&both).unwrap_err().reason(),
+            Reason::Unauthenticated
+        );
+        let no_tenant = key()
+            .sign("x", None, None, Role::Admin, Duration::from_secs(60))
+            .unwrap();
+        assert_eq!(
+            key().verify(&no_tenant).unwrap_err().reason(),
+            Reason::Unauthenticated
         );
     }
 
@@ -267,7 +379,8 @@ mod tests {
             iss: ISSUER.into(),
             aud: ISSUER.into(),
             sub: "alice".into(),
-            tenant: "contoso".into(),
+            tenant: Some("contoso".into()),
+            operator: None,
             role: Role::Admin,
             iat: now - 600,
             exp: now - 300, // well beyond the 30 s leeway

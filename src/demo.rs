@@ -198,13 +198,15 @@ const SERVICE_NUMBER: &[Capability] = &[
 ];
 
 const NUMBERS: &[DemoNumber] = &[
+    // Acquired with the headquarters as its emergency location, as US Calling Plan user
+    // numbers need one.
     DemoNumber {
         number: "+14255550101",
         number_type: NumberType::CallingPlan,
         operator: None,
         city: "Redmond",
         capabilities: USER_NUMBER,
-        emergency_location: None,
+        emergency_location: Some("redmond-hq"),
         location_update_supported: true,
     },
     // Uploaded by Fabrikam with its emergency location set; Fabrikam does not let tenants

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use number_management::app::TokenFor;
 use number_management::auth::Role;
 use number_management::config::{CommonArgs, ServeArgs, Settings};
 use number_management::{app, telemetry};
@@ -29,11 +30,14 @@ struct TokenArgs {
     #[command(flatten)]
     common: CommonArgs,
     /// The tenant the token gives access to.
-    #[arg(long)]
-    tenant: String,
+    #[arg(long, required_unless_present = "operator", requires = "role")]
+    tenant: Option<String>,
     /// What the caller may do: admin (read and change) or reader (read only).
-    #[arg(long, value_parser = Role::from_cli)]
-    role: Role,
+    #[arg(long, value_parser = Role::from_cli, requires = "tenant")]
+    role: Option<Role>,
+    /// Mint an Operator Connect operator's token instead (for the OperatorConnect service).
+    #[arg(long, conflicts_with_all = ["tenant", "role"])]
+    operator: Option<String>,
     /// Who the caller is, as recorded in the audit trail.
     #[arg(long, default_value = "cli")]
     subject: String,
@@ -54,12 +58,16 @@ async fn main() -> ExitCode {
         },
         Command::Token(args) => {
             Settings::token_key_for(&args.common).and_then(|(key, generate)| {
+                let to = match (args.operator, args.tenant, args.role) {
+                    (Some(operator), _, _) => TokenFor::Operator(operator),
+                    (None, Some(tenant), Some(role)) => TokenFor::Tenant { tenant, role },
+                    _ => anyhow::bail!("give --tenant and --role, or --operator"),
+                };
                 let token = app::mint_token(
                     &key,
                     generate,
-                    &args.tenant,
+                    &to,
                     &args.subject,
-                    args.role,
                     Duration::from_secs(args.hours * 3600),
                 )?;
                 println!("{token}");

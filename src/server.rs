@@ -13,10 +13,11 @@ use tonic::transport::server::TcpIncoming;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
-use crate::api::{Authenticate, NumberManagementApi};
+use crate::api::{Authenticate, NumberManagementApi, OperatorConnectApi};
 use crate::auth::SigningKey;
 use crate::proto::FILE_DESCRIPTOR_SET;
 use crate::proto::v1::number_management_server::NumberManagementServer;
+use crate::proto::v1::operator_connect_server::OperatorConnectServer;
 use crate::service::Service;
 
 /// Binds `address`, with a message that says what to do when the port is taken.
@@ -55,9 +56,16 @@ pub async fn run(
         .build_v1alpha()
         .context("building reflection")?;
 
+    health
+        .set_serving::<OperatorConnectServer<OperatorConnectApi>>()
+        .await;
     let api = NumberManagementServer::with_interceptor(
-        NumberManagementApi::new(service),
-        Authenticate::new(key),
+        NumberManagementApi::new(service.clone()),
+        Authenticate::tenants(key.clone()),
+    );
+    let operator_api = OperatorConnectServer::with_interceptor(
+        OperatorConnectApi::new(service),
+        Authenticate::operators(key),
     );
 
     let address = listener.local_addr()?;
@@ -73,11 +81,15 @@ pub async fn run(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(api)
+        .add_service(operator_api)
         .serve_with_incoming_shutdown(TcpIncoming::from(listener), async move {
             shutdown.await;
             tracing::info!("shutting down: finishing requests in flight");
             health
                 .set_not_serving::<NumberManagementServer<NumberManagementApi>>()
+                .await;
+            health
+                .set_not_serving::<OperatorConnectServer<OperatorConnectApi>>()
                 .await;
         })
         .await

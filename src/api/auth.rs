@@ -1,23 +1,43 @@
 //! The interceptor that authenticates every call of the public services: it reads
-//! `authorization: Bearer <token>`, verifies the token and puts the [`Caller`] in the request's
-//! extensions, where the handlers take it from.
+//! `authorization: Bearer <token>`, verifies the token, checks it is the kind of credential
+//! the service takes (tenant callers for NumberManagement, operators for OperatorConnect) and
+//! puts the caller in the request's extensions, where the handlers take it from.
 
 use tonic::service::Interceptor;
 use tonic::{Request, Status};
 
-use crate::auth::{Caller, SigningKey};
+use crate::auth::{Caller, OperatorCaller, Principal, SigningKey};
 use crate::error::{Error, Reason};
+
+/// Which callers a service takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Audience {
+    Tenants,
+    Operators,
+}
 
 /// Authenticates requests with the service's signing key.
 #[derive(Clone, Debug)]
 pub struct Authenticate {
     key: SigningKey,
+    audience: Audience,
 }
 
 impl Authenticate {
-    /// An interceptor that accepts tokens signed with `key`.
-    pub fn new(key: SigningKey) -> Self {
-        Self { key }
+    /// For the tenant-facing service: admin and reader tokens.
+    pub fn tenants(key: SigningKey) -> Self {
+        Self {
+            key,
+            audience: Audience::Tenants,
+        }
+    }
+
+    /// For the operator-facing service: operator tokens.
+    pub fn operators(key: SigningKey) -> Self {
+        Self {
+            key,
+            audience: Audience::Operators,
+        }
     }
 }
 
@@ -38,8 +58,36 @@ impl Interceptor for Authenticate {
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, token)| token.trim())
             .ok_or_else(|| unauthenticated("the authorization metadata must be Bearer <token>"))?;
-        let caller = self.key.verify(token)?;
-        request.extensions_mut().insert(caller);
+        match (self.key.verify(token)?, self.audience) {
+            (Principal::Tenant(caller), Audience::Tenants) => {
+                request.extensions_mut().insert(caller);
+            }
+            (Principal::Operator(operator), Audience::Operators) => {
+                request.extensions_mut().insert(operator);
+            }
+            (Principal::Operator(operator), Audience::Tenants) => {
+                return Err(Error::new(
+                    Reason::PermissionDenied,
+                    format!(
+                        "operator {} credentials cannot call NumberManagement; use a tenant \
+                         admin or reader token",
+                        operator.operator_id
+                    ),
+                )
+                .into());
+            }
+            (Principal::Tenant(caller), Audience::Operators) => {
+                return Err(Error::new(
+                    Reason::PermissionDenied,
+                    format!(
+                        "tenant {} credentials cannot call OperatorConnect; use an operator \
+                         token",
+                        caller.tenant_id
+                    ),
+                )
+                .into());
+            }
+        }
         Ok(request)
     }
 }
@@ -48,11 +96,20 @@ fn unauthenticated(message: &str) -> Status {
     Error::new(Reason::Unauthenticated, message).into()
 }
 
-/// The authenticated caller of a request.
+/// The authenticated tenant caller of a request.
 pub(crate) fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
     request
         .extensions()
         .get::<Caller>()
+        .cloned()
+        .ok_or_else(|| unauthenticated("the request was not authenticated"))
+}
+
+/// The authenticated operator of a request.
+pub(crate) fn operator<T>(request: &Request<T>) -> Result<OperatorCaller, Status> {
+    request
+        .extensions()
+        .get::<OperatorCaller>()
         .cloned()
         .ok_or_else(|| unauthenticated("the request was not authenticated"))
 }

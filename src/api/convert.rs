@@ -8,13 +8,14 @@ use std::time::SystemTime;
 use prost_types::Timestamp;
 
 use crate::domain::{
-    ActivationMode, ActivationState, AssignmentCategory, AssignmentStatus, Block, Capabilities,
-    Capability, CivicAddress, Country, E164, EmergencyLocation, Identity, License, Licenses,
-    NumberFilter, NumberType, PhoneNumber, TargetKind, User, UserUpsert, ValidationStatus,
+    ActivationMode, ActivationState, AssignmentCategory, AssignmentStatus, AuditAction, AuditEvent,
+    Block, Capabilities, Capability, CivicAddress, Country, E164, EmergencyLocation, Identity,
+    License, Licenses, NumberFilter, NumberType, PhoneNumber, TargetKind, User, UserUpsert,
+    ValidationStatus,
 };
 use crate::error::{Error, FieldViolation, Reason};
 use crate::proto::v1 as pb;
-use crate::service::TenantOperator;
+use crate::service::{TenantOperator, Upload};
 
 // ---- inbound ---------------------------------------------------------------------------------
 
@@ -186,21 +187,7 @@ pub(crate) fn number_filter(
         "" => None,
         text => Some(identity("assigned_to", text)?),
     };
-    let number_prefix = match request.number_prefix.trim() {
-        "" => None,
-        prefix => {
-            let digits = prefix.strip_prefix('+').unwrap_or(prefix);
-            if digits.is_empty() || digits.len() > 15 || !digits.bytes().all(|b| b.is_ascii_digit())
-            {
-                return Err(Error::invalid_field(
-                    Reason::InvalidArgument,
-                    "number_prefix",
-                    "must be 1 to 15 digits, with or without a leading +, like +1425",
-                ));
-            }
-            Some(format!("+{digits}"))
-        }
-    };
+    let number_prefix = number_prefix("number_prefix", &request.number_prefix)?;
     let emergency_location_id = Some(request.emergency_location_id.trim())
         .filter(|id| !id.is_empty())
         .map(str::to_owned);
@@ -417,4 +404,228 @@ pub(crate) fn operator(listed: TenantOperator) -> pb::Operator {
             .map(|c| c.countries.iter().map(|c| c.as_str().to_owned()).collect())
             .unwrap_or_default(),
     }
+}
+
+// ---- assignment ------------------------------------------------------------------------------
+
+/// Reads an optional id field: empty means not given.
+pub(crate) fn optional_id(value: &str) -> Option<String> {
+    Some(value.trim())
+        .filter(|id| !id.is_empty())
+        .map(str::to_owned)
+}
+
+/// Reads an assignment category; unspecified means PRIMARY.
+pub(crate) fn category(field: &str, value: i32) -> Result<AssignmentCategory, Error> {
+    Ok(
+        optional_enum(field, value, |c: pb::AssignmentCategory| match c {
+            pb::AssignmentCategory::Unspecified => None,
+            pb::AssignmentCategory::Primary => Some(AssignmentCategory::Primary),
+            pb::AssignmentCategory::Private => Some(AssignmentCategory::Private),
+            pb::AssignmentCategory::Alternate => Some(AssignmentCategory::Alternate),
+        })?
+        .unwrap_or(AssignmentCategory::Primary),
+    )
+}
+
+/// Reads an etag: empty means none; otherwise what this service wrote (a version number).
+pub(crate) fn etag(field: &str, value: &str) -> Result<Option<i64>, Error> {
+    match value.trim().trim_matches('"') {
+        "" => Ok(None),
+        text => text.parse().map(Some).map_err(|_| {
+            Error::invalid_field(
+                Reason::InvalidArgument,
+                field,
+                "is not an etag of this service; send back the etag you read",
+            )
+        }),
+    }
+}
+
+/// Reads the capability of an acquisition: unspecified means user numbers.
+pub(crate) fn acquired_capability(field: &str, value: i32) -> Result<Capability, Error> {
+    Ok(optional_enum(field, value, capability_in)?.unwrap_or(Capability::UserAssignment))
+}
+
+/// Reads a list of phone numbers, at most `max`, without duplicates.
+pub(crate) fn phone_numbers(
+    field: &str,
+    values: &[String],
+    max: usize,
+) -> Result<Vec<E164>, Error> {
+    if values.is_empty() {
+        return Err(Error::invalid_field(
+            Reason::InvalidArgument,
+            field,
+            "is required",
+        ));
+    }
+    if values.len() > max {
+        return Err(Error::invalid_field(
+            Reason::InvalidArgument,
+            field,
+            format!("has {} numbers; at most {max} per request", values.len()),
+        ));
+    }
+    let mut numbers: Vec<E164> = Vec::with_capacity(values.len());
+    for (i, value) in values.iter().enumerate() {
+        let number = phone_number(&format!("{field}[{i}]"), value)?;
+        if !numbers.contains(&number) {
+            numbers.push(number);
+        }
+    }
+    Ok(numbers)
+}
+
+/// Reads a digits-only code (area code), empty meaning none.
+pub(crate) fn digits(field: &str, value: &str, max: usize) -> Result<Option<String>, Error> {
+    match value.trim() {
+        "" => Ok(None),
+        text if text.len() <= max && text.bytes().all(|b| b.is_ascii_digit()) => {
+            Ok(Some(text.to_owned()))
+        }
+        _ => Err(Error::invalid_field(
+            Reason::InvalidArgument,
+            field,
+            format!("must be 1 to {max} digits"),
+        )),
+    }
+}
+
+/// Reads a number prefix, with or without `+`, into `+digits`.
+pub(crate) fn number_prefix(field: &str, value: &str) -> Result<Option<String>, Error> {
+    match value.trim() {
+        "" => Ok(None),
+        prefix => {
+            let digits = prefix.strip_prefix('+').unwrap_or(prefix);
+            if digits.is_empty() || digits.len() > 15 || !digits.bytes().all(|b| b.is_ascii_digit())
+            {
+                return Err(Error::invalid_field(
+                    Reason::InvalidArgument,
+                    field,
+                    "must be 1 to 15 digits, with or without a leading +, like +1425",
+                ));
+            }
+            Ok(Some(format!("+{digits}")))
+        }
+    }
+}
+
+/// Reads an optional timestamp.
+pub(crate) fn time(field: &str, value: Option<Timestamp>) -> Result<Option<SystemTime>, Error> {
+    value
+        .map(|t| {
+            SystemTime::try_from(t).map_err(|_| {
+                Error::invalid_field(Reason::InvalidArgument, field, "is not a valid time")
+            })
+        })
+        .transpose()
+}
+
+/// Reads the numbers of an upload.
+pub(crate) fn uploads(numbers: Vec<pb::UploadedNumber>, max: usize) -> Result<Vec<Upload>, Error> {
+    if numbers.is_empty() {
+        return Err(Error::invalid_field(
+            Reason::InvalidArgument,
+            "numbers",
+            "is required",
+        ));
+    }
+    if numbers.len() > max {
+        return Err(Error::invalid_field(
+            Reason::InvalidArgument,
+            "numbers",
+            format!("has {} numbers; at most {max} per request", numbers.len()),
+        ));
+    }
+    let mut uploads: Vec<Upload> = Vec::with_capacity(numbers.len());
+    for (i, uploaded) in numbers.into_iter().enumerate() {
+        let field = |name: &str| format!("numbers[{i}].{name}");
+        let number = phone_number(&field("phone_number"), &uploaded.phone_number)?;
+        if number.extension().is_some() {
+            return Err(Error::invalid_field(
+                Reason::InvalidPhoneNumber,
+                field("phone_number"),
+                "Operator Connect numbers have no extension",
+            ));
+        }
+        if uploads.iter().any(|u| u.number == number) {
+            return Err(Error::invalid_field(
+                Reason::InvalidArgument,
+                field("phone_number"),
+                format!("{number} is listed twice"),
+            ));
+        }
+        let capabilities = capabilities(&field("capabilities"), &uploaded.capabilities)?;
+        if capabilities.is_empty() {
+            return Err(Error::invalid_field(
+                Reason::InvalidArgument,
+                field("capabilities"),
+                "needs at least one capability",
+            ));
+        }
+        uploads.push(Upload {
+            number,
+            capabilities,
+            emergency_location_id: optional_id(&uploaded.emergency_location_id),
+            allow_tenant_location_update: uploaded.allow_tenant_location_update,
+        });
+    }
+    Ok(uploads)
+}
+
+/// An audit event for the API.
+pub(crate) fn audit_event(event: AuditEvent) -> pb::AuditEvent {
+    pb::AuditEvent {
+        id: event.id,
+        time: timestamp(event.time),
+        actor: event.actor,
+        action: match event.action {
+            AuditAction::UpsertUser => pb::AuditAction::UpsertUser,
+            AuditAction::CreateEmergencyLocation => pb::AuditAction::CreateEmergencyLocation,
+            AuditAction::AssignPhoneNumber => pb::AuditAction::AssignPhoneNumber,
+            AuditAction::ChangePhoneNumber => pb::AuditAction::ChangePhoneNumber,
+            AuditAction::RemovePhoneNumber => pb::AuditAction::RemovePhoneNumber,
+            AuditAction::UpdateEmergencyLocation => pb::AuditAction::UpdateEmergencyLocation,
+            AuditAction::AcquirePhoneNumber => pb::AuditAction::AcquirePhoneNumber,
+            AuditAction::ReleasePhoneNumber => pb::AuditAction::ReleasePhoneNumber,
+            AuditAction::EnableOperator => pb::AuditAction::EnableOperator,
+            AuditAction::DisableOperator => pb::AuditAction::DisableOperator,
+            AuditAction::UploadPhoneNumber => pb::AuditAction::UploadPhoneNumber,
+            AuditAction::OperatorReleasePhoneNumber => pb::AuditAction::OperatorReleasePhoneNumber,
+        } as i32,
+        phone_number: event.phone_number.unwrap_or_default(),
+        user_id: event.user_id.unwrap_or_default(),
+        request_id: event.request_id.unwrap_or_default(),
+        before: event.before.and_then(json_struct),
+        after: event.after.and_then(json_struct),
+    }
+}
+
+/// A JSON object as a `google.protobuf.Struct`.
+fn json_struct(value: serde_json::Value) -> Option<prost_types::Struct> {
+    match json_value(value).kind {
+        Some(prost_types::value::Kind::StructValue(object)) => Some(object),
+        _ => None,
+    }
+}
+
+fn json_value(value: serde_json::Value) -> prost_types::Value {
+    use prost_types::value::Kind;
+    let kind = match value {
+        serde_json::Value::Null => Kind::NullValue(0),
+        serde_json::Value::Bool(b) => Kind::BoolValue(b),
+        serde_json::Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or_default()),
+        serde_json::Value::String(s) => Kind::StringValue(s),
+        serde_json::Value::Array(items) => Kind::ListValue(prost_types::ListValue {
+            values: items.into_iter().map(json_value).collect(),
+        }),
+        serde_json::Value::Object(fields) => Kind::StructValue(prost_types::Struct {
+            fields: fields
+                .into_iter()
+                .map(|(k, v)| (k, json_value(v)))
+                .collect(),
+        }),
+    };
+    prost_types::Value { kind: Some(kind) }
 }

@@ -5,9 +5,11 @@ mod auth;
 mod convert;
 mod mutation;
 mod number_management;
+mod operator_connect;
 mod pagination;
 mod status;
 
 pub use auth::Authenticate;
 pub use number_management::NumberManagementApi;
+pub use operator_connect::OperatorConnectApi;
 pub use status::ERROR_DOMAIN;

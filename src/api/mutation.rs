@@ -59,4 +59,34 @@ macro_rules! mutation_request {
     };
 }
 
-mutation_request!(pb::UpsertUserRequest, pb::CreateEmergencyLocationRequest);
+mutation_request!(
+    pb::UpsertUserRequest,
+    pb::CreateEmergencyLocationRequest,
+    pb::AssignPhoneNumberRequest,
+    pb::ChangePhoneNumberRequest,
+    pb::RemovePhoneNumberRequest,
+    pb::UpdateEmergencyLocationRequest,
+    pb::AcquirePhoneNumbersRequest,
+    pb::ReleasePhoneNumbersRequest,
+    pb::EnableOperatorRequest,
+    pb::DisableOperatorRequest,
+);
+
+/// Implements [`MutationRequest`] for requests with `request_id` but no `validate_only`.
+macro_rules! retryable_request {
+    ($($request:ty),+ $(,)?) => {
+        $(impl MutationRequest for $request {
+            fn request_id(&self) -> &str {
+                &self.request_id
+            }
+            fn validate_only(&self) -> bool {
+                false
+            }
+            fn clear_options(&mut self) {
+                self.request_id.clear();
+            }
+        })+
+    };
+}
+
+retryable_request!(pb::UploadNumbersRequest, pb::ReleaseNumbersRequest);

@@ -9,11 +9,14 @@ use super::auth::caller;
 use super::convert;
 use super::mutation::request_options;
 use super::pagination::{next_page_token, page_request};
-use crate::domain::UserFilter;
+use crate::domain::{AuditFilter, UserFilter};
 use crate::error::{Error, Reason};
 use crate::proto::v1 as pb;
 use crate::proto::v1::number_management_server::NumberManagement;
-use crate::service::Service;
+use crate::service::{
+    AcquireRequest, AssignRequest, ChangeRequest, LocationUpdate, MAX_NUMBERS_PER_REQUEST,
+    RemoveRequest, Service,
+};
 
 /// The tenant-facing API.
 #[derive(Debug, Clone)]
@@ -165,6 +168,267 @@ impl NumberManagement for NumberManagementApi {
         Ok(Response::new(pb::ListOperatorsResponse {
             next_page_token: next_page_token(&request, &operators),
             operators: operators.items.into_iter().map(convert::operator).collect(),
+        }))
+    }
+
+    async fn assign_phone_number(
+        &self,
+        request: Request<pb::AssignPhoneNumberRequest>,
+    ) -> Answer<pb::AssignPhoneNumberResponse> {
+        let caller = caller(&request)?;
+        caller.require_admin()?;
+        let request = request.into_inner();
+        let options = request_options(&request)?;
+        let assign = AssignRequest {
+            identity: convert::identity("identity", &request.identity)?,
+            number: convert::phone_number("phone_number", &request.phone_number)?,
+            number_type: convert::number_type("phone_number_type", request.phone_number_type)?,
+            emergency_location_id: convert::optional_id(&request.emergency_location_id),
+            category: convert::category("assignment_category", request.assignment_category)?,
+            notify_user: request.notify_user.unwrap_or(true),
+        };
+        let assigned = self.service.assign(&caller, &assign, &options).await?;
+        Ok(Response::new(pb::AssignPhoneNumberResponse {
+            phone_number: Some(convert::phone_number_out(
+                assigned.number,
+                SystemTime::now(),
+            )),
+            user: Some(convert::user(assigned.user)),
+        }))
+    }
+
+    async fn change_phone_number(
+        &self,
+        request: Request<pb::ChangePhoneNumberRequest>,
+    ) -> Answer<pb::ChangePhoneNumberResponse> {
+        let caller = caller(&request)?;
+        caller.require_admin()?;
+        let request = request.into_inner();
+        let options = request_options(&request)?;
+        let change = ChangeRequest {
+            identity: convert::identity("identity", &request.identity)?,
+            number: convert::phone_number("phone_number", &request.phone_number)?,
+            number_type: convert::number_type("phone_number_type", request.phone_number_type)?,
+            emergency_location_id: convert::optional_id(&request.emergency_location_id),
+            notify_user: request.notify_user.unwrap_or(true),
+        };
+        let changed = self.service.change(&caller, &change, &options).await?;
+        let now = SystemTime::now();
+        Ok(Response::new(pb::ChangePhoneNumberResponse {
+            previous_phone_number: Some(convert::phone_number_out(changed.previous, now)),
+            phone_number: Some(convert::phone_number_out(changed.number, now)),
+            user: Some(convert::user(changed.user)),
+        }))
+    }
+
+    async fn remove_phone_number(
+        &self,
+        request: Request<pb::RemovePhoneNumberRequest>,
+    ) -> Answer<pb::RemovePhoneNumberResponse> {
+        let caller = caller(&request)?;
+        caller.require_admin()?;
+        let request = request.into_inner();
+        let options = request_options(&request)?;
+        let number = match (request.phone_number.trim(), request.remove_all) {
+            ("", true) => None,
+            ("", false) => {
+                return Err(Error::invalid_field(
+                    Reason::InvalidArgument,
+                    "phone_number",
+                    "is required, unless remove_all is set",
+                )
+                .into());
+            }
+            (_, true) => {
+                return Err(Error::invalid_field(
+                    Reason::InvalidArgument,
+                    "remove_all",
+                    "cannot be combined with phone_number",
+                )
+                .into());
+            }
+            (text, false) => Some(convert::phone_number("phone_number", text)?),
+        };
+        let remove = RemoveRequest {
+            identity: convert::identity("identity", &request.identity)?,
+            number,
+            number_type: convert::number_type("phone_number_type", request.phone_number_type)?,
+            block_days: request.block_days,
+            block_forever: request.block_forever,
+            notify_user: request.notify_user.unwrap_or(true),
+        };
+        let removed = self.service.remove(&caller, &remove, &options).await?;
+        let now = SystemTime::now();
+        Ok(Response::new(pb::RemovePhoneNumberResponse {
+            phone_numbers: removed
+                .numbers
+                .into_iter()
+                .map(|n| convert::phone_number_out(n, now))
+                .collect(),
+            user: Some(convert::user(removed.user)),
+        }))
+    }
+
+    async fn update_emergency_location(
+        &self,
+        request: Request<pb::UpdateEmergencyLocationRequest>,
+    ) -> Answer<pb::PhoneNumber> {
+        let caller = caller(&request)?;
+        caller.require_admin()?;
+        let request = request.into_inner();
+        let options = request_options(&request)?;
+        let update = LocationUpdate {
+            number: convert::phone_number("phone_number", &request.phone_number)?,
+            emergency_location_id: convert::optional_id(&request.emergency_location_id),
+            etag: convert::etag("etag", &request.etag)?,
+        };
+        let updated = self
+            .service
+            .update_number_location(&caller, &update, &options)
+            .await?;
+        Ok(Response::new(convert::phone_number_out(
+            updated,
+            SystemTime::now(),
+        )))
+    }
+
+    async fn acquire_phone_numbers(
+        &self,
+        request: Request<pb::AcquirePhoneNumbersRequest>,
+    ) -> Answer<pb::AcquirePhoneNumbersResponse> {
+        let caller = caller(&request)?;
+        caller.require_admin()?;
+        let request = request.into_inner();
+        let options = request_options(&request)?;
+        let country = convert::country_filter("country", &request.country)?.ok_or_else(|| {
+            Error::invalid_field(Reason::InvalidArgument, "country", "is required, like US")
+        })?;
+        let quantity = usize::try_from(request.quantity)
+            .ok()
+            .filter(|q| (1..=MAX_NUMBERS_PER_REQUEST).contains(q))
+            .ok_or_else(|| {
+                Error::invalid_field(
+                    Reason::InvalidArgument,
+                    "quantity",
+                    format!("must be 1 to {MAX_NUMBERS_PER_REQUEST}"),
+                )
+            })?;
+        let acquire = AcquireRequest {
+            country,
+            area_code: convert::digits("area_code", &request.area_code, 6)?,
+            city: convert::optional_id(&request.city),
+            prefix: convert::number_prefix("number_prefix", &request.number_prefix)?,
+            capability: convert::acquired_capability("capability", request.capability)?,
+            quantity,
+            emergency_location_id: convert::optional_id(&request.emergency_location_id),
+        };
+        let acquired = self
+            .service
+            .acquire_numbers(&caller, &acquire, &options)
+            .await?;
+        let now = SystemTime::now();
+        Ok(Response::new(pb::AcquirePhoneNumbersResponse {
+            phone_numbers: acquired
+                .0
+                .into_iter()
+                .map(|n| convert::phone_number_out(n, now))
+                .collect(),
+        }))
+    }
+
+    async fn release_phone_numbers(
+        &self,
+        request: Request<pb::ReleasePhoneNumbersRequest>,
+    ) -> Answer<pb::ReleasePhoneNumbersResponse> {
+        let caller = caller(&request)?;
+        caller.require_admin()?;
+        let request = request.into_inner();
+        let options = request_options(&request)?;
+        let numbers = convert::phone_numbers(
+            "phone_numbers",
+            &request.phone_numbers,
+            MAX_NUMBERS_PER_REQUEST,
+        )?;
+        let released = self
+            .service
+            .release_numbers(&caller, &numbers, &options)
+            .await?;
+        Ok(Response::new(pb::ReleasePhoneNumbersResponse {
+            phone_numbers: released.0,
+        }))
+    }
+
+    async fn enable_operator(
+        &self,
+        request: Request<pb::EnableOperatorRequest>,
+    ) -> Answer<pb::Operator> {
+        let caller = caller(&request)?;
+        caller.require_admin()?;
+        let request = request.into_inner();
+        let options = request_options(&request)?;
+        let countries = request
+            .countries
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                convert::country_filter(&format!("countries[{i}]"), c)?.ok_or_else(|| {
+                    Error::invalid_field(
+                        Reason::InvalidArgument,
+                        format!("countries[{i}]"),
+                        "is empty",
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let enabled = self
+            .service
+            .enable_operator(&caller, request.operator_id.trim(), &countries, &options)
+            .await?;
+        Ok(Response::new(convert::operator(enabled)))
+    }
+
+    async fn disable_operator(
+        &self,
+        request: Request<pb::DisableOperatorRequest>,
+    ) -> Answer<pb::Operator> {
+        let caller = caller(&request)?;
+        caller.require_admin()?;
+        let request = request.into_inner();
+        let options = request_options(&request)?;
+        let disabled = self
+            .service
+            .disable_operator(&caller, request.operator_id.trim(), &options)
+            .await?;
+        Ok(Response::new(convert::operator(disabled)))
+    }
+
+    async fn list_audit_events(
+        &self,
+        request: Request<pb::ListAuditEventsRequest>,
+    ) -> Answer<pb::ListAuditEventsResponse> {
+        let caller = caller(&request)?;
+        let request = request.into_inner();
+        let page = page_request(&request)?;
+        let number = match request.phone_number.trim() {
+            "" => None,
+            text => Some(convert::phone_number("phone_number", text)?),
+        };
+        let user = match request.user.trim() {
+            "" => None,
+            text => Some(convert::identity("user", text)?),
+        };
+        let filter = AuditFilter {
+            start: convert::time("start_time", request.start_time)?,
+            end: convert::time("end_time", request.end_time)?,
+            ..AuditFilter::default()
+        };
+        let events = self
+            .service
+            .list_audit_events(&caller, number.as_ref(), user.as_ref(), filter, &page)
+            .await?;
+        Ok(Response::new(pb::ListAuditEventsResponse {
+            next_page_token: next_page_token(&request, &events),
+            audit_events: events.items.into_iter().map(convert::audit_event).collect(),
         }))
     }
 }

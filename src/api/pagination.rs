@@ -114,6 +114,7 @@ list_request!(
     pb::ListEmergencyLocationsRequest => "ListEmergencyLocations",
     pb::ListPhoneNumbersRequest => "ListPhoneNumbers",
     pb::ListOperatorsRequest => "ListOperators",
+    pb::ListAuditEventsRequest => "ListAuditEvents",
 );
 
 #[cfg(test)]

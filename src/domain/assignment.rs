@@ -90,7 +90,7 @@ pub fn required_licences(kind: TargetKind, number_type: NumberType) -> Vec<Licen
 }
 
 /// The target holds the licences the number needs.
-pub fn check_licences(user: &User, number: &PhoneNumber) -> Result<()> {
+pub(super) fn check_licences(user: &User, number: &PhoneNumber) -> Result<()> {
     let needed = required_licences(user.kind, number.number_type);
     let missing: Vec<License> = needed
         .into_iter()
@@ -122,7 +122,7 @@ pub fn check_licences(user: &User, number: &PhoneNumber) -> Result<()> {
 }
 
 /// No number is synchronised from the on-premises directory for the target.
-pub fn check_on_premises_line(user: &User) -> Result<()> {
+pub(super) fn check_on_premises_line(user: &User) -> Result<()> {
     match &user.on_premises_line_uri {
         None => Ok(()),
         Some(line) => Err(Error::new(
@@ -139,7 +139,7 @@ pub fn check_on_premises_line(user: &User) -> Result<()> {
 }
 
 /// The number may be assigned to this kind of target.
-pub fn check_capability(user: &User, number: &PhoneNumber) -> Result<()> {
+pub(super) fn check_capability(user: &User, number: &PhoneNumber) -> Result<()> {
     let needed = Capability::required_for(user.kind);
     if number.capabilities.contains(needed) {
         return Ok(());
@@ -169,7 +169,11 @@ fn describe(capabilities: Capabilities) -> String {
 
 /// The number is held by nobody, and no number sharing its base is held by someone else where
 /// the provider says a base and its extensions exclude each other.
-pub fn check_number_is_free(user: &User, number: &PhoneNumber, same_base: &[PhoneNumber]) -> Result<()> {
+pub(super) fn check_number_is_free(
+    user: &User,
+    number: &PhoneNumber,
+    same_base: &[PhoneNumber],
+) -> Result<()> {
     if let Some(holder) = &number.assignment {
         let whom = if holder.target_id == user.id {
             "this user already".to_owned()
@@ -218,7 +222,7 @@ pub fn check_number_is_free(user: &User, number: &PhoneNumber, same_base: &[Phon
 }
 
 /// The number is not blocked from assignment.
-pub fn check_not_blocked(number: &PhoneNumber, now: SystemTime) -> Result<()> {
+pub(super) fn check_not_blocked(number: &PhoneNumber, now: SystemTime) -> Result<()> {
     let until = match number.block {
         Block::None => return Ok(()),
         Block::Until(until) if until <= now => return Ok(()),
@@ -250,7 +254,7 @@ pub fn check_not_pending(number: &PhoneNumber) -> Result<()> {
 }
 
 /// A target holds at most one primary number; changing one replaces it.
-pub fn check_one_primary(
+pub(super) fn check_one_primary(
     user: &User,
     held: &[PhoneNumber],
     category: AssignmentCategory,
@@ -282,7 +286,11 @@ pub fn check_one_primary(
 
 /// A primary or private number is of the country where the user uses the service; an
 /// alternate number may be of any country.
-pub fn check_usage_location(user: &User, number: &PhoneNumber, category: AssignmentCategory) -> Result<()> {
+pub(super) fn check_usage_location(
+    user: &User,
+    number: &PhoneNumber,
+    category: AssignmentCategory,
+) -> Result<()> {
     if category == AssignmentCategory::Alternate {
         return Ok(());
     }
@@ -417,7 +425,11 @@ mod tests {
     }
 
     fn john() -> User {
-        user(TargetKind::User, &[License::PhoneSystem, License::CallingPlan], "US")
+        user(
+            TargetKind::User,
+            &[License::PhoneSystem, License::CallingPlan],
+            "US",
+        )
     }
 
     fn number(text: &str, number_type: NumberType) -> PhoneNumber {
@@ -467,7 +479,10 @@ mod tests {
         let cp = number("+14255550101", NumberType::CallingPlan);
         let dr = number("+14255550101", NumberType::DirectRouting);
         let phone_system_only = user(TargetKind::User, &[License::PhoneSystem], "US");
-        assert_eq!(reason(check_licences(&phone_system_only, &cp)), Reason::LicenseRequired);
+        assert_eq!(
+            reason(check_licences(&phone_system_only, &cp)),
+            Reason::LicenseRequired
+        );
         assert!(check_licences(&phone_system_only, &dr).is_ok());
         assert_eq!(
             reason(check_licences(&user(TargetKind::User, &[], "US"), &dr)),
@@ -487,26 +502,41 @@ mod tests {
         let mut hybrid = john();
         assert!(check_on_premises_line(&hybrid).is_ok());
         hybrid.on_premises_line_uri = Some("tel:+14255550199".into());
-        assert_eq!(reason(check_on_premises_line(&hybrid)), Reason::OnPremisesNumberConflict);
+        assert_eq!(
+            reason(check_on_premises_line(&hybrid)),
+            Reason::OnPremisesNumberConflict
+        );
     }
 
     #[test]
     fn capabilities_fit_the_target_kind() {
         let user_number = number("+14255550101", NumberType::CallingPlan);
         let mut service_number = number("+18005550100", NumberType::CallingPlan);
-        service_number.capabilities = [Capability::VoiceApplicationAssignment].into_iter().collect();
-        let ra = user(TargetKind::ResourceAccount, &[License::PhoneSystemVirtualUser], "US");
+        service_number.capabilities = [Capability::VoiceApplicationAssignment]
+            .into_iter()
+            .collect();
+        let ra = user(
+            TargetKind::ResourceAccount,
+            &[License::PhoneSystemVirtualUser],
+            "US",
+        );
         assert!(check_capability(&john(), &user_number).is_ok());
-        assert_eq!(reason(check_capability(&john(), &service_number)), Reason::CapabilityMismatch);
+        assert_eq!(
+            reason(check_capability(&john(), &service_number)),
+            Reason::CapabilityMismatch
+        );
         assert!(check_capability(&ra, &service_number).is_ok());
-        assert_eq!(reason(check_capability(&ra, &user_number)), Reason::CapabilityMismatch);
+        assert_eq!(
+            reason(check_capability(&ra, &user_number)),
+            Reason::CapabilityMismatch
+        );
     }
 
     #[test]
     fn a_number_has_one_holder() {
         let free = number("+14255550101", NumberType::CallingPlan);
         assert!(check_number_is_free(&john(), &free, &[]).is_ok());
-        let taken = held_by(free.clone(), "u2", AssignmentCategory::Primary);
+        let taken = held_by(free, "u2", AssignmentCategory::Primary);
         let error = check_number_is_free(&john(), &taken, &[]).unwrap_err();
         assert_eq!(error.reason(), Reason::NumberAlreadyAssigned);
         assert!(error.message().contains("u2@contoso.com"), "{error}");
@@ -518,7 +548,11 @@ mod tests {
         let ext = |e: &str| number(&format!("+14255388701;ext={e}"), NumberType::DirectRouting);
         let others_ext = held_by(ext("100"), "u2", AssignmentCategory::Primary);
         assert_eq!(
-            reason(check_number_is_free(&john(), &base, &[others_ext.clone()])),
+            reason(check_number_is_free(
+                &john(),
+                &base,
+                std::slice::from_ref(&others_ext)
+            )),
             Reason::NumberAlreadyAssigned
         );
         // Extensions of one base are different numbers.
@@ -556,14 +590,25 @@ mod tests {
 
     #[test]
     fn one_primary_number_per_user() {
-        let current = held_by(number("+14255550101", NumberType::CallingPlan), "u1", AssignmentCategory::Primary);
+        let current = held_by(
+            number("+14255550101", NumberType::CallingPlan),
+            "u1",
+            AssignmentCategory::Primary,
+        );
         let held = [current.clone()];
         assert_eq!(
-            reason(check_one_primary(&john(), &held, AssignmentCategory::Primary, None)),
+            reason(check_one_primary(
+                &john(),
+                &held,
+                AssignmentCategory::Primary,
+                None
+            )),
             Reason::UserAlreadyHasPrimaryNumber
         );
         assert!(check_one_primary(&john(), &held, AssignmentCategory::Private, None).is_ok());
-        assert!(check_one_primary(&john(), &held, AssignmentCategory::Primary, Some(&current)).is_ok());
+        assert!(
+            check_one_primary(&john(), &held, AssignmentCategory::Primary, Some(&current)).is_ok()
+        );
     }
 
     #[test]
@@ -573,11 +618,18 @@ mod tests {
         assert!(check_usage_location(&john(), &us, AssignmentCategory::Primary).is_ok());
         let error = check_usage_location(&john(), &fr, AssignmentCategory::Primary).unwrap_err();
         assert_eq!(error.reason(), Reason::UsageLocationMismatch);
-        assert!(error.message().contains("(US)") && error.message().contains("(FR)"), "{error}");
+        assert!(
+            error.message().contains("(US)") && error.message().contains("(FR)"),
+            "{error}"
+        );
         assert!(check_usage_location(&john(), &fr, AssignmentCategory::Alternate).is_ok());
         let nowhere = user(TargetKind::User, &[License::PhoneSystem], "");
         assert_eq!(
-            reason(check_usage_location(&nowhere, &us, AssignmentCategory::Primary)),
+            reason(check_usage_location(
+                &nowhere,
+                &us,
+                AssignmentCategory::Primary
+            )),
             Reason::UsageLocationMismatch
         );
     }
@@ -593,13 +645,21 @@ mod tests {
             create_time: SystemTime::UNIX_EPOCH,
         };
         let us = E164::parse("+14255550101").unwrap();
-        assert!(check_emergency_location(&location(ValidationStatus::Validated, "US"), &us).is_ok());
+        assert!(
+            check_emergency_location(&location(ValidationStatus::Validated, "US"), &us).is_ok()
+        );
         assert_eq!(
-            reason(check_emergency_location(&location(ValidationStatus::NotValidated, "US"), &us)),
+            reason(check_emergency_location(
+                &location(ValidationStatus::NotValidated, "US"),
+                &us
+            )),
             Reason::EmergencyLocationNotValidated
         );
         assert_eq!(
-            reason(check_emergency_location(&location(ValidationStatus::Validated, "FR"), &us)),
+            reason(check_emergency_location(
+                &location(ValidationStatus::Validated, "FR"),
+                &us
+            )),
             Reason::LocationCountryMismatch
         );
     }
@@ -607,11 +667,17 @@ mod tests {
     #[test]
     fn removals_take_numbers_the_user_holds() {
         let n = number("+14255550101", NumberType::CallingPlan);
-        assert_eq!(reason(check_held_by(&john(), &n)), Reason::NumberNotAssignedToUser);
+        assert_eq!(
+            reason(check_held_by(&john(), &n)),
+            Reason::NumberNotAssignedToUser
+        );
         let held = held_by(n.clone(), "u1", AssignmentCategory::Primary);
         assert!(check_held_by(&john(), &held).is_ok());
         let others = held_by(n, "u2", AssignmentCategory::Primary);
-        assert_eq!(reason(check_held_by(&john(), &others)), Reason::NumberNotAssignedToUser);
+        assert_eq!(
+            reason(check_held_by(&john(), &others)),
+            Reason::NumberNotAssignedToUser
+        );
     }
 
     #[test]

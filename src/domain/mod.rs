@@ -25,10 +25,10 @@ pub use emergency_location::{
     CivicAddress, EmergencyLocation, NewEmergencyLocation, ValidationStatus,
     validate as validate_address,
 };
+pub use notification::Notification;
 pub use numbers_provider::{
     ActivationMode, AssignmentCategory, Capabilities, Capability, NumberType, TargetKind,
 };
-pub use notification::Notification;
 pub use operator::{Operator, OperatorConsent};
 pub use phone_number::{
     ActivationState, Assignment, AssignmentStatus, Block, E164, NumberFilter, PhoneNumber,

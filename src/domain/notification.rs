@@ -25,7 +25,13 @@ pub struct Notification {
 }
 
 impl Notification {
-    fn to(user: &User, number: &E164, subject: String, body: String, now: SystemTime) -> Option<Self> {
+    fn to(
+        user: &User,
+        number: &E164,
+        subject: String,
+        body: String,
+        now: SystemTime,
+    ) -> Option<Self> {
         // Resource accounts have no mailbox to write to.
         (user.kind == TargetKind::User).then(|| Self {
             id: uuid::Uuid::now_v7().to_string(),

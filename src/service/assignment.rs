@@ -7,9 +7,7 @@
 //! between), provisions on the provider, and writes the change with its audit events and
 //! notifications.
 
-use std::time::SystemTime;
-
-use numbers_provider::{AssignmentCheck, Progress, Provider, Provisioning};
+use numbers_provider::{AssignmentCheck, Progress, Provisioning};
 use serde::{Deserialize, Serialize};
 
 use super::directory::user_not_found;
@@ -20,8 +18,7 @@ use crate::auth::Caller;
 use crate::domain::{
     ActivationState, Assignment, AssignmentCandidate, AssignmentCategory, AuditAction, Block, E164,
     EmergencyLocation, Identity, Notification, NumberType, PhoneNumber, User, block_for,
-    check_assignment, check_emergency_location, check_held_by, check_not_pending,
-    check_number_type, number_snapshot,
+    check_assignment, check_held_by, check_not_pending, check_number_type, number_snapshot,
 };
 use crate::error::{Error, Reason, Result};
 use crate::routing::provider_error;
@@ -202,7 +199,8 @@ impl Service {
                 .activate(&provisioning(tenant, &assigned, &plan.user, options))
                 .await
                 .map_err(provider_error)?;
-            assigned.activation_state = activation_after(progress, ActivationState::AssignmentPending);
+            assigned.activation_state =
+                activation_after(progress, ActivationState::AssignmentPending);
         }
         let number = tx.update_number(tenant, &assigned, now).await?;
         let user = tx
@@ -221,7 +219,12 @@ impl Service {
         )
         .await?;
         if request.notify_user {
-            notify(&mut tx, tenant, Notification::assigned(&user, &number.number, now)).await?;
+            notify(
+                &mut tx,
+                tenant,
+                Notification::assigned(&user, &number.number, now),
+            )
+            .await?;
         }
         tracing::info!(%tenant, number = %number.number, user = %user.user_principal_name, "number assigned");
         self.finish(tx, &actor, options, Assigned { number, user })
@@ -273,7 +276,8 @@ impl Service {
                 .activate(&provisioning(tenant, &assigned, &plan.user, options))
                 .await
                 .map_err(provider_error)?;
-            assigned.activation_state = activation_after(progress, ActivationState::AssignmentPending);
+            assigned.activation_state =
+                activation_after(progress, ActivationState::AssignmentPending);
         }
         // The old number first: a user holds at most one primary number at any moment.
         let released = tx.update_number(tenant, &released, now).await?;
@@ -377,7 +381,12 @@ impl Service {
             )
             .await?;
             if request.notify_user {
-                notify(&mut tx, tenant, Notification::removed(&user, &freed.number, now)).await?;
+                notify(
+                    &mut tx,
+                    tenant,
+                    Notification::removed(&user, &freed.number, now),
+                )
+                .await?;
             }
             removed.push(freed);
         }
@@ -421,8 +430,15 @@ impl Service {
             created,
             location,
         };
-        self.check_plan(tx, tenant, &plan, request.number_type, request.category, None)
-            .await?;
+        self.check_plan(
+            tx,
+            tenant,
+            &plan,
+            request.number_type,
+            request.category,
+            None,
+        )
+        .await?;
         Ok(plan)
     }
 
@@ -518,7 +534,8 @@ impl Service {
     ) -> Result<()> {
         let provider = self.providers.for_number(&plan.number)?;
         let same_base = if provider.descriptor().base_and_extensions_exclusive {
-            tx.assigned_on_base(tenant, plan.number.number.base()).await?
+            tx.assigned_on_base(tenant, plan.number.number.base())
+                .await?
         } else {
             Vec::new()
         };
@@ -594,7 +611,11 @@ async fn load_number_to_assign(
 }
 
 /// Finds the emergency location a request names.
-async fn load_location(tx: &mut Tx, tenant: &str, id: Option<&str>) -> Result<Option<EmergencyLocation>> {
+async fn load_location(
+    tx: &mut Tx,
+    tenant: &str,
+    id: Option<&str>,
+) -> Result<Option<EmergencyLocation>> {
     match id {
         None => Ok(None),
         Some(id) => tx
@@ -603,11 +624,6 @@ async fn load_location(tx: &mut Tx, tenant: &str, id: Option<&str>) -> Result<Op
             .map(Some)
             .ok_or_else(|| location_not_found(id)),
     }
-}
-
-/// Checks an emergency location for a number, for requests that set one without assigning.
-pub(super) fn check_location_for(location: &EmergencyLocation, number: &E164) -> Result<()> {
-    check_emergency_location(location, number)
 }
 
 /// The number as it will be once unassigned, with `block`.
@@ -654,10 +670,3 @@ async fn notify(tx: &mut Tx, tenant: &str, notification: Option<Notification>) -
     }
     Ok(())
 }
-
-/// Keeps the compiler honest about the provider type used in this module.
-#[allow(dead_code)]
-fn _provider_is_object_safe(_: &dyn Provider) {}
-
-#[allow(dead_code)]
-fn _time(_: SystemTime) {}

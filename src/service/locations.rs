@@ -1,13 +1,19 @@
 //! Emergency locations.
 
+use numbers_provider::{EmergencyAddress, LocationCheck, Provisioning};
+
+use super::assignment::activation_after;
+use super::inventory::number_not_found;
 use super::{Actor, Claimed, Page, PageRequest, RequestOptions, Service, now};
 use crate::auth::Caller;
 use crate::domain::{
-    AuditAction, CivicAddress, Country, EmergencyLocation, ValidationStatus, location_snapshot,
-    validate_address,
+    ActivationState, AuditAction, CivicAddress, Country, E164, EmergencyLocation, PhoneNumber,
+    ValidationStatus, check_emergency_location, check_not_pending, location_snapshot,
+    number_snapshot, validate_address,
 };
 use crate::error::{Error, Reason, Result};
-use crate::store::LocationCursor;
+use crate::routing::provider_error;
+use crate::store::{LocationCursor, Tx};
 
 impl Service {
     /// Validates an address and creates an emergency location for it.
@@ -101,4 +107,148 @@ pub(crate) fn location_not_found(id: &str) -> Error {
         format!("no emergency location {id} in this tenant"),
     )
     .with("emergencyLocationId", id)
+}
+
+/// What UpdateEmergencyLocation asks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocationUpdate {
+    /// The number.
+    pub number: E164,
+    /// The location to register, or `None` to clear it.
+    pub emergency_location_id: Option<String>,
+    /// The number's version as the caller last read it.
+    pub etag: Option<i64>,
+}
+
+impl Service {
+    /// Sets, changes or clears the emergency location of a number, assigned or not.
+    pub async fn update_number_location(
+        &self,
+        caller: &Caller,
+        update: &LocationUpdate,
+        options: &RequestOptions,
+    ) -> Result<PhoneNumber> {
+        const METHOD: &str = "UpdateEmergencyLocation";
+        let actor = Actor::admin(caller)?;
+        if let Some(first) = self.replay(&actor, METHOD, options).await? {
+            return Ok(first);
+        }
+        let tenant = actor.tenant_id.as_str();
+
+        let (number, _) = self
+            .plan_location_update(&mut self.read().await?, tenant, update, false)
+            .await?;
+        let provider = self.providers.for_number(&number)?;
+        provider
+            .check_location_update(&LocationCheck {
+                tenant_id: tenant.to_owned(),
+                phone_number: number.number.canonical(),
+                country: number.country().as_str().to_owned(),
+                assigned_to: number.assignment.as_ref().map(|a| a.target_kind),
+                clears: update.emergency_location_id.is_none(),
+                location_update_supported: number.location_update_supported,
+            })
+            .await
+            .map_err(provider_error)?;
+
+        let mut tx = match self.begin(&actor, METHOD, options).await? {
+            Claimed::Proceed(tx) => tx,
+            Claimed::Replay(first) => return Ok(first),
+        };
+        let (number, location) = self
+            .plan_location_update(&mut tx, tenant, update, true)
+            .await?;
+        let new_id = location.as_ref().map(|l| l.id.clone());
+        if new_id == number.emergency_location_id {
+            // Nothing to change: answer the number as it is.
+            return self.finish(tx, &actor, options, number).await;
+        }
+        let mut updated = PhoneNumber {
+            emergency_location_id: new_id,
+            ..number.clone()
+        };
+        if !options.validate_only {
+            let change = Provisioning {
+                tenant_id: tenant.to_owned(),
+                phone_number: number.number.canonical(),
+                target_id: number
+                    .assignment
+                    .as_ref()
+                    .map(|a| a.target_id.clone())
+                    .unwrap_or_default(),
+                emergency_address: location.as_ref().map(|l| EmergencyAddress {
+                    location_id: l.id.clone(),
+                    country: l.country.as_str().to_owned(),
+                    formatted: l.formatted(),
+                }),
+                idempotency_key: options
+                    .request_id
+                    .clone()
+                    .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+            };
+            let progress = provider
+                .update_location(&change)
+                .await
+                .map_err(provider_error)?;
+            updated.activation_state = activation_after(progress, ActivationState::UpdatePending);
+        }
+        let updated = tx.update_number(tenant, &updated, now()).await?;
+        self.audit(
+            &mut tx,
+            &actor,
+            options,
+            AuditAction::UpdateEmergencyLocation,
+            Some(updated.number.canonical()),
+            updated.assignment.as_ref().map(|a| a.target_id.clone()),
+            Some(number_snapshot(&number)),
+            Some(number_snapshot(&updated)),
+        )
+        .await?;
+        self.finish(tx, &actor, options, updated).await
+    }
+
+    /// Loads the number (locked when `lock`) and the new location, and checks the etag, the
+    /// number's state and the location.
+    async fn plan_location_update(
+        &self,
+        tx: &mut Tx,
+        tenant: &str,
+        update: &LocationUpdate,
+        lock: bool,
+    ) -> Result<(PhoneNumber, Option<EmergencyLocation>)> {
+        let canonical = update.number.canonical();
+        let found = if lock {
+            tx.lock_number(tenant, &canonical).await?
+        } else {
+            tx.get_number(tenant, &canonical).await?
+        };
+        let number = found.ok_or_else(|| number_not_found(&update.number))?;
+        if let Some(etag) = update.etag
+            && etag != number.version
+        {
+            return Err(Error::new(
+                Reason::EtagMismatch,
+                format!(
+                    "{} changed since it was read (etag {etag}, now {}); read it again and \
+                     retry",
+                    number.number, number.version
+                ),
+            )
+            .with("phoneNumber", &number.number)
+            .with("etag", number.version));
+        }
+        check_not_pending(&number)?;
+        let location = match &update.emergency_location_id {
+            None => None,
+            Some(id) => {
+                let location = tx
+                    .get_location(tenant, id)
+                    .await?
+                    .ok_or_else(|| location_not_found(id))?;
+                check_emergency_location(&location, &number.number)?;
+                Some(location)
+            }
+        };
+        Ok((number, location))
+    }
 }

@@ -9,11 +9,19 @@
 //! [`Service::finish`], which stores the answer with the change and commits (or, for
 //! `validate_only`, rolls everything back after every check ran).
 
+mod acquisition;
+mod assignment;
+mod audit;
 mod directory;
 mod inventory;
 mod locations;
+mod operator_connect;
 mod operators;
 
+pub use acquisition::{AcquireRequest, MAX_NUMBERS_PER_REQUEST, Numbers, Released};
+pub use assignment::{AssignRequest, Assigned, ChangeRequest, Changed, RemoveRequest, Removed};
+pub use locations::LocationUpdate;
+pub use operator_connect::Upload;
 pub use operators::TenantOperator;
 
 use std::sync::Arc;

@@ -29,9 +29,10 @@ impl TryFrom<AuditRow> for AuditEvent {
                 .transpose()
         };
         Ok(AuditEvent {
-            action: row.action.parse().map_err(|e: numbers_provider::ParseEnumError| {
-                corrupt(e.to_string())
-            })?,
+            action: row
+                .action
+                .parse()
+                .map_err(|e: numbers_provider::ParseEnumError| corrupt(e.to_string()))?,
             before: json(row.before)?,
             after: json(row.after)?,
             id: row.id,

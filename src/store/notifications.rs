@@ -6,7 +6,11 @@ use crate::domain::Notification;
 
 impl Tx {
     /// Queues a notification for delivery.
-    pub async fn insert_notification(&mut self, tenant: &str, notification: &Notification) -> StoreResult<()> {
+    pub async fn insert_notification(
+        &mut self,
+        tenant: &str,
+        notification: &Notification,
+    ) -> StoreResult<()> {
         let mut sql = Sql::new(
             "INSERT INTO notifications (tenant_id, id, recipient, subject, body, phone_number, \
              create_time, next_attempt_time) VALUES (",
@@ -43,14 +47,16 @@ impl Tx {
             sql.fetch_all(&mut self.conn).await?;
         Ok(rows
             .into_iter()
-            .map(|(id, recipient, subject, body, phone_number, create_time)| Notification {
-                id,
-                recipient,
-                subject,
-                body,
-                phone_number,
-                create_time: super::from_micros(create_time),
-            })
+            .map(
+                |(id, recipient, subject, body, phone_number, create_time)| Notification {
+                    id,
+                    recipient,
+                    subject,
+                    body,
+                    phone_number,
+                    create_time: super::from_micros(create_time),
+                },
+            )
             .collect())
     }
 }

@@ -192,13 +192,21 @@ impl Tx {
     }
 
     /// Finds a number and locks it until the transaction ends.
-    pub async fn lock_number(&mut self, tenant: &str, number: &str) -> StoreResult<Option<PhoneNumber>> {
+    pub async fn lock_number(
+        &mut self,
+        tenant: &str,
+        number: &str,
+    ) -> StoreResult<Option<PhoneNumber>> {
         Ok(self.lock_numbers(tenant, &[number.to_owned()]).await?.pop())
     }
 
     /// Finds numbers and locks them until the transaction ends, in the order of the numbers,
     /// so that transactions locking several numbers never wait on each other in a cycle.
-    pub async fn lock_numbers(&mut self, tenant: &str, numbers: &[String]) -> StoreResult<Vec<PhoneNumber>> {
+    pub async fn lock_numbers(
+        &mut self,
+        tenant: &str,
+        numbers: &[String],
+    ) -> StoreResult<Vec<PhoneNumber>> {
         if numbers.is_empty() {
             return Ok(Vec::new());
         }
@@ -240,7 +248,11 @@ impl Tx {
 
     /// The assigned numbers that share the base number `base` (the number itself and its
     /// extensions).
-    pub async fn assigned_on_base(&mut self, tenant: &str, base: &str) -> StoreResult<Vec<PhoneNumber>> {
+    pub async fn assigned_on_base(
+        &mut self,
+        tenant: &str,
+        base: &str,
+    ) -> StoreResult<Vec<PhoneNumber>> {
         let mut sql = Sql::new(&format!(
             "SELECT {NUMBER_COLUMNS}{NUMBER_FROM} WHERE n.tenant_id = "
         ));
@@ -254,7 +266,11 @@ impl Tx {
     /// Adds a number unless the tenant (or, for provider numbers, any tenant) has it already;
     /// answers whether it was added. On PostgreSQL a concurrent insert of the same number
     /// waits for the other transaction, then finds the number taken.
-    pub async fn insert_number_if_absent(&mut self, tenant: &str, number: &PhoneNumber) -> StoreResult<bool> {
+    pub async fn insert_number_if_absent(
+        &mut self,
+        tenant: &str,
+        number: &PhoneNumber,
+    ) -> StoreResult<bool> {
         let mut sql = insert_number_sql(tenant, number);
         sql.push(" ON CONFLICT DO NOTHING");
         Ok(sql.execute(&mut self.conn).await? == 1)
@@ -315,7 +331,10 @@ impl Tx {
 
     /// Which of `numbers` some tenant holds as a provider number (Calling Plan or Operator
     /// Connect). This is the one query that looks across tenants: stock is global.
-    pub async fn provider_numbers_taken(&mut self, numbers: &[String]) -> StoreResult<HashSet<String>> {
+    pub async fn provider_numbers_taken(
+        &mut self,
+        numbers: &[String],
+    ) -> StoreResult<HashSet<String>> {
         if numbers.is_empty() {
             return Ok(HashSet::new());
         }
@@ -335,15 +354,16 @@ impl Tx {
     }
 
     /// How many of the operator's numbers in the tenant are assigned.
-    pub async fn assigned_numbers_of_operator(&mut self, tenant: &str, operator_id: &str) -> StoreResult<i64> {
+    pub async fn assigned_numbers_of_operator(
+        &mut self,
+        tenant: &str,
+        operator_id: &str,
+    ) -> StoreResult<i64> {
         let mut sql = Sql::new("SELECT COUNT(*) FROM phone_numbers WHERE tenant_id = ");
         sql.bind(tenant.to_owned())
             .and_eq("operator_id", Some(operator_id.to_owned()))
             .push(" AND assigned_to IS NOT NULL");
-        let (count,): (i64,) = sql
-            .fetch_optional(&mut self.conn)
-            .await?
-            .unwrap_or((0,));
+        let (count,): (i64,) = sql.fetch_optional(&mut self.conn).await?.unwrap_or((0,));
         Ok(count)
     }
 

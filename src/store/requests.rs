@@ -71,13 +71,13 @@ impl Tx {
         method: &str,
         fingerprint: &[u8],
     ) -> StoreResult<Option<Claim>> {
-        let mut select = Sql::new(
-            "SELECT method, fingerprint, response FROM request_ids WHERE tenant_id = ",
-        );
+        let mut select =
+            Sql::new("SELECT method, fingerprint, response FROM request_ids WHERE tenant_id = ");
         select
             .bind(tenant.to_owned())
             .and_eq("request_id", Some(request_id.to_owned()));
-        let found: Option<(String, Vec<u8>, String)> = select.fetch_optional(&mut self.conn).await?;
+        let found: Option<(String, Vec<u8>, String)> =
+            select.fetch_optional(&mut self.conn).await?;
         Ok(found.map(|(stored_method, stored_fingerprint, response)| {
             if stored_method == method && stored_fingerprint == fingerprint {
                 Claim::Replay(response)

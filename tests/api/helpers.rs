@@ -16,9 +16,11 @@ use number_management::domain::{
 };
 use number_management::proto::v1 as pb;
 use number_management::proto::v1::number_management_client::NumberManagementClient;
+use number_management::routing::Providers;
 use number_management::service::Service;
 use number_management::store::{self, Store};
 use number_management::{demo, server};
+use numbers_calling_plan::CallingPlan;
 use sqlx::Connection as _;
 use tokio::sync::oneshot;
 use tonic::metadata::{Ascii, MetadataValue};
@@ -191,7 +193,8 @@ impl TestApp {
             .expect("bind a free port");
         let address = listener.local_addr().unwrap();
         let (shutdown, stopped) = oneshot::channel::<()>();
-        let service = Service::new(store.clone(), operators);
+        let providers = Providers::new(CallingPlan::with_default_catalogue(), &operators);
+        let service = Service::new(store.clone(), operators, providers);
         tokio::spawn(server::run(listener, service, key.clone(), async {
             let _ = stopped.await;
         }));

@@ -117,7 +117,10 @@ impl Range {
 
     fn matches(&self, query: &NumberQuery) -> bool {
         self.country == query.country
-            && query.area_code.as_ref().is_none_or(|a| *a == self.area_code)
+            && query
+                .area_code
+                .as_ref()
+                .is_none_or(|a| *a == self.area_code)
             && query
                 .city
                 .as_ref()
@@ -160,7 +163,7 @@ impl CallingPlan {
             .into_iter()
             .map(check_range)
             .collect::<Result<Vec<_>, _>>()?;
-        ranges.sort_by(|a, b| a.number(0).cmp(&b.number(0)));
+        ranges.sort_by_key(|r| r.number(0));
         let mut seen = HashSet::new();
         for range in &ranges {
             for offset in [0, range.count - 1] {
@@ -450,25 +453,45 @@ mod tests {
             capability: Some(c),
         };
         let by_area = catalogue
-            .search(&query(Some("206"), None, None, Capability::UserAssignment), 0, 3)
+            .search(
+                &query(Some("206"), None, None, Capability::UserAssignment),
+                0,
+                3,
+            )
             .await
             .unwrap();
         assert!(by_area.iter().all(|n| n.phone_number.starts_with("+1206")));
         let by_city = catalogue
-            .search(&query(None, Some("redmond"), None, Capability::UserAssignment), 0, 3)
+            .search(
+                &query(None, Some("redmond"), None, Capability::UserAssignment),
+                0,
+                3,
+            )
             .await
             .unwrap();
         assert_eq!(by_city[0].city, "Redmond");
         let by_prefix = catalogue
-            .search(&query(None, None, Some("+1425555016"), Capability::UserAssignment), 0, 100)
+            .search(
+                &query(None, None, Some("+1425555016"), Capability::UserAssignment),
+                0,
+                100,
+            )
             .await
             .unwrap();
         assert_eq!(by_prefix.len(), 10);
         let service = catalogue
-            .search(&query(None, None, None, Capability::ConferenceAssignment), 0, 100)
+            .search(
+                &query(None, None, None, Capability::ConferenceAssignment),
+                0,
+                100,
+            )
             .await
             .unwrap();
         assert!(!service.is_empty());
-        assert!(service.iter().all(|n| !n.capabilities.contains(Capability::UserAssignment)));
+        assert!(
+            service
+                .iter()
+                .all(|n| !n.capabilities.contains(Capability::UserAssignment))
+        );
     }
 }

@@ -316,7 +316,8 @@ pub fn check_location_lock(
             descriptor.id.clone(),
             EMERGENCY_LOCATION_LOCKED,
             format!(
-                "{name} does not let tenants set or change the emergency location of                  {phone_number}; contact {name} to change it",
+                "{name} does not let tenants set or change the emergency location of \
+                 {phone_number}; contact {name} to change it",
                 name = descriptor.display_name
             ),
         ));

@@ -102,7 +102,12 @@ pub async fn accepts_a_plain_assignment(fixture: &Fixture<'_>) {
     provider
         .check_assignment(&assignment(fixture))
         .await
-        .unwrap_or_else(|e| panic!("{}: refused a plain assignment: {e}", provider.descriptor().id));
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: refused a plain assignment: {e}",
+                provider.descriptor().id
+            )
+        });
 }
 
 /// A number whose inventory record says the tenant may not change its emergency location is
@@ -220,7 +225,12 @@ pub async fn unknown_tickets_are_not_found(fixture: &Fixture<'_>) {
         .poll("no-such-ticket")
         .await
         .expect_err("an unknown ticket was accepted");
-    assert_eq!(error.kind, ErrorKind::NotFound, "{}: {error}", provider.descriptor().id);
+    assert_eq!(
+        error.kind,
+        ErrorKind::NotFound,
+        "{}: {error}",
+        provider.descriptor().id
+    );
 }
 
 /// Searching the catalogue pages through one stable list of numbers of the country asked for.
@@ -260,7 +270,12 @@ pub async fn catalogue_refuses_numbers_it_does_not_sell(fixture: &Fixture<'_>) {
         .acquire("conformance-tenant", &["+999".into()])
         .await
         .expect_err("a number outside the catalogue was acquired");
-    assert_eq!(error.kind, ErrorKind::NotFound, "{}: {error}", provider.descriptor().id);
+    assert_eq!(
+        error.kind,
+        ErrorKind::NotFound,
+        "{}: {error}",
+        provider.descriptor().id
+    );
 }
 
 /// A provider without a catalogue says so rather than pretending.
@@ -270,7 +285,10 @@ pub async fn no_catalogue_means_unsupported(fixture: &Fixture<'_>) {
         country: fixture.country.clone(),
         ..Default::default()
     };
-    let error = provider.search(&query, 0, 1).await.expect_err("search without a catalogue");
+    let error = provider
+        .search(&query, 0, 1)
+        .await
+        .expect_err("search without a catalogue");
     assert_eq!(error.kind, ErrorKind::Unsupported);
     let error = provider
         .acquire("conformance-tenant", &[fixture.number.clone()])

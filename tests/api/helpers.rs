@@ -16,6 +16,7 @@ use number_management::domain::{
 };
 use number_management::proto::v1 as pb;
 use number_management::proto::v1::number_management_client::NumberManagementClient;
+use number_management::proto::v1::operator_connect_client::OperatorConnectClient;
 use number_management::routing::Providers;
 use number_management::service::Service;
 use number_management::store::{self, Store};
@@ -167,6 +168,9 @@ impl Interceptor for Bearer {
 /// A generated client of the tenant-facing API.
 pub type Client = NumberManagementClient<InterceptedService<Channel, Bearer>>;
 
+/// A generated client of the operator-facing API.
+pub type OperatorClient = OperatorConnectClient<InterceptedService<Channel, Bearer>>;
+
 /// The running service of one test.
 pub struct TestApp {
     pub store: Arc<dyn Store>,
@@ -242,6 +246,16 @@ impl TestApp {
     pub fn client_with_token(&self, token: Option<&str>) -> Client {
         let header = token.map(|t| format!("Bearer {t}").parse().expect("ascii token"));
         NumberManagementClient::with_interceptor(self.channel.clone(), Bearer(header))
+    }
+
+    /// A client of the OperatorConnect service that calls as operator `operator_id`.
+    pub fn operator(&self, operator_id: &str) -> OperatorClient {
+        let token = self
+            .key
+            .mint_operator(operator_id, "test", Duration::from_secs(600))
+            .expect("mint an operator token");
+        let header = format!("Bearer {token}").parse().expect("ascii token");
+        OperatorConnectClient::with_interceptor(self.channel.clone(), Bearer(Some(header)))
     }
 
     /// A plain channel to the server, for health and reflection clients.

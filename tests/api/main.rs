@@ -7,10 +7,15 @@
 
 mod helpers;
 
+mod acquisition;
+mod assignment;
+mod audit;
 mod auth;
 mod cli;
+mod emergency;
 mod locations;
 mod numbers;
+mod operator_connect;
 mod operators;
 mod store;
 mod users;

@@ -8,6 +8,7 @@ use numbers_calling_plan::CallingPlan;
 use crate::auth::{Role, SigningKey};
 use crate::config::Settings;
 use crate::routing::Providers;
+use crate::service::Mailer;
 use crate::service::Service;
 use crate::{demo, server, store};
 
@@ -53,7 +54,32 @@ pub async fn serve(mut settings: Settings) -> anyhow::Result<()> {
     };
     let providers = Providers::new(catalogue, &settings.operators);
     let service = Service::new(store.clone(), settings.operators, providers);
-    let result = server::run(listener, service, key, server::shutdown_signal()).await;
+    let mailer = Mailer::new(settings.smtp.as_ref())?;
+
+    // Background workers stop when the server does.
+    let (stop, stopped) = tokio::sync::watch::channel(());
+    let until_stopped = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.changed().await;
+        }
+    };
+    let owner = worker_id();
+    let provisioning = tokio::spawn({
+        let (service, settings, owner, until) =
+            (service.clone(), settings.worker.clone(), owner.clone(), until_stopped());
+        async move { service.run_provisioning(&owner, &settings, until).await }
+    });
+    let mail = tokio::spawn({
+        let (service, settings, until) = (service.clone(), settings.worker.clone(), until_stopped());
+        async move { service.run_notifications(&owner, &mailer, &settings, until).await }
+    });
+    let result = server::run(listener, service, key, async move {
+        server::shutdown_signal().await;
+        let _ = stop.send(());
+    })
+    .await;
+    let _ = tokio::join!(provisioning, mail);
     store.close().await;
     tracing::info!("stopped");
     result
@@ -87,4 +113,12 @@ pub fn mint_token(
         TokenFor::Tenant { tenant, role } => key.mint(tenant, subject, *role, ttl),
         TokenFor::Operator(operator) => key.mint_operator(operator, subject, ttl),
     }
+}
+
+/// This process's name as a worker, as leases record it: host, process id and a random part,
+/// so a restarted process never mistakes its predecessor's leases for its own.
+pub fn worker_id() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "numbers".to_owned());
+    let nonce = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}-{}-{}", std::process::id(), &nonce[..8])
 }

@@ -4,11 +4,13 @@
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use serde::Deserialize;
 
 use crate::domain::{ActivationMode, Country, Operator};
+use crate::service::{SmtpSettings, WorkerSettings};
 
 /// Where the service listens unless told otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
@@ -78,6 +80,52 @@ struct FileConfig {
     calling_plan: Option<CallingPlanConfig>,
     #[serde(default)]
     operators: Vec<OperatorConfig>,
+    worker: Option<WorkerConfig>,
+    smtp: Option<SmtpSettings>,
+}
+
+/// The `[worker]` table: how background work (provisioning, emails) paces itself.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WorkerConfig {
+    lease_seconds: Option<u64>,
+    poll_interval_ms: Option<u64>,
+    batch: Option<usize>,
+    backoff_base_ms: Option<u64>,
+    backoff_max_seconds: Option<u64>,
+    max_failures: Option<i64>,
+    max_pending_hours: Option<u64>,
+}
+
+impl WorkerConfig {
+    fn settings(self) -> anyhow::Result<WorkerSettings> {
+        let defaults = WorkerSettings::default();
+        let settings = WorkerSettings {
+            lease: self.lease_seconds.map(Duration::from_secs).unwrap_or(defaults.lease),
+            idle_poll: self
+                .poll_interval_ms
+                .map(Duration::from_millis)
+                .unwrap_or(defaults.idle_poll),
+            batch: self.batch.unwrap_or(defaults.batch),
+            backoff_base: self
+                .backoff_base_ms
+                .map(Duration::from_millis)
+                .unwrap_or(defaults.backoff_base),
+            backoff_max: self
+                .backoff_max_seconds
+                .map(Duration::from_secs)
+                .unwrap_or(defaults.backoff_max),
+            max_failures: self.max_failures.unwrap_or(defaults.max_failures),
+            max_pending: self
+                .max_pending_hours
+                .map(|h| Duration::from_secs(h * 3600))
+                .unwrap_or(defaults.max_pending),
+        };
+        anyhow::ensure!(settings.lease >= Duration::from_secs(1), "worker.lease_seconds must be at least 1");
+        anyhow::ensure!(settings.batch >= 1, "worker.batch must be at least 1");
+        anyhow::ensure!(settings.max_failures >= 1, "worker.max_failures must be at least 1");
+        Ok(settings)
+    }
 }
 
 /// The `[calling_plan]` table.
@@ -124,6 +172,10 @@ pub struct Settings {
     pub operators: Vec<Operator>,
     /// A Calling Plan catalogue file replacing the shipped one.
     pub calling_plan_catalogue: Option<PathBuf>,
+    /// How background work paces itself.
+    pub worker: WorkerSettings,
+    /// The SMTP server emails go to; none writes them to the log.
+    pub smtp: Option<SmtpSettings>,
     /// Whether to load the demo tenant.
     pub demo: bool,
 }
@@ -158,6 +210,8 @@ impl Settings {
             generate_token_key,
             operators: operators(file.operators)?,
             calling_plan_catalogue: file.calling_plan.and_then(|c| c.catalogue),
+            worker: file.worker.unwrap_or_default().settings()?,
+            smtp: file.smtp,
             demo: args.demo,
             data_dir,
         })

@@ -75,6 +75,8 @@ reasons! {
     EmergencyLocationNotFound = "EMERGENCY_LOCATION_NOT_FOUND" => NotFound,
     /// No such number in the tenant's inventory.
     NumberNotFound = "NUMBER_NOT_FOUND" => NotFound,
+    /// No operation with that id in the tenant.
+    OperationNotFound = "OPERATION_NOT_FOUND" => NotFound,
     /// No operator with that id is configured.
     OperatorNotFound = "OPERATOR_NOT_FOUND" => NotFound,
     /// The user principal name belongs to another user.

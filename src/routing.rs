@@ -53,6 +53,15 @@ impl Providers {
         self.operators.get(id).map(|p| p.as_ref())
     }
 
+    /// The adapter with this id.
+    pub fn by_id(&self, id: &str) -> Option<&dyn Provider> {
+        match id {
+            numbers_calling_plan::ID => Some(self.calling_plan.as_ref()),
+            numbers_direct_routing::ID => Some(self.direct_routing.as_ref()),
+            operator => self.operator(operator),
+        }
+    }
+
     /// The adapter that manages `number`.
     pub fn for_number(&self, number: &PhoneNumber) -> Result<&dyn Provider, Error> {
         match (number.number_type, number.operator_id.as_deref()) {

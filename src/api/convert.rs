@@ -10,8 +10,8 @@ use prost_types::Timestamp;
 use crate::domain::{
     ActivationMode, ActivationState, AssignmentCategory, AssignmentStatus, AuditAction, AuditEvent,
     Block, Capabilities, Capability, CivicAddress, Country, E164, EmergencyLocation, Identity,
-    License, Licenses, NumberFilter, NumberType, PhoneNumber, TargetKind, User, UserUpsert,
-    ValidationStatus,
+    License, Licenses, NumberFilter, NumberType, Operation, OperationState, PhoneNumber,
+    ProvisioningAction, TargetKind, User, UserUpsert, ValidationStatus,
 };
 use crate::error::{Error, FieldViolation, Reason};
 use crate::proto::v1 as pb;
@@ -383,6 +383,7 @@ pub(crate) fn phone_number_out(number: PhoneNumber, now: SystemTime) -> pb::Phon
         etag: number.version.to_string(),
         create_time: timestamp(number.create_time),
         update_time: timestamp(number.update_time),
+        operation_id: number.operation_id.unwrap_or_default(),
     }
 }
 
@@ -580,7 +581,17 @@ pub(crate) fn audit_event(event: AuditEvent) -> pb::AuditEvent {
         id: event.id,
         time: timestamp(event.time),
         actor: event.actor,
-        action: match event.action {
+        action: audit_action(event.action) as i32,
+        phone_number: event.phone_number.unwrap_or_default(),
+        user_id: event.user_id.unwrap_or_default(),
+        request_id: event.request_id.unwrap_or_default(),
+        before: event.before.and_then(json_struct),
+        after: event.after.and_then(json_struct),
+    }
+}
+
+fn audit_action(action: AuditAction) -> pb::AuditAction {
+    match action {
             AuditAction::UpsertUser => pb::AuditAction::UpsertUser,
             AuditAction::CreateEmergencyLocation => pb::AuditAction::CreateEmergencyLocation,
             AuditAction::AssignPhoneNumber => pb::AuditAction::AssignPhoneNumber,
@@ -593,12 +604,45 @@ pub(crate) fn audit_event(event: AuditEvent) -> pb::AuditEvent {
             AuditAction::DisableOperator => pb::AuditAction::DisableOperator,
             AuditAction::UploadPhoneNumber => pb::AuditAction::UploadPhoneNumber,
             AuditAction::OperatorReleasePhoneNumber => pb::AuditAction::OperatorReleasePhoneNumber,
-        } as i32,
-        phone_number: event.phone_number.unwrap_or_default(),
-        user_id: event.user_id.unwrap_or_default(),
-        request_id: event.request_id.unwrap_or_default(),
-        before: event.before.and_then(json_struct),
-        after: event.after.and_then(json_struct),
+            AuditAction::ProvisioningSucceeded => pb::AuditAction::ProvisioningSucceeded,
+        AuditAction::ProvisioningFailed => pb::AuditAction::ProvisioningFailed,
+    }
+}
+
+fn operation_state(state: OperationState) -> pb::operation::State {
+    match state {
+        OperationState::Pending => pb::operation::State::Pending,
+        OperationState::Running => pb::operation::State::Running,
+        OperationState::Succeeded => pb::operation::State::Succeeded,
+        OperationState::Failed => pb::operation::State::Failed,
+    }
+}
+
+/// An operation for the API.
+pub(crate) fn operation(operation: Operation) -> pb::Operation {
+    pb::Operation {
+        id: operation.id,
+        kind: audit_action(operation.kind) as i32,
+        state: operation_state(operation.state) as i32,
+        steps: operation
+            .steps
+            .into_iter()
+            .map(|step| pb::operation::Step {
+                phone_number: step.phone_number,
+                action: match step.action {
+                    ProvisioningAction::Activate => pb::ProvisioningAction::Activate,
+                    ProvisioningAction::Deactivate => pb::ProvisioningAction::Deactivate,
+                    ProvisioningAction::UpdateLocation => pb::ProvisioningAction::UpdateLocation,
+                } as i32,
+                provider_id: step.provider_id,
+                state: operation_state(step.state) as i32,
+                reason: step.reason.unwrap_or_default(),
+                attempts: step.attempts,
+            })
+            .collect(),
+        error: operation.error.unwrap_or_default(),
+        create_time: timestamp(operation.create_time),
+        update_time: timestamp(operation.update_time),
     }
 }
 

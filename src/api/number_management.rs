@@ -194,6 +194,7 @@ impl NumberManagement for NumberManagementApi {
                 SystemTime::now(),
             )),
             user: Some(convert::user(assigned.user)),
+            operation: assigned.operation.map(convert::operation),
         }))
     }
 
@@ -218,6 +219,7 @@ impl NumberManagement for NumberManagementApi {
             previous_phone_number: Some(convert::phone_number_out(changed.previous, now)),
             phone_number: Some(convert::phone_number_out(changed.number, now)),
             user: Some(convert::user(changed.user)),
+            operation: changed.operation.map(convert::operation),
         }))
     }
 
@@ -266,6 +268,7 @@ impl NumberManagement for NumberManagementApi {
                 .map(|n| convert::phone_number_out(n, now))
                 .collect(),
             user: Some(convert::user(removed.user)),
+            operation: removed.operation.map(convert::operation),
         }))
     }
 
@@ -430,5 +433,15 @@ impl NumberManagement for NumberManagementApi {
             next_page_token: next_page_token(&request, &events),
             audit_events: events.items.into_iter().map(convert::audit_event).collect(),
         }))
+    }
+
+    async fn get_operation(&self, request: Request<pb::GetOperationRequest>) -> Answer<pb::Operation> {
+        let caller = caller(&request)?;
+        let id = request.get_ref().id.trim();
+        if id.is_empty() {
+            return Err(Error::invalid_field(Reason::InvalidArgument, "id", "is required").into());
+        }
+        let operation = self.service.get_operation(&caller, id).await?;
+        Ok(Response::new(convert::operation(operation)))
     }
 }

@@ -444,6 +444,7 @@ mod tests {
             emergency_location_id: None,
             location_update_supported: true,
             block: Block::None,
+            operation_id: None,
             version: 1,
             create_time: SystemTime::UNIX_EPOCH,
             update_time: SystemTime::UNIX_EPOCH,

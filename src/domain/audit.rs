@@ -35,6 +35,10 @@ spelled_enum! {
         UploadPhoneNumber = "UPLOAD_PHONE_NUMBER",
         /// An operator took a number back.
         OperatorReleasePhoneNumber = "OPERATOR_RELEASE_PHONE_NUMBER",
+        /// A provider confirmed a change it had left pending.
+        ProvisioningSucceeded = "PROVISIONING_SUCCEEDED",
+        /// A provider refused or failed a change for good.
+        ProvisioningFailed = "PROVISIONING_FAILED",
     }
 }
 
@@ -92,6 +96,7 @@ pub fn number_snapshot(n: &PhoneNumber) -> Value {
         "activationState": n.activation_state,
         "emergencyLocationId": n.emergency_location_id,
         "locationUpdateSupported": n.location_update_supported,
+        "operationId": n.operation_id,
         "assignmentBlocked": match n.block {
             Block::None => "NOT_BLOCKED".to_owned(),
             Block::Until(until) => format!("BLOCKED_UNTIL {}", time(until)),

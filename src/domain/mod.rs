@@ -8,6 +8,7 @@ mod audit;
 mod country;
 mod emergency_location;
 mod notification;
+mod operation;
 mod operator;
 mod phone_number;
 mod user;
@@ -28,6 +29,9 @@ pub use emergency_location::{
 pub use notification::Notification;
 pub use numbers_provider::{
     ActivationMode, AssignmentCategory, Capabilities, Capability, NumberType, TargetKind,
+};
+pub use operation::{
+    Job, Operation, OperationState, OperationStep, ProvisioningAction, backoff,
 };
 pub use operator::{Operator, OperatorConsent};
 pub use phone_number::{

@@ -262,6 +262,8 @@ pub struct PhoneNumber {
     pub location_update_supported: bool,
     /// Whether the number refuses assignment.
     pub block: Block,
+    /// The operation of the number's last change, if any.
+    pub operation_id: Option<String>,
     /// Increases with every change; the etag.
     pub version: i64,
     /// When the number entered the inventory.
@@ -285,6 +287,7 @@ impl PhoneNumber {
             emergency_location_id: None,
             location_update_supported: true,
             block: Block::None,
+            operation_id: None,
             version: 1,
             create_time: now,
             update_time: now,

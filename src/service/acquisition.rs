@@ -15,7 +15,7 @@ use super::{Actor, Claimed, RequestOptions, Service, now};
 use crate::auth::Caller;
 use crate::domain::{
     AuditAction, Capability, Country, E164, NumberType, PhoneNumber, check_emergency_location,
-    number_snapshot,
+    check_not_pending, number_snapshot,
 };
 use crate::error::{Error, Reason, Result};
 use crate::routing::provider_error;
@@ -201,6 +201,9 @@ impl Service {
             )
             .with("phoneNumber", &other.number)
             .with("numberType", other.number_type));
+        }
+        for number in &locked {
+            check_not_pending(number)?;
         }
         let assigned: Vec<String> = locked
             .iter()

@@ -7,7 +7,7 @@
 //! between), provisions on the provider, and writes the change with its audit events and
 //! notifications.
 
-use numbers_provider::{AssignmentCheck, Progress, Provisioning};
+use numbers_provider::AssignmentCheck;
 use serde::{Deserialize, Serialize};
 
 use super::directory::user_not_found;
@@ -17,7 +17,8 @@ use super::{Actor, Claimed, RequestOptions, Service, now};
 use crate::auth::Caller;
 use crate::domain::{
     ActivationState, Assignment, AssignmentCandidate, AssignmentCategory, AuditAction, Block, E164,
-    EmergencyLocation, Identity, Notification, NumberType, PhoneNumber, User, block_for,
+    EmergencyLocation, Identity, Notification, NumberType, Operation, PhoneNumber,
+    ProvisioningAction, User, block_for,
     check_assignment, check_held_by, check_not_pending, check_number_type, number_snapshot,
 };
 use crate::error::{Error, Reason, Result};
@@ -80,6 +81,8 @@ pub struct Assigned {
     pub number: PhoneNumber,
     /// The user.
     pub user: User,
+    /// The operation putting it into effect; none when the request only validated.
+    pub operation: Option<Operation>,
 }
 
 /// The answer to a change.
@@ -91,6 +94,8 @@ pub struct Changed {
     pub number: PhoneNumber,
     /// The user.
     pub user: User,
+    /// The operation putting it into effect; none when the request only validated.
+    pub operation: Option<Operation>,
 }
 
 /// The answer to a removal.
@@ -100,6 +105,9 @@ pub struct Removed {
     pub numbers: Vec<PhoneNumber>,
     /// The user.
     pub user: User,
+    /// The operation putting it into effect; none when nothing was removed or the request
+    /// only validated.
+    pub operation: Option<Operation>,
 }
 
 /// Whether loading takes row locks (in the write transaction) or not (in the first look).
@@ -191,20 +199,28 @@ impl Service {
         let plan = self
             .plan_assignment(&mut tx, tenant, request, Lock::Yes)
             .await?;
-        let provider = self.providers.for_number(&plan.number)?;
         let now = now();
+        let operation = self
+            .open_operation(&mut tx, &actor, options, AuditAction::AssignPhoneNumber)
+            .await?;
         let mut assigned = plan.assigned(request.category);
-        if !options.validate_only {
-            let progress = provider
-                .activate(&provisioning(tenant, &assigned, &plan.user, options))
-                .await
-                .map_err(provider_error)?;
-            assigned.activation_state =
-                activation_after(progress, ActivationState::AssignmentPending);
-        }
+        let location = registered_location(&mut tx, tenant, &assigned, plan.location.as_ref()).await?;
+        assigned.activation_state = self
+            .provision(
+                &mut tx,
+                operation.as_ref(),
+                tenant,
+                &assigned,
+                ProvisioningAction::Activate,
+                &plan.user.id,
+                location.as_ref(),
+                None,
+            )
+            .await?;
+        assigned.operation_id = operation.as_ref().map(|o| o.id.clone());
         let number = tx.update_number(tenant, &assigned, now).await?;
         let user = tx
-            .set_enterprise_voice(tenant, &plan.user.id, true, now)
+            .refresh_enterprise_voice(tenant, &plan.user.id, now)
             .await?;
         let before = (!plan.created).then(|| number_snapshot(&plan.number));
         self.audit(
@@ -226,9 +242,19 @@ impl Service {
             )
             .await?;
         }
-        tracing::info!(%tenant, number = %number.number, user = %user.user_principal_name, "number assigned");
-        self.finish(tx, &actor, options, Assigned { number, user })
-            .await
+        let operation = self.close_operation(&mut tx, tenant, operation).await?;
+        tracing::info!(%tenant, number = %number.number, user = %user.user_principal_name, state = %number.activation_state, "number assigned");
+        self.finish(
+            tx,
+            &actor,
+            options,
+            Assigned {
+                number,
+                user,
+                operation,
+            },
+        )
+        .await
     }
 
     /// Replaces a user's primary number with another, in one transaction.
@@ -262,28 +288,44 @@ impl Service {
             .plan_change(&mut tx, tenant, request, Lock::Yes)
             .await?;
         let now = now();
+        let operation = self
+            .open_operation(&mut tx, &actor, options, AuditAction::ChangePhoneNumber)
+            .await?;
+        let operation_id = operation.as_ref().map(|o| o.id.clone());
         let mut released = unassigned(&previous, Block::None);
+        released.activation_state = self
+            .provision(
+                &mut tx,
+                operation.as_ref(),
+                tenant,
+                &released,
+                ProvisioningAction::Deactivate,
+                &plan.user.id,
+                None,
+                None,
+            )
+            .await?;
+        released.operation_id = operation_id.clone();
         let mut assigned = plan.assigned(AssignmentCategory::Primary);
-        if !options.validate_only {
-            let old_provider = self.providers.for_number(&previous)?;
-            let progress = old_provider
-                .deactivate(&provisioning(tenant, &previous, &plan.user, options))
-                .await
-                .map_err(provider_error)?;
-            released.activation_state = activation_after(progress, ActivationState::UpdatePending);
-            let new_provider = self.providers.for_number(&plan.number)?;
-            let progress = new_provider
-                .activate(&provisioning(tenant, &assigned, &plan.user, options))
-                .await
-                .map_err(provider_error)?;
-            assigned.activation_state =
-                activation_after(progress, ActivationState::AssignmentPending);
-        }
+        let location = registered_location(&mut tx, tenant, &assigned, plan.location.as_ref()).await?;
+        assigned.activation_state = self
+            .provision(
+                &mut tx,
+                operation.as_ref(),
+                tenant,
+                &assigned,
+                ProvisioningAction::Activate,
+                &plan.user.id,
+                location.as_ref(),
+                None,
+            )
+            .await?;
+        assigned.operation_id = operation_id;
         // The old number first: a user holds at most one primary number at any moment.
         let released = tx.update_number(tenant, &released, now).await?;
         let number = tx.update_number(tenant, &assigned, now).await?;
         let user = tx
-            .set_enterprise_voice(tenant, &plan.user.id, true, now)
+            .refresh_enterprise_voice(tenant, &plan.user.id, now)
             .await?;
         for (before, after) in [
             (Some(&previous), &released),
@@ -305,6 +347,7 @@ impl Service {
             let email = Notification::changed(&user, &released.number, &number.number, now);
             notify(&mut tx, tenant, email).await?;
         }
+        let operation = self.close_operation(&mut tx, tenant, operation).await?;
         tracing::info!(%tenant, from = %released.number, to = %number.number, user = %user.user_principal_name, "number changed");
         self.finish(
             tx,
@@ -314,6 +357,7 @@ impl Service {
                 previous: released,
                 number,
                 user,
+                operation,
             },
         )
         .await
@@ -352,22 +396,33 @@ impl Service {
             return Err(number_not_found(number));
         }
 
-        let mut removed = Vec::with_capacity(locked.len());
         for number in &locked {
             check_number_type(number, request.number_type)?;
             check_held_by(&user, number)?;
             check_not_pending(number)?;
         }
+        let operation = if locked.is_empty() {
+            None
+        } else {
+            self.open_operation(&mut tx, &actor, options, AuditAction::RemovePhoneNumber)
+                .await?
+        };
+        let mut removed = Vec::with_capacity(locked.len());
         for number in locked {
             let mut freed = unassigned(&number, block);
-            if !options.validate_only {
-                let provider = self.providers.for_number(&number)?;
-                let progress = provider
-                    .deactivate(&provisioning(tenant, &number, &user, options))
-                    .await
-                    .map_err(provider_error)?;
-                freed.activation_state = activation_after(progress, ActivationState::UpdatePending);
-            }
+            freed.activation_state = self
+                .provision(
+                    &mut tx,
+                    operation.as_ref(),
+                    tenant,
+                    &freed,
+                    ProvisioningAction::Deactivate,
+                    &user.id,
+                    None,
+                    None,
+                )
+                .await?;
+            freed.operation_id = operation.as_ref().map(|o| o.id.clone());
             let freed = tx.update_number(tenant, &freed, now).await?;
             self.audit(
                 &mut tx,
@@ -390,13 +445,8 @@ impl Service {
             }
             removed.push(freed);
         }
-        let remaining = held.len().saturating_sub(removed.len());
-        let user = if removed.is_empty() {
-            user
-        } else {
-            tx.set_enterprise_voice(tenant, &user.id, remaining > 0, now)
-                .await?
-        };
+        let user = tx.refresh_enterprise_voice(tenant, &user.id, now).await?;
+        let operation = self.close_operation(&mut tx, tenant, operation).await?;
         tracing::info!(%tenant, user = %user.user_principal_name, removed = removed.len(), "numbers removed");
         self.finish(
             tx,
@@ -405,6 +455,7 @@ impl Service {
             Removed {
                 numbers: removed,
                 user,
+                operation,
             },
         )
         .await
@@ -636,30 +687,17 @@ fn unassigned(number: &PhoneNumber, block: Block) -> PhoneNumber {
     }
 }
 
-/// The provisioning request for a change of `number`.
-pub(super) fn provisioning(
+/// The emergency location a number will have: the one the request names, or its current one.
+async fn registered_location(
+    tx: &mut Tx,
     tenant: &str,
     number: &PhoneNumber,
-    user: &User,
-    options: &RequestOptions,
-) -> Provisioning {
-    Provisioning {
-        tenant_id: tenant.to_owned(),
-        phone_number: number.number.canonical(),
-        target_id: user.id.clone(),
-        emergency_address: None,
-        idempotency_key: options
-            .request_id
-            .clone()
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
-    }
-}
-
-/// The activation state after a provider answered.
-pub(super) fn activation_after(progress: Progress, pending: ActivationState) -> ActivationState {
-    match progress {
-        Progress::Done => ActivationState::Activated,
-        Progress::Pending { .. } => pending,
+    requested: Option<&EmergencyLocation>,
+) -> Result<Option<EmergencyLocation>> {
+    match (requested, &number.emergency_location_id) {
+        (Some(location), _) => Ok(Some(location.clone())),
+        (None, Some(id)) => Ok(tx.get_location(tenant, id).await?),
+        (None, None) => Ok(None),
     }
 }
 

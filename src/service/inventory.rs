@@ -3,7 +3,7 @@
 use super::directory::user_not_found;
 use super::{Page, PageRequest, Service};
 use crate::auth::Caller;
-use crate::domain::{E164, Identity, NumberFilter, PhoneNumber};
+use crate::domain::{E164, Identity, NumberFilter, Operation, PhoneNumber};
 use crate::error::{Error, Reason, Result};
 
 impl Service {
@@ -53,4 +53,20 @@ pub(crate) fn number_not_found(number: &E164) -> Error {
         format!("phone number {number} is not in this tenant's inventory"),
     )
     .with("phoneNumber", number)
+}
+
+impl Service {
+    /// An operation of the tenant.
+    pub async fn get_operation(&self, caller: &Caller, id: &str) -> Result<Operation> {
+        let mut tx = self.read().await?;
+        tx.get_operation(&caller.tenant_id, id)
+            .await?
+            .ok_or_else(|| {
+                Error::new(
+                    Reason::OperationNotFound,
+                    format!("no operation {id} in this tenant"),
+                )
+                .with("operationId", id)
+            })
+    }
 }

@@ -1,15 +1,14 @@
 //! Emergency locations.
 
-use numbers_provider::{EmergencyAddress, LocationCheck, Provisioning};
+use numbers_provider::LocationCheck;
 
-use super::assignment::activation_after;
 use super::inventory::number_not_found;
 use super::{Actor, Claimed, Page, PageRequest, RequestOptions, Service, now};
 use crate::auth::Caller;
 use crate::domain::{
-    ActivationState, AuditAction, CivicAddress, Country, E164, EmergencyLocation, PhoneNumber,
-    ValidationStatus, check_emergency_location, check_not_pending, location_snapshot,
-    number_snapshot, validate_address,
+    AuditAction, CivicAddress, Country, E164, EmergencyLocation, PhoneNumber,
+    ProvisioningAction, ValidationStatus, check_emergency_location, check_not_pending,
+    location_snapshot, number_snapshot, validate_address,
 };
 use crate::error::{Error, Reason, Result};
 use crate::routing::provider_error;
@@ -138,8 +137,8 @@ impl Service {
         let (number, _) = self
             .plan_location_update(&mut self.read().await?, tenant, update, false)
             .await?;
-        let provider = self.providers.for_number(&number)?;
-        provider
+        self.providers
+            .for_number(&number)?
             .check_location_update(&LocationCheck {
                 tenant_id: tenant.to_owned(),
                 phone_number: number.number.canonical(),
@@ -163,34 +162,32 @@ impl Service {
             // Nothing to change: answer the number as it is.
             return self.finish(tx, &actor, options, number).await;
         }
+        let operation = self
+            .open_operation(&mut tx, &actor, options, AuditAction::UpdateEmergencyLocation)
+            .await?;
         let mut updated = PhoneNumber {
             emergency_location_id: new_id,
             ..number.clone()
         };
-        if !options.validate_only {
-            let change = Provisioning {
-                tenant_id: tenant.to_owned(),
-                phone_number: number.number.canonical(),
-                target_id: number
-                    .assignment
-                    .as_ref()
-                    .map(|a| a.target_id.clone())
-                    .unwrap_or_default(),
-                emergency_address: location.as_ref().map(|l| EmergencyAddress {
-                    location_id: l.id.clone(),
-                    country: l.country.as_str().to_owned(),
-                    formatted: l.formatted(),
-                }),
-                idempotency_key: options
-                    .request_id
-                    .clone()
-                    .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
-            };
-            let progress = provider
-                .update_location(&change)
-                .await
-                .map_err(provider_error)?;
-            updated.activation_state = activation_after(progress, ActivationState::UpdatePending);
+        let target = number
+            .assignment
+            .as_ref()
+            .map(|a| a.target_id.clone())
+            .unwrap_or_default();
+        updated.activation_state = self
+            .provision(
+                &mut tx,
+                operation.as_ref(),
+                tenant,
+                &updated,
+                ProvisioningAction::UpdateLocation,
+                &target,
+                location.as_ref(),
+                number.emergency_location_id.clone(),
+            )
+            .await?;
+        if let Some(operation) = &operation {
+            updated.operation_id = Some(operation.id.clone());
         }
         let updated = tx.update_number(tenant, &updated, now()).await?;
         self.audit(
@@ -204,6 +201,7 @@ impl Service {
             Some(number_snapshot(&updated)),
         )
         .await?;
+        self.close_operation(&mut tx, tenant, operation).await?;
         self.finish(tx, &actor, options, updated).await
     }
 

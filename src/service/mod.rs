@@ -15,19 +15,24 @@ mod audit;
 mod directory;
 mod inventory;
 mod locations;
+mod notifications;
 mod operator_connect;
 mod operators;
+mod provisioning;
 
 pub use acquisition::{AcquireRequest, MAX_NUMBERS_PER_REQUEST, Numbers, Released};
 pub use assignment::{AssignRequest, Assigned, ChangeRequest, Changed, RemoveRequest, Removed};
 pub use locations::LocationUpdate;
 pub use operator_connect::Upload;
 pub use operators::TenantOperator;
+pub use notifications::{Mailer, SmtpSettings, SmtpTls};
+pub use provisioning::WorkerSettings;
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde::Serialize;
+use tokio::sync::Notify;
 use serde::de::DeserializeOwned;
 
 use crate::auth::Caller;
@@ -47,6 +52,10 @@ pub struct Service {
     store: Arc<dyn Store>,
     operators: Arc<[Operator]>,
     providers: Providers,
+    /// Wakes the provisioning worker when a request leaves jobs for it.
+    provisioning_wakeup: Arc<Notify>,
+    /// Wakes the mail worker when a request queues emails.
+    mail_wakeup: Arc<Notify>,
 }
 
 /// How a mutation may be retried or rehearsed (AIP-155 and AIP-163).
@@ -120,6 +129,8 @@ impl Service {
             store,
             operators: operators.into(),
             providers,
+            provisioning_wakeup: Arc::new(Notify::new()),
+            mail_wakeup: Arc::new(Notify::new()),
         }
     }
 
@@ -201,6 +212,9 @@ impl Service {
                 .await?;
         }
         tx.commit().await?;
+        // The change may have left provisioning jobs and emails waiting: wake their workers.
+        self.provisioning_wakeup.notify_one();
+        self.mail_wakeup.notify_one();
         Ok(answer)
     }
 

@@ -8,7 +8,7 @@ use super::{Actor, Claimed, RequestOptions, Service, now};
 use crate::auth::OperatorCaller;
 use crate::domain::{
     AuditAction, Capabilities, Capability, E164, NumberType, Operator, PhoneNumber,
-    check_emergency_location, number_snapshot,
+    check_emergency_location, check_not_pending, number_snapshot,
 };
 use crate::error::{Error, FieldViolation, Reason, Result};
 
@@ -144,6 +144,7 @@ impl Service {
                     if current.number_type == NumberType::OperatorConnect
                         && current.operator_id.as_deref() == Some(operator.id.as_str()) =>
                 {
+                    check_not_pending(current)?;
                     if let Some(holder) = &current.assignment {
                         let needed = Capability::required_for(holder.target_kind);
                         if !upload.capabilities.contains(needed) {
@@ -242,6 +243,9 @@ impl Service {
             .find(|n| !locked.iter().any(|l| l.number == **n && own(l)))
         {
             return Err(number_not_found(missing));
+        }
+        for number in &locked {
+            check_not_pending(number)?;
         }
         let assigned: Vec<String> = locked
             .iter()

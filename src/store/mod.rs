@@ -15,6 +15,7 @@ mod audit;
 mod locations;
 mod notifications;
 mod numbers;
+mod operations;
 mod operators;
 mod postgres;
 mod requests;
@@ -29,6 +30,8 @@ use async_trait::async_trait;
 use sqlx::Any;
 
 pub use locations::LocationCursor;
+pub use notifications::Delivery;
+pub use operations::JobOutcome;
 pub use postgres::PostgresStore;
 pub use requests::Claim;
 pub use sqlite::SqliteStore;
@@ -135,6 +138,15 @@ impl Dialect {
     pub fn for_update(self) -> &'static str {
         match self {
             Dialect::Postgres => " FOR UPDATE",
+            Dialect::Sqlite => "",
+        }
+    }
+
+    /// The clause that claims rows for one worker: locked rows are skipped rather than waited
+    /// for, so replicas claiming at once take different rows.
+    pub fn skip_locked(self) -> &'static str {
+        match self {
+            Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
             Dialect::Sqlite => "",
         }
     }

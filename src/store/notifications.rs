@@ -60,3 +60,94 @@ impl Tx {
             .collect())
     }
 }
+
+/// A notification claimed for delivery.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    /// The tenant it belongs to.
+    pub tenant_id: String,
+    /// The email.
+    pub notification: Notification,
+    /// Attempts made before this one.
+    pub attempts: i64,
+}
+
+impl Tx {
+    /// Claims up to `limit` due notifications for `owner` until `now + lease`.
+    pub async fn claim_notifications(
+        &mut self,
+        owner: &str,
+        now: std::time::SystemTime,
+        lease: std::time::Duration,
+        limit: usize,
+    ) -> StoreResult<Vec<Delivery>> {
+        let now_micros = to_micros(now);
+        let mut sql = Sql::new("UPDATE notifications SET lease_owner = ");
+        sql.bind(owner.to_owned())
+            .push(", lease_expires = ")
+            .bind(to_micros(now + lease))
+            .push(
+                " WHERE (tenant_id, id) IN (SELECT tenant_id, id FROM notifications \
+                 WHERE state = 'PENDING' AND next_attempt_time <= ",
+            )
+            .bind(now_micros)
+            .push(" AND (lease_expires IS NULL OR lease_expires <= ")
+            .bind(now_micros)
+            .push(") ORDER BY next_attempt_time LIMIT ")
+            .bind(limit as i64)
+            .push(self.dialect.skip_locked())
+            .push(
+                ") RETURNING tenant_id, id, recipient, subject, body, phone_number, create_time, \
+                 attempts",
+            );
+        let rows: Vec<(String, String, String, String, String, String, i64, i64)> =
+            sql.fetch_all(&mut self.conn).await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(tenant_id, id, recipient, subject, body, phone_number, create_time, attempts)| {
+                    Delivery {
+                        tenant_id,
+                        notification: Notification {
+                            id,
+                            recipient,
+                            subject,
+                            body,
+                            phone_number,
+                            create_time: super::from_micros(create_time),
+                        },
+                        attempts,
+                    }
+                },
+            )
+            .collect())
+    }
+
+    /// Records a delivery attempt of a claimed notification: `Ok(())` sent, `Err` failed with
+    /// the next attempt at `retry_at` (or for good when `None`). Releases the lease.
+    pub async fn finish_delivery(
+        &mut self,
+        delivery: &Delivery,
+        owner: &str,
+        result: Result<(), (&str, Option<std::time::SystemTime>)>,
+    ) -> StoreResult<bool> {
+        let (state, error, next) = match result {
+            Ok(()) => ("SENT", None, None),
+            Err((error, Some(at))) => ("PENDING", Some(error.to_owned()), Some(to_micros(at))),
+            Err((error, None)) => ("FAILED", Some(error.to_owned()), None),
+        };
+        let mut sql = Sql::new("UPDATE notifications SET state = ");
+        sql.bind(state.to_owned())
+            .push(", last_error = ")
+            .bind(error)
+            .push(", attempts = attempts + 1, lease_owner = NULL, lease_expires = NULL");
+        if let Some(next) = next {
+            sql.push(", next_attempt_time = ").bind(next);
+        }
+        sql.push(" WHERE tenant_id = ")
+            .bind(delivery.tenant_id.clone())
+            .and_eq("id", Some(delivery.notification.id.clone()))
+            .and_eq("lease_owner", Some(owner.to_owned()));
+        Ok(sql.execute(&mut self.conn).await? == 1)
+    }
+}

@@ -15,8 +15,8 @@ use crate::domain::{
 const NUMBER_COLUMNS: &str = "n.phone_number, n.base_number, n.country, n.number_type, \
      n.operator_id, n.city, n.capabilities, n.assigned_to, u.user_principal_name AS holder_upn, \
      u.kind AS holder_kind, n.assignment_category, n.activation_state, n.emergency_location_id, \
-     n.location_update_supported, n.blocked_until, n.blocked_forever, n.version, n.create_time, \
-     n.update_time";
+     n.location_update_supported, n.blocked_until, n.blocked_forever, n.operation_id, n.version, \
+     n.create_time, n.update_time";
 
 const NUMBER_FROM: &str =
     " FROM phone_numbers n LEFT JOIN users u ON u.tenant_id = n.tenant_id AND u.id = n.assigned_to";
@@ -39,6 +39,7 @@ struct NumberRow {
     location_update_supported: i64,
     blocked_until: Option<i64>,
     blocked_forever: i64,
+    operation_id: Option<String>,
     version: i64,
     create_time: i64,
     update_time: i64,
@@ -92,6 +93,7 @@ impl TryFrom<NumberRow> for PhoneNumber {
             emergency_location_id: row.emergency_location_id,
             location_update_supported: row.location_update_supported != 0,
             block,
+            operation_id: row.operation_id,
             version: row.version,
             create_time: from_micros(row.create_time),
             update_time: from_micros(row.update_time),
@@ -126,7 +128,7 @@ fn insert_number_sql(tenant: &str, number: &PhoneNumber) -> Sql {
         "INSERT INTO phone_numbers (tenant_id, phone_number, base_number, number_type, \
          operator_id, country, city, capabilities, assigned_to, assignment_category, \
          activation_state, emergency_location_id, location_update_supported, blocked_until, \
-         blocked_forever, version, create_time, update_time) VALUES (",
+         blocked_forever, operation_id, version, create_time, update_time) VALUES (",
     );
     sql.bind(tenant.to_owned())
         .push(", ")
@@ -157,6 +159,8 @@ fn insert_number_sql(tenant: &str, number: &PhoneNumber) -> Sql {
         .bind(blocked_until)
         .push(", ")
         .bind(blocked_forever)
+        .push(", ")
+        .bind(number.operation_id.clone())
         .push(", ")
         .bind(number.version)
         .push(", ")
@@ -304,6 +308,8 @@ impl Tx {
             .bind(blocked_until)
             .push(", blocked_forever = ")
             .bind(blocked_forever)
+            .push(", operation_id = ")
+            .bind(number.operation_id.clone())
             .push(", version = version + 1, update_time = ")
             .bind(to_micros(now))
             .push(" WHERE tenant_id = ")

@@ -180,21 +180,28 @@ impl Tx {
         row.into_user(held)
     }
 
-    /// Sets whether a user's telephony is enabled, answering the user as it now is.
-    pub async fn set_enterprise_voice(
+    /// Brings a user's enterprise voice flag in line with the numbers the user holds: enabled
+    /// while the user holds a number its provider has put into service, disabled otherwise.
+    /// Answers the user as it now is.
+    pub async fn refresh_enterprise_voice(
         &mut self,
         tenant: &str,
         user_id: &str,
-        enabled: bool,
         now: SystemTime,
     ) -> StoreResult<User> {
-        let mut sql = Sql::new("UPDATE users SET enterprise_voice_enabled = ");
-        sql.bind(i64::from(enabled))
-            .push(", version = version + 1, update_time = ")
-            .bind(to_micros(now))
+        const IN_SERVICE: &str = "(CASE WHEN EXISTS (SELECT 1 FROM phone_numbers n \
+             WHERE n.tenant_id = users.tenant_id AND n.assigned_to = users.id \
+             AND n.activation_state IN ('ACTIVATED', 'UPDATE_PENDING', 'UPDATE_FAILED')) \
+             THEN 1 ELSE 0 END)";
+        let mut sql = Sql::new(&format!(
+            "UPDATE users SET enterprise_voice_enabled = {IN_SERVICE}, version = version + 1, \
+             update_time = "
+        ));
+        sql.bind(to_micros(now))
             .push(" WHERE tenant_id = ")
             .bind(tenant.to_owned())
-            .and_eq("id", Some(user_id.to_owned()));
+            .and_eq("id", Some(user_id.to_owned()))
+            .push(&format!(" AND enterprise_voice_enabled <> {IN_SERVICE}"));
         sql.execute(&mut self.conn).await?;
         self.find_user(tenant, &Identity::Id(user_id.to_owned()))
             .await?

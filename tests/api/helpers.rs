@@ -18,12 +18,12 @@ use number_management::proto::v1 as pb;
 use number_management::proto::v1::number_management_client::NumberManagementClient;
 use number_management::proto::v1::operator_connect_client::OperatorConnectClient;
 use number_management::routing::Providers;
-use number_management::service::Service;
+use number_management::service::{Mailer, Service, SmtpSettings, WorkerSettings};
 use number_management::store::{self, Store};
 use number_management::{demo, server};
 use numbers_calling_plan::CallingPlan;
 use sqlx::Connection as _;
-use tokio::sync::oneshot;
+use tokio::sync::watch;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
@@ -171,12 +171,41 @@ pub type Client = NumberManagementClient<InterceptedService<Channel, Bearer>>;
 /// A generated client of the operator-facing API.
 pub type OperatorClient = OperatorConnectClient<InterceptedService<Channel, Bearer>>;
 
+/// How a test's service is set up.
+#[derive(Clone, Debug)]
+pub struct TestConfig {
+    /// The Operator Connect operators.
+    pub operators: Vec<Operator>,
+    /// How the background workers pace themselves: quickly, by default.
+    pub worker: WorkerSettings,
+    /// The SMTP server emails go to; none writes them to the log.
+    pub smtp: Option<SmtpSettings>,
+}
+
+impl Default for TestConfig {
+    fn default() -> Self {
+        Self {
+            operators: demo::operators(),
+            worker: WorkerSettings {
+                lease: Duration::from_secs(5),
+                idle_poll: Duration::from_millis(50),
+                batch: 16,
+                backoff_base: Duration::from_millis(50),
+                backoff_max: Duration::from_millis(500),
+                max_failures: 5,
+                max_pending: Duration::from_secs(60),
+            },
+            smtp: None,
+        }
+    }
+}
+
 /// The running service of one test.
 pub struct TestApp {
     pub store: Arc<dyn Store>,
     pub key: SigningKey,
     channel: Channel,
-    shutdown: Option<oneshot::Sender<()>>,
+    shutdown: Option<watch::Sender<()>>,
     // Dropped last: the database outlives the server using it.
     _database: TestDatabase,
 }
@@ -189,6 +218,18 @@ impl TestApp {
 
     /// Starts the service with these operators and no data.
     pub async fn spawn_with(backend: Backend, operators: Vec<Operator>) -> Self {
+        Self::start(
+            backend,
+            TestConfig {
+                operators,
+                ..TestConfig::default()
+            },
+        )
+        .await
+    }
+
+    /// Starts the service as `config` says, with no data.
+    pub async fn start(backend: Backend, config: TestConfig) -> Self {
         let database = TestDatabase::create(backend).await;
         let store = database.open().await;
         let key = SigningKey::from_secret(uuid::Uuid::new_v4().as_bytes().repeat(2).as_slice());
@@ -196,12 +237,25 @@ impl TestApp {
             .await
             .expect("bind a free port");
         let address = listener.local_addr().unwrap();
-        let (shutdown, stopped) = oneshot::channel::<()>();
-        let providers = Providers::new(CallingPlan::with_default_catalogue(), &operators);
-        let service = Service::new(store.clone(), operators, providers);
-        tokio::spawn(server::run(listener, service, key.clone(), async {
-            let _ = stopped.await;
-        }));
+        let (shutdown, stopped) = watch::channel(());
+        let until_stopped = move || {
+            let mut stopped = stopped.clone();
+            async move {
+                let _ = stopped.changed().await;
+            }
+        };
+        let providers = Providers::new(CallingPlan::with_default_catalogue(), &config.operators);
+        let service = Service::new(store.clone(), config.operators, providers);
+        let mailer = Mailer::new(config.smtp.as_ref()).expect("a mailer");
+        tokio::spawn({
+            let (service, worker, until) = (service.clone(), config.worker.clone(), until_stopped());
+            async move { service.run_provisioning("test-worker", &worker, until).await }
+        });
+        tokio::spawn({
+            let (service, worker, until) = (service.clone(), config.worker, until_stopped());
+            async move { service.run_notifications("test-mailer", &mailer, &worker, until).await }
+        });
+        tokio::spawn(server::run(listener, service, key.clone(), until_stopped()));
         let channel = Channel::from_shared(format!("http://{address}"))
             .unwrap()
             .connect()
@@ -327,6 +381,7 @@ pub fn number(number: &str, number_type: NumberType) -> PhoneNumber {
         emergency_location_id: None,
         location_update_supported: true,
         block: Block::None,
+        operation_id: None,
         version: 1,
         create_time: now,
         update_time: now,

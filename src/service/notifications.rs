@@ -1,0 +1,225 @@
+//! Delivering the emails that `notify_user` queues: over SMTP when a server is configured, to
+//! the log otherwise.
+//!
+//! Emails are queued in the transaction of the change they tell about, so an email is sent for
+//! every change that happened and for no change that did not. The mail worker claims due emails
+//! with leases (as the provisioning worker claims jobs), sends them, and retries transient
+//! failures with backoff; a permanent refusal (a 5xx reply, an address that cannot be parsed)
+//! ends the email's attempts.
+
+use std::future::Future;
+use std::time::Duration;
+
+use lettre::message::Mailbox;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{AsyncSmtpTransport, AsyncTransport as _, Message, Tokio1Executor};
+use serde::Deserialize;
+
+use super::provisioning::WorkerSettings;
+use super::{Service, now};
+use crate::domain::{Notification, backoff};
+use crate::error::Result;
+use crate::store::Delivery;
+
+/// How to reach the SMTP server.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpSettings {
+    /// The server's host name or address.
+    pub host: String,
+    /// The server's port.
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// Transport security.
+    #[serde(default)]
+    pub tls: SmtpTls,
+    /// The sender, such as `Contoso Phone System <phone@contoso.com>`.
+    pub from: String,
+    /// The user to log in as, if the server needs it.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// The password (prefer NUMBERS_SMTP_PASSWORD in the environment).
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+fn default_port() -> u16 {
+    587
+}
+
+/// Transport security of the SMTP connection.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Plain text (a relay on the same host or network).
+    None,
+    /// Upgrade with STARTTLS (port 587).
+    #[default]
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+}
+
+/// Where emails go.
+#[derive(Clone, Debug)]
+pub enum Mailer {
+    /// Written to the log: no SMTP server is configured.
+    Log,
+    /// Sent to an SMTP server.
+    Smtp {
+        /// The connection pool to the server.
+        transport: AsyncSmtpTransport<Tokio1Executor>,
+        /// The sender.
+        from: Mailbox,
+    },
+}
+
+/// Why an email was not sent.
+#[derive(Debug)]
+struct SendError {
+    message: String,
+    permanent: bool,
+}
+
+impl Mailer {
+    /// The mailer `settings` describe; the log when there are none.
+    pub fn new(settings: Option<&SmtpSettings>) -> anyhow::Result<Self> {
+        let Some(settings) = settings else {
+            return Ok(Mailer::Log);
+        };
+        let from: Mailbox = settings
+            .from
+            .parse()
+            .map_err(|e| anyhow::anyhow!("smtp.from {:?} is not an address: {e}", settings.from))?;
+        let builder = match settings.tls {
+            SmtpTls::None => {
+                AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&settings.host)
+            }
+            SmtpTls::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&settings.host)?,
+            SmtpTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&settings.host)?,
+        };
+        let mut builder = builder
+            .port(settings.port)
+            .timeout(Some(Duration::from_secs(30)));
+        let password = std::env::var("NUMBERS_SMTP_PASSWORD")
+            .ok()
+            .or_else(|| settings.password.clone());
+        if let (Some(user), Some(password)) = (&settings.username, password) {
+            builder = builder.credentials(Credentials::new(user.clone(), password));
+        }
+        Ok(Mailer::Smtp {
+            transport: builder.build(),
+            from,
+        })
+    }
+
+    async fn send(&self, notification: &Notification) -> std::result::Result<(), SendError> {
+        match self {
+            Mailer::Log => {
+                tracing::info!(
+                    to = %notification.recipient,
+                    subject = %notification.subject,
+                    body = %notification.body,
+                    "email (no SMTP server configured)"
+                );
+                Ok(())
+            }
+            Mailer::Smtp { transport, from } => {
+                let to: Mailbox = notification.recipient.parse().map_err(|e| SendError {
+                    message: format!("{:?} is not an email address: {e}", notification.recipient),
+                    permanent: true,
+                })?;
+                let message = Message::builder()
+                    .from(from.clone())
+                    .to(to)
+                    .subject(notification.subject.clone())
+                    .body(notification.body.clone())
+                    .map_err(|e| SendError {
+                        message: e.to_string(),
+                        permanent: true,
+                    })?;
+                transport.send(message).await.map(|_| ()).map_err(|e| SendError {
+                    permanent: e.is_permanent(),
+                    message: e.to_string(),
+                })
+            }
+        }
+    }
+}
+
+impl Service {
+    /// Runs the mail worker as `owner` until `shutdown` completes.
+    pub async fn run_notifications(
+        &self,
+        owner: &str,
+        mailer: &Mailer,
+        settings: &WorkerSettings,
+        shutdown: impl Future<Output = ()>,
+    ) {
+        tokio::pin!(shutdown);
+        loop {
+            let handled = match self.deliver_due(owner, mailer, settings).await {
+                Ok(handled) => handled,
+                Err(error) => {
+                    tracing::warn!(%error, "mail worker could not claim emails");
+                    0
+                }
+            };
+            if handled > 0 {
+                continue;
+            }
+            tokio::select! {
+                () = &mut shutdown => break,
+                () = self.mail_wakeup.notified() => {}
+                () = tokio::time::sleep(settings.idle_poll) => {}
+            }
+        }
+        tracing::info!(%owner, "mail worker stopped");
+    }
+
+    /// Claims the due emails (up to a batch) and sends them; answers how many were tried.
+    pub async fn deliver_due(&self, owner: &str, mailer: &Mailer, settings: &WorkerSettings) -> Result<usize> {
+        let deliveries = {
+            let mut tx = self.store.write().await?;
+            let claimed = tx
+                .claim_notifications(owner, now(), settings.lease, settings.batch)
+                .await?;
+            tx.commit().await?;
+            claimed
+        };
+        let count = deliveries.len();
+        for delivery in deliveries {
+            let result = mailer.send(&delivery.notification).await;
+            self.record_delivery(owner, settings, &delivery, result).await?;
+        }
+        Ok(count)
+    }
+
+    async fn record_delivery(
+        &self,
+        owner: &str,
+        settings: &WorkerSettings,
+        delivery: &Delivery,
+        result: std::result::Result<(), SendError>,
+    ) -> Result<()> {
+        let email = &delivery.notification;
+        let outcome = match &result {
+            Ok(()) => {
+                tracing::info!(to = %email.recipient, number = %email.phone_number, "email sent");
+                Ok(())
+            }
+            Err(error) => {
+                let attempts = delivery.attempts + 1;
+                let retry_at = (!error.permanent && attempts < settings.max_failures).then(|| {
+                    now() + backoff(attempts, settings.backoff_base, settings.backoff_max, rand::random())
+                });
+                tracing::warn!(to = %email.recipient, error = %error.message, attempts, retry = retry_at.is_some(), "email not sent");
+                Err((error.message.as_str(), retry_at))
+            }
+        };
+        let mut tx = self.store.write().await?;
+        tx.finish_delivery(delivery, owner, outcome).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}

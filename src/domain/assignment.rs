@@ -27,8 +27,8 @@ pub struct AssignmentCandidate<'a> {
     pub requested_type: Option<NumberType>,
     /// The number's role for the target.
     pub category: AssignmentCategory,
-    /// The emergency location the request registers, if it names one.
-    pub location: Option<&'a EmergencyLocation>,
+    /// The emergency location the request registers.
+    pub location: LocationChoice<'a>,
     /// For a change: the primary number being replaced.
     pub replacing: Option<&'a PhoneNumber>,
     /// Assigned numbers sharing the number's base, when its provider declares that a base and
@@ -36,6 +36,17 @@ pub struct AssignmentCandidate<'a> {
     pub same_base: &'a [PhoneNumber],
     /// The current time, for blocks.
     pub now: SystemTime,
+}
+
+/// The emergency location an assignment registers.
+#[derive(Clone, Copy, Debug)]
+pub enum LocationChoice<'a> {
+    /// The request names none: the number keeps its own.
+    Keep,
+    /// The request names this one.
+    Use(&'a EmergencyLocation),
+    /// The request names an id the tenant does not have.
+    Unknown(&'a str),
 }
 
 /// Checks every rule of an assignment, in order, stopping at the first that refuses.
@@ -49,10 +60,15 @@ pub fn check_assignment(c: &AssignmentCandidate<'_>) -> Result<()> {
     check_not_pending(c.number)?;
     check_one_primary(c.user, c.held, c.category, c.replacing)?;
     check_usage_location(c.user, c.number, c.category)?;
-    if let Some(location) = c.location {
-        check_emergency_location(location, &c.number.number)?;
+    match c.location {
+        LocationChoice::Keep => Ok(()),
+        LocationChoice::Use(location) => check_emergency_location(location, &c.number.number),
+        LocationChoice::Unknown(id) => Err(Error::new(
+            Reason::EmergencyLocationNotFound,
+            format!("no emergency location {id} in this tenant"),
+        )
+        .with("emergencyLocationId", id)),
     }
-    Ok(())
 }
 
 /// A number given with a type must be of that type; the inventory knows the truth.
@@ -175,14 +191,12 @@ pub(super) fn check_number_is_free(
     same_base: &[PhoneNumber],
 ) -> Result<()> {
     if let Some(holder) = &number.assignment {
-        let whom = if holder.target_id == user.id {
-            "this user already".to_owned()
-        } else {
-            holder.target_user_principal_name.clone()
-        };
         return Err(Error::new(
             Reason::NumberAlreadyAssigned,
-            format!("{} is already assigned to {whom}", number.number),
+            format!(
+                "{} is already assigned to {}",
+                number.number, holder.target_user_principal_name
+            ),
         )
         .with("phoneNumber", &number.number)
         .with("assignedTo", &holder.target_user_principal_name));

@@ -14,7 +14,7 @@ mod phone_number;
 mod user;
 
 pub use assignment::{
-    AssignmentCandidate, block_for, check_assignment, check_emergency_location, check_held_by,
+    AssignmentCandidate, LocationChoice, block_for, check_assignment, check_emergency_location, check_held_by,
     check_not_pending, check_number_type, required_licences,
 };
 pub use audit::{

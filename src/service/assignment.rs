@@ -12,14 +12,13 @@ use serde::{Deserialize, Serialize};
 
 use super::directory::user_not_found;
 use super::inventory::number_not_found;
-use super::locations::location_not_found;
 use super::{Actor, Claimed, RequestOptions, Service, now};
 use crate::auth::Caller;
 use crate::domain::{
     ActivationState, Assignment, AssignmentCandidate, AssignmentCategory, AuditAction, Block, E164,
     EmergencyLocation, Identity, Notification, NumberType, Operation, PhoneNumber,
     ProvisioningAction, User, block_for,
-    check_assignment, check_held_by, check_not_pending, check_number_type, number_snapshot,
+    LocationChoice, check_assignment, check_held_by, check_not_pending, check_number_type, number_snapshot,
 };
 use crate::error::{Error, Reason, Result};
 use crate::routing::provider_error;
@@ -126,6 +125,9 @@ struct Plan {
     /// Whether the number enters the inventory with this assignment (Direct Routing).
     created: bool,
     location: Option<EmergencyLocation>,
+    /// An emergency location id the request names that the tenant does not have; refused in
+    /// the rules' order, after the rules about the user and the number.
+    unknown_location: Option<String>,
 }
 
 impl Plan {
@@ -183,14 +185,19 @@ impl Service {
         }
         let tenant = actor.tenant_id.as_str();
 
-        let plan = self
-            .plan_assignment(&mut self.read().await?, tenant, request, Lock::No)
-            .await?;
-        let provider = self.providers.for_number(&plan.number)?;
-        provider
-            .check_assignment(&plan.check(tenant, request.category))
-            .await
-            .map_err(provider_error)?;
+        let checked = async {
+            let plan = self
+                .plan_assignment(&mut self.read().await?, tenant, request, Lock::No)
+                .await?;
+            let provider = self.providers.for_number(&plan.number)?;
+            provider
+                .check_assignment(&plan.check(tenant, request.category))
+                .await
+                .map_err(provider_error)
+        };
+        if let Err(refused) = checked.await {
+            return self.replay_or(&actor, METHOD, options, refused).await;
+        }
 
         let mut tx = match self.begin(&actor, METHOD, options).await? {
             Claimed::Proceed(tx) => tx,
@@ -271,14 +278,19 @@ impl Service {
         }
         let tenant = actor.tenant_id.as_str();
 
-        let (plan, _) = self
-            .plan_change(&mut self.read().await?, tenant, request, Lock::No)
-            .await?;
-        let provider = self.providers.for_number(&plan.number)?;
-        provider
-            .check_assignment(&plan.check(tenant, AssignmentCategory::Primary))
-            .await
-            .map_err(provider_error)?;
+        let checked = async {
+            let (plan, _) = self
+                .plan_change(&mut self.read().await?, tenant, request, Lock::No)
+                .await?;
+            let provider = self.providers.for_number(&plan.number)?;
+            provider
+                .check_assignment(&plan.check(tenant, AssignmentCategory::Primary))
+                .await
+                .map_err(provider_error)
+        };
+        if let Err(refused) = checked.await {
+            return self.replay_or(&actor, METHOD, options, refused).await;
+        }
 
         let mut tx = match self.begin(&actor, METHOD, options).await? {
             Claimed::Proceed(tx) => tx,
@@ -473,13 +485,15 @@ impl Service {
         let held = tx.numbers_held_by(tenant, &user.id, false).await?;
         let (number, created) =
             load_number_to_assign(tx, tenant, &request.number, request.number_type, lock).await?;
-        let location = load_location(tx, tenant, request.emergency_location_id.as_deref()).await?;
+        let (location, unknown_location) =
+            load_location(tx, tenant, request.emergency_location_id.as_deref()).await?;
         let plan = Plan {
             user,
             held,
             number,
             created,
             location,
+            unknown_location,
         };
         self.check_plan(
             tx,
@@ -553,13 +567,15 @@ impl Service {
             Lock::No => current,
         };
         check_not_pending(&previous)?;
-        let location = load_location(tx, tenant, request.emergency_location_id.as_deref()).await?;
+        let (location, unknown_location) =
+            load_location(tx, tenant, request.emergency_location_id.as_deref()).await?;
         let plan = Plan {
             user,
             held,
             number,
             created,
             location,
+            unknown_location,
         };
         self.check_plan(
             tx,
@@ -596,7 +612,11 @@ impl Service {
             number: &plan.number,
             requested_type,
             category,
-            location: plan.location.as_ref(),
+            location: match (&plan.location, &plan.unknown_location) {
+                (Some(location), _) => LocationChoice::Use(location),
+                (None, Some(id)) => LocationChoice::Unknown(id),
+                (None, None) => LocationChoice::Keep,
+            },
             replacing,
             same_base: &same_base,
             now: now(),
@@ -661,19 +681,18 @@ async fn load_number_to_assign(
     Ok((locked, created))
 }
 
-/// Finds the emergency location a request names.
+/// Finds the emergency location a request names: the location, or the id the tenant lacks.
 async fn load_location(
     tx: &mut Tx,
     tenant: &str,
     id: Option<&str>,
-) -> Result<Option<EmergencyLocation>> {
+) -> Result<(Option<EmergencyLocation>, Option<String>)> {
     match id {
-        None => Ok(None),
-        Some(id) => tx
-            .get_location(tenant, id)
-            .await?
-            .map(Some)
-            .ok_or_else(|| location_not_found(id)),
+        None => Ok((None, None)),
+        Some(id) => Ok(match tx.get_location(tenant, id).await? {
+            Some(location) => (Some(location), None),
+            None => (None, Some(id.to_owned())),
+        }),
     }
 }
 

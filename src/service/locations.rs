@@ -134,21 +134,26 @@ impl Service {
         }
         let tenant = actor.tenant_id.as_str();
 
-        let (number, _) = self
-            .plan_location_update(&mut self.read().await?, tenant, update, false)
-            .await?;
-        self.providers
-            .for_number(&number)?
-            .check_location_update(&LocationCheck {
-                tenant_id: tenant.to_owned(),
-                phone_number: number.number.canonical(),
-                country: number.country().as_str().to_owned(),
-                assigned_to: number.assignment.as_ref().map(|a| a.target_kind),
-                clears: update.emergency_location_id.is_none(),
-                location_update_supported: number.location_update_supported,
-            })
-            .await
-            .map_err(provider_error)?;
+        let checked = async {
+            let (number, _) = self
+                .plan_location_update(&mut self.read().await?, tenant, update, false)
+                .await?;
+            self.providers
+                .for_number(&number)?
+                .check_location_update(&LocationCheck {
+                    tenant_id: tenant.to_owned(),
+                    phone_number: number.number.canonical(),
+                    country: number.country().as_str().to_owned(),
+                    assigned_to: number.assignment.as_ref().map(|a| a.target_kind),
+                    clears: update.emergency_location_id.is_none(),
+                    location_update_supported: number.location_update_supported,
+                })
+                .await
+                .map_err(provider_error)
+        };
+        if let Err(refused) = checked.await {
+            return self.replay_or(&actor, METHOD, options, refused).await;
+        }
 
         let mut tx = match self.begin(&actor, METHOD, options).await? {
             Claimed::Proceed(tx) => tx,

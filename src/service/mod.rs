@@ -165,6 +165,22 @@ impl Service {
         }
     }
 
+    /// The answer to a request that failed its checks before writing: the first answer, if a
+    /// request with the same id committed meanwhile (a retry racing its original finds the
+    /// original's change and would otherwise be refused because of it), else the refusal.
+    async fn replay_or<T: DeserializeOwned>(
+        &self,
+        actor: &Actor,
+        method: &str,
+        options: &RequestOptions,
+        refusal: Error,
+    ) -> Result<T> {
+        match self.replay(actor, method, options).await? {
+            Some(first) => Ok(first),
+            None => Err(refusal),
+        }
+    }
+
     /// Starts a mutation: opens a write transaction and claims the request id, which may turn
     /// out to be a retry of an earlier request (one that finished since [`Service::replay`]
     /// looked).

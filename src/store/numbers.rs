@@ -319,9 +319,15 @@ impl Tx {
         if sql.execute(&mut self.conn).await? != 1 {
             return Err(StoreError::Stale(number.number.canonical()));
         }
+        // Answer the number exactly as a read would: times at the stored precision.
+        let block = match number.block {
+            Block::Until(until) => Block::Until(from_micros(to_micros(until))),
+            other => other,
+        };
         Ok(PhoneNumber {
             version: number.version + 1,
             update_time: from_micros(to_micros(now)),
+            block,
             ..number.clone()
         })
     }

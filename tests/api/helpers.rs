@@ -228,8 +228,11 @@ impl TestApp {
         .await
     }
 
-    /// Starts the service as `config` says, with no data.
+    /// Starts the service as `config` says, with no data. Set TEST_LOG=1 to see its logs.
     pub async fn start(backend: Backend, config: TestConfig) -> Self {
+        if std::env::var_os("TEST_LOG").is_some() {
+            number_management::telemetry::init(number_management::config::LogFormat::Human);
+        }
         let database = TestDatabase::create(backend).await;
         let store = database.open().await;
         let key = SigningKey::from_secret(uuid::Uuid::new_v4().as_bytes().repeat(2).as_slice());
@@ -272,7 +275,12 @@ impl TestApp {
 
     /// Starts the service and loads the Contoso demo tenant.
     pub async fn spawn_demo(backend: Backend) -> Self {
-        let app = Self::spawn(backend).await;
+        Self::start_demo(backend, TestConfig::default()).await
+    }
+
+    /// Starts the service as `config` says and loads the Contoso demo tenant.
+    pub async fn start_demo(backend: Backend, config: TestConfig) -> Self {
+        let app = Self::start(backend, config).await;
         demo::load(app.store.as_ref())
             .await
             .expect("load the demo tenant");

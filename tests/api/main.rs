@@ -14,6 +14,7 @@ mod auth;
 mod cli;
 mod emergency;
 mod locations;
+mod notifications;
 mod numbers;
 mod operator_connect;
 mod operators;

@@ -112,6 +112,15 @@ pub struct Actor {
 }
 
 impl Actor {
+    /// What makes a request the same request: its content and who sends it, so one caller's
+    /// request id never answers another caller's request.
+    fn fingerprint(&self, options: &RequestOptions) -> Vec<u8> {
+        let mut fingerprint = options.fingerprint.clone();
+        fingerprint.push(0);
+        fingerprint.extend_from_slice(self.name.as_bytes());
+        fingerprint
+    }
+
     /// A tenant's caller, once allowed to change records.
     pub fn admin(caller: &Caller) -> Result<Self> {
         caller.require_admin()?;
@@ -157,7 +166,7 @@ impl Service {
         };
         let mut tx = self.read().await?;
         match tx
-            .find_request(&actor.tenant_id, request_id, method, &options.fingerprint)
+            .find_request(&actor.tenant_id, request_id, method, &actor.fingerprint(options))
             .await?
         {
             None => Ok(None),
@@ -199,7 +208,7 @@ impl Service {
                 &actor.tenant_id,
                 request_id,
                 method,
-                &options.fingerprint,
+                &actor.fingerprint(options),
                 now(),
             )
             .await?;
@@ -297,8 +306,11 @@ enum Claimed<T> {
 }
 
 /// The current time; one place, so tests and logs agree on where time comes from.
+///
+/// Times are cut to whole microseconds, the precision the store keeps, so an answer written
+/// from memory says exactly what a later read of the same record says.
 fn now() -> SystemTime {
-    SystemTime::now()
+    crate::store::stored_time(SystemTime::now())
 }
 
 /// Clamps a requested page size: 0 means the default, and nothing exceeds the maximum.

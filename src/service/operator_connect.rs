@@ -138,71 +138,84 @@ impl Service {
             let allow = upload
                 .allow_tenant_location_update
                 .unwrap_or(operator.tenant_location_update_allowed);
-            let before = existing.iter().find(|n| n.number == upload.number);
-            let record = match before {
-                Some(current)
-                    if current.number_type == NumberType::OperatorConnect
-                        && current.operator_id.as_deref() == Some(operator.id.as_str()) =>
-                {
-                    check_not_pending(current)?;
-                    if let Some(holder) = &current.assignment {
-                        let needed = Capability::required_for(holder.target_kind);
-                        if !upload.capabilities.contains(needed) {
-                            return Err(Error::new(
-                                Reason::CapabilityMismatch,
-                                format!(
-                                    "{} is assigned to {}, who needs {needed}; keep that \
-                                     capability or ask the tenant to remove the number first",
-                                    current.number, holder.target_user_principal_name
-                                ),
-                            )
-                            .with("phoneNumber", &current.number));
-                        }
-                    }
-                    let updated = PhoneNumber {
-                        capabilities: upload.capabilities,
-                        emergency_location_id: location_id
-                            .or(current.emergency_location_id.clone()),
-                        location_update_supported: allow,
-                        ..current.clone()
-                    };
-                    tx.update_number(tenant, &updated, now).await?
+            let mut before = existing.iter().find(|n| n.number == upload.number).cloned();
+            if before.is_none() {
+                let mut record = PhoneNumber::from_provider(
+                    upload.number.clone(),
+                    NumberType::OperatorConnect,
+                    Some(operator.id.clone()),
+                    String::new(),
+                    upload.capabilities,
+                    now,
+                );
+                record.emergency_location_id = location_id.clone();
+                record.location_update_supported = allow;
+                if tx.insert_number_if_absent(tenant, &record).await? {
+                    self.audit(
+                        &mut tx,
+                        &actor,
+                        options,
+                        AuditAction::UploadPhoneNumber,
+                        Some(record.number.canonical()),
+                        None,
+                        None,
+                        Some(number_snapshot(&record)),
+                    )
+                    .await?;
+                    saved.push(record);
+                    continue;
                 }
-                Some(current) => {
+                // Taken: by a concurrent upload into this tenant (whose insert this one waited
+                // for, and which is now visible), or by another tenant.
+                before = tx.lock_number(tenant, &upload.number.canonical()).await?;
+                if before.is_none() {
                     return Err(Error::new(
                         Reason::NumberAlreadyInInventory,
                         format!(
-                            "{} is already in tenant {tenant}'s inventory as a {} number",
-                            current.number, current.number_type
+                            "{} is in another tenant's inventory; it must be released there first",
+                            upload.number
+                        ),
+                    )
+                    .with("phoneNumber", &upload.number));
+                }
+            }
+            let Some(current) = before.as_ref() else {
+                continue;
+            };
+            if current.number_type != NumberType::OperatorConnect
+                || current.operator_id.as_deref() != Some(operator.id.as_str())
+            {
+                return Err(Error::new(
+                    Reason::NumberAlreadyInInventory,
+                    format!(
+                        "{} is already in tenant {tenant}'s inventory as a {} number",
+                        current.number, current.number_type
+                    ),
+                )
+                .with("phoneNumber", &current.number));
+            }
+            check_not_pending(current)?;
+            if let Some(holder) = &current.assignment {
+                let needed = Capability::required_for(holder.target_kind);
+                if !upload.capabilities.contains(needed) {
+                    return Err(Error::new(
+                        Reason::CapabilityMismatch,
+                        format!(
+                            "{} is assigned to {}, who needs {needed}; keep that capability or \
+                             ask the tenant to remove the number first",
+                            current.number, holder.target_user_principal_name
                         ),
                     )
                     .with("phoneNumber", &current.number));
                 }
-                None => {
-                    let mut record = PhoneNumber::from_provider(
-                        upload.number.clone(),
-                        NumberType::OperatorConnect,
-                        Some(operator.id.clone()),
-                        String::new(),
-                        upload.capabilities,
-                        now,
-                    );
-                    record.emergency_location_id = location_id;
-                    record.location_update_supported = allow;
-                    if !tx.insert_number_if_absent(tenant, &record).await? {
-                        return Err(Error::new(
-                            Reason::NumberAlreadyInInventory,
-                            format!(
-                                "{} is in another tenant's inventory; it must be released there \
-                                 first",
-                                upload.number
-                            ),
-                        )
-                        .with("phoneNumber", &upload.number));
-                    }
-                    record
-                }
+            }
+            let updated = PhoneNumber {
+                capabilities: upload.capabilities,
+                emergency_location_id: location_id.or(current.emergency_location_id.clone()),
+                location_update_supported: allow,
+                ..current.clone()
             };
+            let record = tx.update_number(tenant, &updated, now).await?;
             self.audit(
                 &mut tx,
                 &actor,
@@ -210,7 +223,7 @@ impl Service {
                 AuditAction::UploadPhoneNumber,
                 Some(record.number.canonical()),
                 None,
-                before.map(number_snapshot),
+                before.as_ref().map(number_snapshot),
                 Some(number_snapshot(&record)),
             )
             .await?;

@@ -236,6 +236,11 @@ impl Tx {
     }
 }
 
+/// `time` at the precision the store keeps (whole microseconds).
+pub fn stored_time(time: SystemTime) -> SystemTime {
+    from_micros(to_micros(time))
+}
+
 /// Microseconds since the Unix epoch: how times are stored.
 pub(crate) fn to_micros(time: SystemTime) -> i64 {
     match time.duration_since(UNIX_EPOCH) {

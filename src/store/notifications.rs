@@ -35,14 +35,24 @@ impl Tx {
         Ok(())
     }
 
-    /// The notifications queued for a tenant, oldest first (for inspection and tests).
+    /// The notifications still waiting to be delivered, oldest first.
     pub async fn pending_notifications(&mut self, tenant: &str) -> StoreResult<Vec<Notification>> {
+        self.notifications_in(tenant, Some("PENDING")).await
+    }
+
+    /// Every notification ever queued for a tenant, delivered or not, oldest first.
+    pub async fn notifications(&mut self, tenant: &str) -> StoreResult<Vec<Notification>> {
+        self.notifications_in(tenant, None).await
+    }
+
+    async fn notifications_in(&mut self, tenant: &str, state: Option<&str>) -> StoreResult<Vec<Notification>> {
         let mut sql = Sql::new(
             "SELECT id, recipient, subject, body, phone_number, create_time FROM notifications \
              WHERE tenant_id = ",
         );
         sql.bind(tenant.to_owned())
-            .push(" AND state = 'PENDING' ORDER BY id");
+            .and_eq("state", state.map(str::to_owned))
+            .push(" ORDER BY id");
         let rows: Vec<(String, String, String, String, String, i64)> =
             sql.fetch_all(&mut self.conn).await?;
         Ok(rows

@@ -252,12 +252,10 @@ async fn events_of(client: &mut Client, action: i32) -> Vec<pb::AuditEvent> {
         .collect()
 }
 
-/// The emails queued for the demo tenant, oldest first.
+/// The emails queued for the demo tenant (delivered or not), oldest first.
 async fn notifications(app: &TestApp) -> Vec<Notification> {
     let mut tx = app.store.read().await.expect("read transaction");
-    tx.pending_notifications(TENANT)
-        .await
-        .expect("pending notifications")
+    tx.notifications(TENANT).await.expect("notifications")
 }
 
 fn new_request_id() -> String {

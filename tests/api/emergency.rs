@@ -186,11 +186,16 @@ fn assert_only_location_changed(
     assert_eq!(updated.emergency_location_id, location, "{updated:?}");
     assert_eq!(updated.etag, next_etag, "the etag moves on: {updated:?}");
     assert_eq!(updated.activation_state, ACTIVATED, "{updated:?}");
+    assert!(
+        !updated.operation_id.is_empty() && updated.operation_id != before.operation_id,
+        "the change has its own operation: {updated:?}"
+    );
     assert_eq!(
         pb::PhoneNumber {
             emergency_location_id: before.emergency_location_id.clone(),
             etag: before.etag.clone(),
             update_time: before.update_time,
+            operation_id: before.operation_id.clone(),
             ..updated.clone()
         },
         *before,

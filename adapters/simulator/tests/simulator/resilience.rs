@@ -181,7 +181,7 @@ async fn failures_aimed_at_one_rpc_leave_the_others_alone() {
 #[tokio::test]
 async fn the_breaker_opens_after_the_threshold_and_closes_once_the_carrier_heals() {
     let carrier = TestCarrier::start(Duration::ZERO).await;
-    let cooldown = Duration::from_millis(500);
+    let cooldown = Duration::from_secs(1);
     let provider = carrier.provider_with(|s| {
         s.retries = 0;
         s.breaker_threshold = 3;

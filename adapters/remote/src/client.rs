@@ -1,0 +1,411 @@
+//! [`RemoteProvider`]: the [`Provider`] trait, answered by a carrier's adapter process over the
+//! protocol.
+//!
+//! Each call crosses a network, so each call gets a deadline, retries when (and only when) the
+//! error says a retry can help, and goes through a circuit breaker that fails fast while the
+//! carrier is down. The descriptor comes from the service's configuration and the channel
+//! connects lazily, so constructing the provider never waits for the carrier: the service
+//! starts, and serves everything else, while a carrier is unreachable.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use numbers_provider::{
+    ActivationMode, AssignmentCheck, Descriptor, ErrorKind, LocationCheck, NumberQuery,
+    OfferedNumber, Progress, Provider, ProviderError, ProviderResult, Provisioning,
+};
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Response, Status};
+
+use crate::breaker::{CircuitBreaker, Open};
+use crate::convert::Malformed;
+use crate::proto;
+use crate::proto::provider_adapter_client::ProviderAdapterClient;
+use crate::status::error_from_status;
+
+type Client = ProviderAdapterClient<Channel>;
+
+/// How to reach a carrier's adapter, and how patient to be with it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteSettings {
+    /// The adapter's address, such as `http://127.0.0.1:50071` (a bare `host:port` means
+    /// `http://host:port`).
+    pub endpoint: String,
+    /// The deadline of each attempt of a call; an attempt that takes longer fails as
+    /// unavailable (retryable). Default 5 s.
+    pub timeout: Duration,
+    /// How many times a call is tried again after a retryable failure. Default 2.
+    pub retries: u32,
+    /// The first pause between attempts; each next one doubles, with jitter. Default 50 ms.
+    pub backoff: Duration,
+    /// Consecutive retryable failures that open the circuit; 0 never opens it. Default 5.
+    pub breaker_threshold: u32,
+    /// How long an open circuit fails calls at once before it lets a trial call through.
+    /// Default 10 s.
+    pub breaker_cooldown: Duration,
+}
+
+impl Default for RemoteSettings {
+    fn default() -> Self {
+        Self {
+            endpoint: "http://127.0.0.1:50071".into(),
+            timeout: Duration::from_secs(5),
+            retries: 2,
+            backoff: Duration::from_millis(50),
+            breaker_threshold: 5,
+            breaker_cooldown: Duration::from_secs(10),
+        }
+    }
+}
+
+impl RemoteSettings {
+    /// The default settings for the adapter at `endpoint`.
+    pub fn new(endpoint: impl Into<String>) -> Self {
+        Self {
+            endpoint: endpoint.into(),
+            ..Self::default()
+        }
+    }
+}
+
+/// The configured endpoint is not a URI.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid adapter endpoint {endpoint:?}: {source}")]
+pub struct InvalidEndpoint {
+    endpoint: String,
+    #[source]
+    source: tonic::transport::Error,
+}
+
+/// A provider whose adapter runs as its own process, reached over the adapter protocol.
+#[derive(Debug)]
+pub struct RemoteProvider {
+    descriptor: Descriptor,
+    settings: RemoteSettings,
+    client: Client,
+    breaker: CircuitBreaker,
+}
+
+impl RemoteProvider {
+    /// The provider `descriptor` declares (from configuration), reached at
+    /// `settings.endpoint`. Its activation mode is always asynchronous, whatever the
+    /// descriptor says: a carrier behind a network may always answer "pending".
+    ///
+    /// Does not connect: the first call does. Must be called within a Tokio runtime.
+    pub fn new(
+        mut descriptor: Descriptor,
+        settings: RemoteSettings,
+    ) -> Result<Self, InvalidEndpoint> {
+        descriptor.activation = ActivationMode::Asynchronous;
+        let uri = if settings.endpoint.contains("://") {
+            settings.endpoint.clone()
+        } else {
+            format!("http://{}", settings.endpoint)
+        };
+        let channel = Endpoint::from_shared(uri)
+            .map_err(|source| InvalidEndpoint {
+                endpoint: settings.endpoint.clone(),
+                source,
+            })?
+            .connect_timeout(settings.timeout)
+            .connect_lazy();
+        Ok(Self {
+            breaker: CircuitBreaker::new(settings.breaker_threshold, settings.breaker_cooldown),
+            client: ProviderAdapterClient::new(channel),
+            descriptor,
+            settings,
+        })
+    }
+
+    /// The settings the provider was built with.
+    pub fn settings(&self) -> &RemoteSettings {
+        &self.settings
+    }
+
+    /// Whether calls currently fail fast because the carrier kept failing.
+    pub fn is_circuit_open(&self) -> bool {
+        self.breaker.is_open(Instant::now())
+    }
+
+    /// The descriptor the carrier's adapter declares for itself, to compare with the configured
+    /// one (a health check, a start-up warning). Goes through the deadline, retries and breaker
+    /// like any call.
+    pub async fn describe(&self) -> ProviderResult<Descriptor> {
+        let descriptor = self
+            .call(
+                "Describe",
+                proto::DescribeRequest {},
+                |mut c, r| async move { c.describe(r).await },
+            )
+            .await?;
+        Descriptor::try_from(descriptor).map_err(|e| self.malformed("Describe", &e))
+    }
+
+    /// Sends one call: attempts it until it succeeds, fails for good, runs out of retries or
+    /// finds the circuit open.
+    async fn call<M, T, F, Fut>(&self, rpc: &'static str, message: M, send: F) -> ProviderResult<T>
+    where
+        M: Clone + Send + Sync,
+        T: Send,
+        F: Fn(Client, Request<M>) -> Fut + Send + Sync,
+        Fut: Future<Output = Result<Response<T>, Status>> + Send,
+    {
+        let mut attempt = 0;
+        let mut last_error = None;
+        loop {
+            if let Err(open) = self.breaker.admit(Instant::now()) {
+                // A retry refused by the circuit reports what actually went wrong.
+                return Err(last_error.unwrap_or_else(|| self.circuit_open(open)));
+            }
+            let error = match self.attempt(rpc, &message, &send).await {
+                Ok(answer) => {
+                    self.breaker.record_success();
+                    return Ok(answer);
+                }
+                Err(error) if !error.is_retryable() => {
+                    // The carrier answered: it is alive, whatever it said.
+                    self.breaker.record_success();
+                    return Err(error);
+                }
+                Err(error) => error,
+            };
+            if self.breaker.record_failure(Instant::now()) {
+                tracing::warn!(
+                    provider = %self.descriptor.id,
+                    rpc,
+                    %error,
+                    cooldown_ms = self.settings.breaker_cooldown.as_millis(),
+                    "circuit open: calls to the carrier fail fast",
+                );
+            }
+            let Some(wait) = self.backoff(attempt, &error) else {
+                return Err(error);
+            };
+            tracing::debug!(
+                provider = %self.descriptor.id,
+                rpc,
+                attempt,
+                wait_ms = wait.as_millis(),
+                %error,
+                "retrying",
+            );
+            tokio::time::sleep(wait).await;
+            attempt += 1;
+            last_error = Some(error);
+        }
+    }
+
+    /// One attempt of a call, under the deadline.
+    async fn attempt<M, T, F, Fut>(&self, rpc: &str, message: &M, send: &F) -> ProviderResult<T>
+    where
+        M: Clone,
+        F: Fn(Client, Request<M>) -> Fut,
+        Fut: Future<Output = Result<Response<T>, Status>>,
+    {
+        let request = Request::new(message.clone());
+        // The deadline is enforced here rather than sent as `grpc-timeout`: a tonic server
+        // answers an expired `grpc-timeout` with CANCELLED, which would race with this and
+        // read as a non-retryable failure.
+        match tokio::time::timeout(self.settings.timeout, send(self.client.clone(), request)).await
+        {
+            Ok(Ok(response)) => Ok(response.into_inner()),
+            Ok(Err(status)) => Err(error_from_status(&self.descriptor.id, &status)),
+            Err(_elapsed) => Err(ProviderError::new(
+                self.descriptor.id.clone(),
+                ErrorKind::Unavailable { retry_after: None },
+                format!(
+                    "{} did not answer {rpc} within {} ms",
+                    self.descriptor.display_name,
+                    self.settings.timeout.as_millis()
+                ),
+            )),
+        }
+    }
+
+    /// How long to wait before attempt `attempt + 1` after `error`, or `None` to give up: no
+    /// retries left, or the carrier asks for a longer pause than a deadline (the caller, not
+    /// this call, should come back later).
+    fn backoff(&self, attempt: u32, error: &ProviderError) -> Option<Duration> {
+        if attempt >= self.settings.retries {
+            return None;
+        }
+        let ceiling = self
+            .settings
+            .backoff
+            .saturating_mul(2u32.saturating_pow(attempt));
+        let jittered = ceiling.mul_f64(0.5 + rand::random::<f64>() / 2.0);
+        let hint = match error.kind {
+            ErrorKind::Unavailable {
+                retry_after: Some(hint),
+            } => hint,
+            _ => Duration::ZERO,
+        };
+        let wait = jittered.max(hint);
+        (wait <= self.settings.timeout).then_some(wait)
+    }
+
+    fn circuit_open(&self, open: Open) -> ProviderError {
+        ProviderError::new(
+            self.descriptor.id.clone(),
+            ErrorKind::Unavailable {
+                retry_after: Some(open.retry_after),
+            },
+            format!(
+                "circuit open: {} failed {} times in a row; calls fail at once for the next {} ms",
+                self.descriptor.display_name,
+                self.settings.breaker_threshold,
+                open.retry_after.as_millis()
+            ),
+        )
+    }
+
+    fn malformed(&self, rpc: &str, error: &Malformed) -> ProviderError {
+        ProviderError::new(
+            self.descriptor.id.clone(),
+            ErrorKind::Failed,
+            format!(
+                "{} answered {rpc} with a {error}",
+                self.descriptor.display_name
+            ),
+        )
+    }
+
+    /// The progress a provisioning call or a poll answered.
+    fn progress(
+        &self,
+        rpc: &str,
+        answer: ProviderResult<proto::Progress>,
+    ) -> ProviderResult<Progress> {
+        Progress::try_from(answer?).map_err(|e| self.malformed(rpc, &e))
+    }
+}
+
+#[async_trait]
+impl Provider for RemoteProvider {
+    fn descriptor(&self) -> &Descriptor {
+        &self.descriptor
+    }
+
+    async fn check_assignment(&self, check: &AssignmentCheck) -> ProviderResult<()> {
+        let request = proto::CheckAssignmentRequest {
+            check: Some(check.into()),
+        };
+        self.call("CheckAssignment", request, |mut c, r| async move {
+            c.check_assignment(r).await
+        })
+        .await
+        .map(drop)
+    }
+
+    async fn check_location_update(&self, check: &LocationCheck) -> ProviderResult<()> {
+        let request = proto::CheckLocationUpdateRequest {
+            check: Some(check.into()),
+        };
+        self.call("CheckLocationUpdate", request, |mut c, r| async move {
+            c.check_location_update(r).await
+        })
+        .await
+        .map(drop)
+    }
+
+    async fn activate(&self, change: &Provisioning) -> ProviderResult<Progress> {
+        let request = proto::ActivateRequest {
+            change: Some(change.into()),
+        };
+        let answer = self
+            .call("Activate", request, |mut c, r| async move {
+                c.activate(r).await
+            })
+            .await;
+        self.progress("Activate", answer)
+    }
+
+    async fn deactivate(&self, change: &Provisioning) -> ProviderResult<Progress> {
+        let request = proto::DeactivateRequest {
+            change: Some(change.into()),
+        };
+        let answer = self
+            .call("Deactivate", request, |mut c, r| async move {
+                c.deactivate(r).await
+            })
+            .await;
+        self.progress("Deactivate", answer)
+    }
+
+    async fn update_location(&self, change: &Provisioning) -> ProviderResult<Progress> {
+        let request = proto::UpdateLocationRequest {
+            change: Some(change.into()),
+        };
+        let answer = self
+            .call("UpdateLocation", request, |mut c, r| async move {
+                c.update_location(r).await
+            })
+            .await;
+        self.progress("UpdateLocation", answer)
+    }
+
+    async fn poll(&self, ticket: &str) -> ProviderResult<Progress> {
+        let request = proto::PollRequest {
+            ticket: ticket.to_owned(),
+        };
+        let answer = self
+            .call("Poll", request, |mut c, r| async move { c.poll(r).await })
+            .await;
+        self.progress("Poll", answer)
+    }
+
+    async fn search(
+        &self,
+        query: &NumberQuery,
+        offset: usize,
+        limit: usize,
+    ) -> ProviderResult<Vec<OfferedNumber>> {
+        let request = proto::SearchRequest {
+            query: Some(query.into()),
+            offset: u64::try_from(offset).unwrap_or(u64::MAX),
+            limit: u32::try_from(limit).unwrap_or(u32::MAX),
+        };
+        let answer = self
+            .call(
+                "Search",
+                request,
+                |mut c, r| async move { c.search(r).await },
+            )
+            .await?;
+        answer
+            .numbers
+            .into_iter()
+            .map(OfferedNumber::try_from)
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.malformed("Search", &e))
+    }
+
+    async fn acquire(&self, tenant_id: &str, numbers: &[String]) -> ProviderResult<()> {
+        let request = proto::AcquireRequest {
+            tenant_id: tenant_id.to_owned(),
+            phone_numbers: numbers.to_vec(),
+        };
+        self.call(
+            "Acquire",
+            request,
+            |mut c, r| async move { c.acquire(r).await },
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn release(&self, tenant_id: &str, numbers: &[String]) -> ProviderResult<()> {
+        let request = proto::ReleaseRequest {
+            tenant_id: tenant_id.to_owned(),
+            phone_numbers: numbers.to_vec(),
+        };
+        self.call(
+            "Release",
+            request,
+            |mut c, r| async move { c.release(r).await },
+        )
+        .await
+        .map(drop)
+    }
+}

@@ -1,0 +1,167 @@
+//! [`AdapterService`]: any [`Provider`] served over the adapter protocol.
+//!
+//! The mirror of [`RemoteProvider`](crate::RemoteProvider): a carrier that writes its adapter
+//! in Rust implements the trait and serves it with this, and the operator simulator does the
+//! same. Handlers only convert, call the provider and map its error.
+
+use std::sync::Arc;
+
+use numbers_provider::{
+    AssignmentCheck, LocationCheck, NumberQuery, Provider, ProviderResult, Provisioning,
+};
+use tonic::{Request, Response, Status};
+
+use crate::convert::{Malformed, required};
+use crate::proto;
+use crate::proto::provider_adapter_server::{ProviderAdapter, ProviderAdapterServer};
+use crate::status::status_from_error;
+
+/// Serves the provider `P` as a `numbers.adapter.v1.ProviderAdapter`.
+#[derive(Debug)]
+pub struct AdapterService<P: ?Sized> {
+    provider: Arc<P>,
+}
+
+impl<P: Provider + ?Sized + 'static> AdapterService<P> {
+    /// The service of `provider`.
+    pub fn new(provider: Arc<P>) -> Self {
+        Self { provider }
+    }
+
+    /// The provider served.
+    pub fn provider(&self) -> &Arc<P> {
+        &self.provider
+    }
+
+    /// The tonic service, to add to a `tonic::transport::Server`.
+    pub fn into_server(self) -> ProviderAdapterServer<Self> {
+        ProviderAdapterServer::new(self)
+    }
+}
+
+impl From<Malformed> for Status {
+    fn from(error: Malformed) -> Self {
+        Status::invalid_argument(error.to_string())
+    }
+}
+
+/// The provider's answer as a response, or its error as the protocol's status.
+fn answer<T, U: From<T>>(result: ProviderResult<T>) -> Result<Response<U>, Status> {
+    result
+        .map(|value| Response::new(value.into()))
+        .map_err(|error| status_from_error(&error))
+}
+
+fn change(
+    change: Option<proto::Provisioning>,
+    request: &'static str,
+) -> Result<Provisioning, Status> {
+    Ok(required(change, request, "change")?.into())
+}
+
+#[tonic::async_trait]
+impl<P: Provider + ?Sized + 'static> ProviderAdapter for AdapterService<P> {
+    async fn describe(
+        &self,
+        _request: Request<proto::DescribeRequest>,
+    ) -> Result<Response<proto::Descriptor>, Status> {
+        Ok(Response::new(self.provider.descriptor().into()))
+    }
+
+    async fn check_assignment(
+        &self,
+        request: Request<proto::CheckAssignmentRequest>,
+    ) -> Result<Response<proto::CheckAssignmentResponse>, Status> {
+        let check = required(
+            request.into_inner().check,
+            "CheckAssignmentRequest",
+            "check",
+        )?;
+        let check = AssignmentCheck::try_from(check)?;
+        let result = self.provider.check_assignment(&check).await;
+        answer(result.map(|()| proto::CheckAssignmentResponse {}))
+    }
+
+    async fn check_location_update(
+        &self,
+        request: Request<proto::CheckLocationUpdateRequest>,
+    ) -> Result<Response<proto::CheckLocationUpdateResponse>, Status> {
+        let check = required(
+            request.into_inner().check,
+            "CheckLocationUpdateRequest",
+            "check",
+        )?;
+        let check = LocationCheck::try_from(check)?;
+        let result = self.provider.check_location_update(&check).await;
+        answer(result.map(|()| proto::CheckLocationUpdateResponse {}))
+    }
+
+    async fn activate(
+        &self,
+        request: Request<proto::ActivateRequest>,
+    ) -> Result<Response<proto::Progress>, Status> {
+        let change = change(request.into_inner().change, "ActivateRequest")?;
+        answer(self.provider.activate(&change).await)
+    }
+
+    async fn deactivate(
+        &self,
+        request: Request<proto::DeactivateRequest>,
+    ) -> Result<Response<proto::Progress>, Status> {
+        let change = change(request.into_inner().change, "DeactivateRequest")?;
+        answer(self.provider.deactivate(&change).await)
+    }
+
+    async fn update_location(
+        &self,
+        request: Request<proto::UpdateLocationRequest>,
+    ) -> Result<Response<proto::Progress>, Status> {
+        let change = change(request.into_inner().change, "UpdateLocationRequest")?;
+        answer(self.provider.update_location(&change).await)
+    }
+
+    async fn poll(
+        &self,
+        request: Request<proto::PollRequest>,
+    ) -> Result<Response<proto::Progress>, Status> {
+        answer(self.provider.poll(&request.into_inner().ticket).await)
+    }
+
+    async fn search(
+        &self,
+        request: Request<proto::SearchRequest>,
+    ) -> Result<Response<proto::SearchResponse>, Status> {
+        let request = request.into_inner();
+        let query = NumberQuery::try_from(required(request.query, "SearchRequest", "query")?)?;
+        let offset = usize::try_from(request.offset).unwrap_or(usize::MAX);
+        let limit = usize::try_from(request.limit).unwrap_or(usize::MAX);
+        let result = self.provider.search(&query, offset, limit).await;
+        answer(result.map(|numbers| proto::SearchResponse {
+            numbers: numbers.into_iter().map(Into::into).collect(),
+        }))
+    }
+
+    async fn acquire(
+        &self,
+        request: Request<proto::AcquireRequest>,
+    ) -> Result<Response<proto::AcquireResponse>, Status> {
+        let request = request.into_inner();
+        let result = self
+            .provider
+            .acquire(&request.tenant_id, &request.phone_numbers)
+            .await;
+        answer(result.map(|()| proto::AcquireResponse {}))
+    }
+
+    async fn release(
+        &self,
+        request: Request<proto::ReleaseRequest>,
+    ) -> Result<Response<proto::ReleaseResponse>, Status> {
+        let request = request.into_inner();
+        let result = self
+            .provider
+            .release(&request.tenant_id, &request.phone_numbers)
+            .await;
+        answer(result.map(|()| proto::ReleaseResponse {}))
+    }
+}

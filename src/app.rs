@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use numbers_calling_plan::CallingPlan;
+use numbers_operator_simulator::{OperatorSettings, RunningSimulator, SimulatorSettings};
 
 use crate::auth::{Role, SigningKey};
 use crate::config::Settings;
@@ -24,35 +25,17 @@ pub async fn serve(mut settings: Settings) -> anyhow::Result<()> {
         "store ready"
     );
 
-    if settings.demo {
-        for operator in demo::operators() {
-            if !settings.operators.iter().any(|o| o.id == operator.id) {
-                settings.operators.push(operator);
-            }
-        }
-        demo::load(store.as_ref()).await?;
-        let token = key.mint(
-            demo::TENANT,
-            "demo-admin",
-            Role::Admin,
-            Duration::from_secs(12 * 3600),
-        )?;
-        let address = listener.local_addr()?;
-        println!(
-            "\nDemo tenant {tenant:?} is loaded. An admin token, valid 12 hours:\n\n  \
-             export TOKEN={token}\n\nTry:\n\n  \
-             grpcurl --plaintext -H \"authorization: Bearer $TOKEN\" \
-             -d '{{\"identity\": \"john@contoso.com\"}}' \
-             {address} numbers.v1.NumberManagement/GetUser\n",
-            tenant = demo::TENANT
-        );
-    }
+    let simulator = if settings.demo {
+        start_demo(&mut settings, store.as_ref(), &key, &listener).await?
+    } else {
+        None
+    };
 
     let catalogue = match &settings.calling_plan_catalogue {
         Some(path) => CallingPlan::load(path)?,
         None => CallingPlan::with_default_catalogue(),
     };
-    let providers = Providers::new(catalogue, &settings.operators);
+    let providers = Providers::new(catalogue, &settings.operators, &settings.remote)?;
     let service = Service::new(store.clone(), settings.operators, providers);
     let mailer = Mailer::new(settings.smtp.as_ref())?;
 
@@ -66,13 +49,22 @@ pub async fn serve(mut settings: Settings) -> anyhow::Result<()> {
     };
     let owner = worker_id();
     let provisioning = tokio::spawn({
-        let (service, settings, owner, until) =
-            (service.clone(), settings.worker.clone(), owner.clone(), until_stopped());
+        let (service, settings, owner, until) = (
+            service.clone(),
+            settings.worker.clone(),
+            owner.clone(),
+            until_stopped(),
+        );
         async move { service.run_provisioning(&owner, &settings, until).await }
     });
     let mail = tokio::spawn({
-        let (service, settings, until) = (service.clone(), settings.worker.clone(), until_stopped());
-        async move { service.run_notifications(&owner, &mailer, &settings, until).await }
+        let (service, settings, until) =
+            (service.clone(), settings.worker.clone(), until_stopped());
+        async move {
+            service
+                .run_notifications(&owner, &mailer, &settings, until)
+                .await
+        }
     });
     let result = server::run(listener, service, key, async move {
         server::shutdown_signal().await;
@@ -80,6 +72,9 @@ pub async fn serve(mut settings: Settings) -> anyhow::Result<()> {
     })
     .await;
     let _ = tokio::join!(provisioning, mail);
+    if let Some(simulator) = simulator {
+        let _ = simulator.stop().await;
+    }
     store.close().await;
     tracing::info!("stopped");
     result
@@ -121,4 +116,70 @@ pub fn worker_id() -> String {
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "numbers".to_owned());
     let nonce = uuid::Uuid::new_v4().simple().to_string();
     format!("{host}-{}-{}", std::process::id(), &nonce[..8])
+}
+
+/// Loads the demo tenant and prints how to try it. Unless the configuration declares the
+/// simulated operator (pointing at a simulator of its own), a simulator runs in this process,
+/// behind a real socket, and is answered.
+async fn start_demo(
+    settings: &mut Settings,
+    store: &dyn store::Store,
+    key: &SigningKey,
+    listener: &tokio::net::TcpListener,
+) -> anyhow::Result<Option<RunningSimulator>> {
+    let configured = settings
+        .operators
+        .iter()
+        .find(|o| o.id == demo::SIMULATED_OPERATOR)
+        .and_then(|o| o.endpoint.clone());
+    let (simulator, endpoint) = match configured {
+        Some(endpoint) => (None, endpoint),
+        None => {
+            let simulated = demo::simulated_operator("");
+            let simulator = RunningSimulator::start(SimulatorSettings {
+                operator: OperatorSettings {
+                    id: simulated.id,
+                    display_name: simulated.display_name,
+                    countries: simulated
+                        .countries
+                        .iter()
+                        .map(|c| c.as_str().to_owned())
+                        .collect(),
+                    tenant_location_update_allowed: simulated.tenant_location_update_allowed,
+                },
+                activation_delay: demo::SIMULATED_ACTIVATION_DELAY,
+                ..SimulatorSettings::default()
+            })
+            .await?;
+            let endpoint = simulator.endpoint();
+            (Some(simulator), endpoint)
+        }
+    };
+    for operator in demo::operators()
+        .into_iter()
+        .chain([demo::simulated_operator(&endpoint)])
+    {
+        if !settings.operators.iter().any(|o| o.id == operator.id) {
+            settings.operators.push(operator);
+        }
+    }
+    demo::load(store).await?;
+    demo::load_simulated(store).await?;
+    let token = key.mint(
+        demo::TENANT,
+        "demo-admin",
+        Role::Admin,
+        Duration::from_secs(12 * 3600),
+    )?;
+    let address = listener.local_addr()?;
+    println!(
+        "\nDemo tenant {tenant:?} is loaded. An admin token, valid 12 hours:\n\n  \
+         export TOKEN={token}\n\nTry:\n\n  \
+         grpcurl --plaintext -H \"authorization: Bearer $TOKEN\" \
+         -d '{{\"identity\": \"john@contoso.com\"}}' \
+         {address} numbers.v1.NumberManagement/GetUser\n\n\
+         Litware Mobile, a simulated operator, answers at {endpoint}.\n",
+        tenant = demo::TENANT,
+    );
+    Ok(simulator)
 }

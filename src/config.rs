@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use crate::domain::{ActivationMode, Country, Operator};
 use crate::service::{SmtpSettings, WorkerSettings};
+use numbers_remote::RemoteSettings;
 
 /// Where the service listens unless told otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
@@ -82,6 +83,7 @@ struct FileConfig {
     operators: Vec<OperatorConfig>,
     worker: Option<WorkerConfig>,
     smtp: Option<SmtpSettings>,
+    remote_adapters: Option<RemoteConfig>,
 }
 
 /// The `[worker]` table: how background work (provisioning, emails) paces itself.
@@ -101,7 +103,10 @@ impl WorkerConfig {
     fn settings(self) -> anyhow::Result<WorkerSettings> {
         let defaults = WorkerSettings::default();
         let settings = WorkerSettings {
-            lease: self.lease_seconds.map(Duration::from_secs).unwrap_or(defaults.lease),
+            lease: self
+                .lease_seconds
+                .map(Duration::from_secs)
+                .unwrap_or(defaults.lease),
             idle_poll: self
                 .poll_interval_ms
                 .map(Duration::from_millis)
@@ -121,9 +126,15 @@ impl WorkerConfig {
                 .map(|h| Duration::from_secs(h * 3600))
                 .unwrap_or(defaults.max_pending),
         };
-        anyhow::ensure!(settings.lease >= Duration::from_secs(1), "worker.lease_seconds must be at least 1");
+        anyhow::ensure!(
+            settings.lease >= Duration::from_secs(1),
+            "worker.lease_seconds must be at least 1"
+        );
         anyhow::ensure!(settings.batch >= 1, "worker.batch must be at least 1");
-        anyhow::ensure!(settings.max_failures >= 1, "worker.max_failures must be at least 1");
+        anyhow::ensure!(
+            settings.max_failures >= 1,
+            "worker.max_failures must be at least 1"
+        );
         Ok(settings)
     }
 }
@@ -145,12 +156,38 @@ struct OperatorConfig {
     countries: Vec<String>,
     #[serde(default)]
     tenant_location_update_allowed: bool,
-    #[serde(default = "synchronous")]
-    activation_mode: ActivationMode,
+    activation_mode: Option<ActivationMode>,
+    endpoint: Option<String>,
 }
 
-fn synchronous() -> ActivationMode {
-    ActivationMode::Synchronous
+/// The `[remote_adapters]` table: how out-of-process adapters are called.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RemoteConfig {
+    timeout_ms: Option<u64>,
+    retries: Option<u32>,
+    breaker_threshold: Option<u32>,
+    breaker_cooldown_seconds: Option<u64>,
+}
+
+impl RemoteConfig {
+    fn settings(self) -> RemoteSettings {
+        let defaults = RemoteSettings::default();
+        RemoteSettings {
+            endpoint: String::new(),
+            timeout: self
+                .timeout_ms
+                .map(Duration::from_millis)
+                .unwrap_or(defaults.timeout),
+            retries: self.retries.unwrap_or(defaults.retries),
+            backoff: defaults.backoff,
+            breaker_threshold: self.breaker_threshold.unwrap_or(defaults.breaker_threshold),
+            breaker_cooldown: self
+                .breaker_cooldown_seconds
+                .map(Duration::from_secs)
+                .unwrap_or(defaults.breaker_cooldown),
+        }
+    }
 }
 
 /// Everything the service needs to start, resolved.
@@ -176,6 +213,8 @@ pub struct Settings {
     pub worker: WorkerSettings,
     /// The SMTP server emails go to; none writes them to the log.
     pub smtp: Option<SmtpSettings>,
+    /// How out-of-process adapters are called (the endpoint is each operator's).
+    pub remote: RemoteSettings,
     /// Whether to load the demo tenant.
     pub demo: bool,
 }
@@ -212,6 +251,7 @@ impl Settings {
             calling_plan_catalogue: file.calling_plan.and_then(|c| c.catalogue),
             worker: file.worker.unwrap_or_default().settings()?,
             smtp: file.smtp,
+            remote: file.remote_adapters.unwrap_or_default().settings(),
             demo: args.demo,
             data_dir,
         })
@@ -291,12 +331,28 @@ fn operators(configured: Vec<OperatorConfig>) -> anyhow::Result<Vec<Operator>> {
                     Country::parse(c).map_err(|e| anyhow::anyhow!("operator {:?}: {e}", op.id))
                 })
                 .collect::<anyhow::Result<_>>()?;
+            let activation_mode = match (op.activation_mode, &op.endpoint) {
+                (None, None) => ActivationMode::Synchronous,
+                (None | Some(ActivationMode::Asynchronous), Some(_)) => {
+                    ActivationMode::Asynchronous
+                }
+                (Some(ActivationMode::Synchronous), None) => ActivationMode::Synchronous,
+                (Some(ActivationMode::Synchronous), Some(_)) => anyhow::bail!(
+                    "operator {:?} is reached over the network, so its activation is ASYNCHRONOUS",
+                    op.id
+                ),
+                (Some(ActivationMode::Asynchronous), None) => anyhow::bail!(
+                    "operator {:?} is ASYNCHRONOUS: give the endpoint of its adapter",
+                    op.id
+                ),
+            };
             Ok(Operator {
                 id: op.id,
                 display_name: op.display_name,
                 countries,
                 tenant_location_update_allowed: op.tenant_location_update_allowed,
-                activation_mode: op.activation_mode,
+                activation_mode,
+                endpoint: op.endpoint,
             })
         })
         .collect()

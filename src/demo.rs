@@ -29,6 +29,7 @@ pub fn operators() -> Vec<Operator> {
             countries: vec![us, ca],
             tenant_location_update_allowed: false,
             activation_mode: ActivationMode::Synchronous,
+            endpoint: None,
         },
         Operator {
             id: "northwind-voice".into(),
@@ -36,8 +37,69 @@ pub fn operators() -> Vec<Operator> {
             countries: vec![us, gb],
             tenant_location_update_allowed: true,
             activation_mode: ActivationMode::Synchronous,
+            endpoint: None,
         },
     ]
+}
+
+/// The id of the demo's simulated operator, whose adapter runs out of process.
+pub const SIMULATED_OPERATOR: &str = "litware-mobile";
+
+/// How long the demo's simulated operator takes to activate a number.
+pub const SIMULATED_ACTIVATION_DELAY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The demo's simulated operator, Litware Mobile, reached at `endpoint` over the adapter
+/// protocol: it takes [`SIMULATED_ACTIVATION_DELAY`] to activate a number, so a newcomer can
+/// watch an assignment go from pending to activated.
+pub fn simulated_operator(endpoint: &str) -> Operator {
+    Operator {
+        id: SIMULATED_OPERATOR.into(),
+        display_name: "Litware Mobile".into(),
+        countries: vec![Country::parse("US").expect("US is a country")],
+        tenant_location_update_allowed: true,
+        activation_mode: ActivationMode::Asynchronous,
+        endpoint: Some(endpoint.to_owned()),
+    }
+}
+
+/// The numbers Litware Mobile uploaded into the demo tenant.
+const SIMULATED_NUMBERS: &[&str] = &["+14255550301", "+14255550302", "+14255550303"];
+
+/// Loads the part of the demo that needs the simulated operator: the tenant's consent to it
+/// and its numbers. Idempotent, as [`load`].
+pub async fn load_simulated(store: &dyn Store) -> anyhow::Result<()> {
+    let now = SystemTime::now();
+    let mut tx = store.write().await?;
+    if !tx
+        .consents(TENANT)
+        .await?
+        .iter()
+        .any(|c| c.operator_id == SIMULATED_OPERATOR)
+    {
+        let consent = OperatorConsent {
+            operator_id: SIMULATED_OPERATOR.into(),
+            countries: vec![Country::parse("US").map_err(anyhow::Error::msg)?],
+        };
+        tx.put_consent(TENANT, &consent, now).await?;
+    }
+    for number in SIMULATED_NUMBERS {
+        let number = E164::parse(number).map_err(anyhow::Error::msg)?;
+        if tx.get_number(TENANT, &number.canonical()).await?.is_some() {
+            continue;
+        }
+        let mut record = PhoneNumber::from_provider(
+            number,
+            NumberType::OperatorConnect,
+            Some(SIMULATED_OPERATOR.into()),
+            "Redmond".into(),
+            USER_NUMBER.iter().copied().collect(),
+            now,
+        );
+        record.emergency_location_id = Some("redmond-hq".into());
+        tx.insert_number(TENANT, &record).await?;
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 struct DemoUser {

@@ -8,6 +8,7 @@ use numbers_calling_plan::CallingPlan;
 use numbers_direct_routing::DirectRouting;
 use numbers_operator_connect::{OperatorConnect, OperatorSettings};
 use numbers_provider::{ErrorKind, Provider, ProviderError};
+use numbers_remote::{RemoteProvider, RemoteSettings};
 
 use crate::domain::{NumberType, Operator, PhoneNumber};
 use crate::error::{Error, Reason};
@@ -21,26 +22,45 @@ pub struct Providers {
 }
 
 impl Providers {
-    /// The Calling Plan over `catalogue`, Direct Routing, and an in-process adapter for each
-    /// configured operator.
-    pub fn new(catalogue: CallingPlan, operators: &[Operator]) -> Self {
+    /// The Calling Plan over `catalogue`, Direct Routing, and an adapter for each configured
+    /// operator: in-process, or over the network (`remote`, with the operator's endpoint) for
+    /// operators whose adapter runs as its own process. Must run inside the Tokio runtime.
+    pub fn new(
+        catalogue: CallingPlan,
+        operators: &[Operator],
+        remote: &RemoteSettings,
+    ) -> anyhow::Result<Self> {
         let operators = operators
             .iter()
             .map(|op| {
-                let adapter: Arc<dyn Provider> = Arc::new(OperatorConnect::new(OperatorSettings {
+                let settings = OperatorSettings {
                     id: op.id.clone(),
                     display_name: op.display_name.clone(),
                     countries: op.countries.iter().map(|c| c.as_str().to_owned()).collect(),
                     tenant_location_update_allowed: op.tenant_location_update_allowed,
-                }));
-                (op.id.clone(), adapter)
+                };
+                let adapter: Arc<dyn Provider> = match &op.endpoint {
+                    None => Arc::new(OperatorConnect::new(settings)),
+                    Some(endpoint) => {
+                        let descriptor = OperatorConnect::new(settings).descriptor().clone();
+                        let remote = RemoteSettings {
+                            endpoint: endpoint.clone(),
+                            ..remote.clone()
+                        };
+                        Arc::new(
+                            RemoteProvider::new(descriptor, remote)
+                                .map_err(|e| anyhow::anyhow!("operator {}: {e}", op.id))?,
+                        )
+                    }
+                };
+                Ok((op.id.clone(), adapter))
             })
-            .collect();
-        Self {
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Self {
             calling_plan: Arc::new(catalogue),
             direct_routing: Arc::new(DirectRouting::default()),
             operators,
-        }
+        })
     }
 
     /// The Calling Plan catalogue.

@@ -592,19 +592,19 @@ pub(crate) fn audit_event(event: AuditEvent) -> pb::AuditEvent {
 
 fn audit_action(action: AuditAction) -> pb::AuditAction {
     match action {
-            AuditAction::UpsertUser => pb::AuditAction::UpsertUser,
-            AuditAction::CreateEmergencyLocation => pb::AuditAction::CreateEmergencyLocation,
-            AuditAction::AssignPhoneNumber => pb::AuditAction::AssignPhoneNumber,
-            AuditAction::ChangePhoneNumber => pb::AuditAction::ChangePhoneNumber,
-            AuditAction::RemovePhoneNumber => pb::AuditAction::RemovePhoneNumber,
-            AuditAction::UpdateEmergencyLocation => pb::AuditAction::UpdateEmergencyLocation,
-            AuditAction::AcquirePhoneNumber => pb::AuditAction::AcquirePhoneNumber,
-            AuditAction::ReleasePhoneNumber => pb::AuditAction::ReleasePhoneNumber,
-            AuditAction::EnableOperator => pb::AuditAction::EnableOperator,
-            AuditAction::DisableOperator => pb::AuditAction::DisableOperator,
-            AuditAction::UploadPhoneNumber => pb::AuditAction::UploadPhoneNumber,
-            AuditAction::OperatorReleasePhoneNumber => pb::AuditAction::OperatorReleasePhoneNumber,
-            AuditAction::ProvisioningSucceeded => pb::AuditAction::ProvisioningSucceeded,
+        AuditAction::UpsertUser => pb::AuditAction::UpsertUser,
+        AuditAction::CreateEmergencyLocation => pb::AuditAction::CreateEmergencyLocation,
+        AuditAction::AssignPhoneNumber => pb::AuditAction::AssignPhoneNumber,
+        AuditAction::ChangePhoneNumber => pb::AuditAction::ChangePhoneNumber,
+        AuditAction::RemovePhoneNumber => pb::AuditAction::RemovePhoneNumber,
+        AuditAction::UpdateEmergencyLocation => pb::AuditAction::UpdateEmergencyLocation,
+        AuditAction::AcquirePhoneNumber => pb::AuditAction::AcquirePhoneNumber,
+        AuditAction::ReleasePhoneNumber => pb::AuditAction::ReleasePhoneNumber,
+        AuditAction::EnableOperator => pb::AuditAction::EnableOperator,
+        AuditAction::DisableOperator => pb::AuditAction::DisableOperator,
+        AuditAction::UploadPhoneNumber => pb::AuditAction::UploadPhoneNumber,
+        AuditAction::OperatorReleasePhoneNumber => pb::AuditAction::OperatorReleasePhoneNumber,
+        AuditAction::ProvisioningSucceeded => pb::AuditAction::ProvisioningSucceeded,
         AuditAction::ProvisioningFailed => pb::AuditAction::ProvisioningFailed,
     }
 }

@@ -435,7 +435,10 @@ impl NumberManagement for NumberManagementApi {
         }))
     }
 
-    async fn get_operation(&self, request: Request<pb::GetOperationRequest>) -> Answer<pb::Operation> {
+    async fn get_operation(
+        &self,
+        request: Request<pb::GetOperationRequest>,
+    ) -> Answer<pb::Operation> {
         let caller = caller(&request)?;
         let id = request.get_ref().id.trim();
         if id.is_empty() {

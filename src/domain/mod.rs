@@ -14,8 +14,8 @@ mod phone_number;
 mod user;
 
 pub use assignment::{
-    AssignmentCandidate, LocationChoice, block_for, check_assignment, check_emergency_location, check_held_by,
-    check_not_pending, check_number_type, required_licences,
+    AssignmentCandidate, LocationChoice, block_for, check_assignment, check_emergency_location,
+    check_held_by, check_not_pending, check_number_type, required_licences,
 };
 pub use audit::{
     AuditAction, AuditEvent, AuditFilter, consent_snapshot, location_snapshot, number_snapshot,
@@ -30,9 +30,7 @@ pub use notification::Notification;
 pub use numbers_provider::{
     ActivationMode, AssignmentCategory, Capabilities, Capability, NumberType, TargetKind,
 };
-pub use operation::{
-    Job, Operation, OperationState, OperationStep, ProvisioningAction, backoff,
-};
+pub use operation::{Job, Operation, OperationState, OperationStep, ProvisioningAction, backoff};
 pub use operator::{Operator, OperatorConsent};
 pub use phone_number::{
     ActivationState, Assignment, AssignmentStatus, Block, E164, NumberFilter, PhoneNumber,

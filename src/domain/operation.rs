@@ -150,9 +150,13 @@ pub struct Job {
 /// with full jitter (a uniformly random delay up to that bound), so replicas retrying one
 /// flaky provider spread out.
 pub fn backoff(failures: i64, base: Duration, max: Duration, random: f64) -> Duration {
-    let exponent = u32::try_from(failures.saturating_sub(1)).unwrap_or(u32::MAX).min(30);
+    let exponent = u32::try_from(failures.saturating_sub(1))
+        .unwrap_or(u32::MAX)
+        .min(30);
     let bound = base.saturating_mul(1 << exponent).min(max);
-    bound.mul_f64(random.clamp(0.0, 1.0)).max(Duration::from_millis(10))
+    bound
+        .mul_f64(random.clamp(0.0, 1.0))
+        .max(Duration::from_millis(10))
 }
 
 #[cfg(test)]

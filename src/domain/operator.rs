@@ -18,6 +18,9 @@ pub struct Operator {
     pub tenant_location_update_allowed: bool,
     /// How the operator puts changes into effect.
     pub activation_mode: ActivationMode,
+    /// Where its adapter runs as its own process (`numbers.adapter.v1`); `None` for an
+    /// operator integrated in-process.
+    pub endpoint: Option<String>,
 }
 
 /// A tenant's consent to an operator: the operator may upload numbers of these countries.

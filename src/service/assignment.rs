@@ -16,9 +16,9 @@ use super::{Actor, Claimed, RequestOptions, Service, now};
 use crate::auth::Caller;
 use crate::domain::{
     ActivationState, Assignment, AssignmentCandidate, AssignmentCategory, AuditAction, Block, E164,
-    EmergencyLocation, Identity, Notification, NumberType, Operation, PhoneNumber,
-    ProvisioningAction, User, block_for,
-    LocationChoice, check_assignment, check_held_by, check_not_pending, check_number_type, number_snapshot,
+    EmergencyLocation, Identity, LocationChoice, Notification, NumberType, Operation, PhoneNumber,
+    ProvisioningAction, User, block_for, check_assignment, check_held_by, check_not_pending,
+    check_number_type, number_snapshot,
 };
 use crate::error::{Error, Reason, Result};
 use crate::routing::provider_error;
@@ -211,7 +211,8 @@ impl Service {
             .open_operation(&mut tx, &actor, options, AuditAction::AssignPhoneNumber)
             .await?;
         let mut assigned = plan.assigned(request.category);
-        let location = registered_location(&mut tx, tenant, &assigned, plan.location.as_ref()).await?;
+        let location =
+            registered_location(&mut tx, tenant, &assigned, plan.location.as_ref()).await?;
         assigned.activation_state = self
             .provision(
                 &mut tx,
@@ -319,7 +320,8 @@ impl Service {
             .await?;
         released.operation_id = operation_id.clone();
         let mut assigned = plan.assigned(AssignmentCategory::Primary);
-        let location = registered_location(&mut tx, tenant, &assigned, plan.location.as_ref()).await?;
+        let location =
+            registered_location(&mut tx, tenant, &assigned, plan.location.as_ref()).await?;
         assigned.activation_state = self
             .provision(
                 &mut tx,

@@ -6,9 +6,9 @@ use super::inventory::number_not_found;
 use super::{Actor, Claimed, Page, PageRequest, RequestOptions, Service, now};
 use crate::auth::Caller;
 use crate::domain::{
-    AuditAction, CivicAddress, Country, E164, EmergencyLocation, PhoneNumber,
-    ProvisioningAction, ValidationStatus, check_emergency_location, check_not_pending,
-    location_snapshot, number_snapshot, validate_address,
+    AuditAction, CivicAddress, Country, E164, EmergencyLocation, PhoneNumber, ProvisioningAction,
+    ValidationStatus, check_emergency_location, check_not_pending, location_snapshot,
+    number_snapshot, validate_address,
 };
 use crate::error::{Error, Reason, Result};
 use crate::routing::provider_error;
@@ -168,7 +168,12 @@ impl Service {
             return self.finish(tx, &actor, options, number).await;
         }
         let operation = self
-            .open_operation(&mut tx, &actor, options, AuditAction::UpdateEmergencyLocation)
+            .open_operation(
+                &mut tx,
+                &actor,
+                options,
+                AuditAction::UpdateEmergencyLocation,
+            )
             .await?;
         let mut updated = PhoneNumber {
             emergency_location_id: new_id,

@@ -23,17 +23,17 @@ mod provisioning;
 pub use acquisition::{AcquireRequest, MAX_NUMBERS_PER_REQUEST, Numbers, Released};
 pub use assignment::{AssignRequest, Assigned, ChangeRequest, Changed, RemoveRequest, Removed};
 pub use locations::LocationUpdate;
+pub use notifications::{Mailer, SmtpSettings, SmtpTls};
 pub use operator_connect::Upload;
 pub use operators::TenantOperator;
-pub use notifications::{Mailer, SmtpSettings, SmtpTls};
 pub use provisioning::WorkerSettings;
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde::Serialize;
-use tokio::sync::Notify;
 use serde::de::DeserializeOwned;
+use tokio::sync::Notify;
 
 use crate::auth::Caller;
 use crate::domain::{AuditAction, AuditEvent, Operator};
@@ -166,7 +166,12 @@ impl Service {
         };
         let mut tx = self.read().await?;
         match tx
-            .find_request(&actor.tenant_id, request_id, method, &actor.fingerprint(options))
+            .find_request(
+                &actor.tenant_id,
+                request_id,
+                method,
+                &actor.fingerprint(options),
+            )
             .await?
         {
             None => Ok(None),

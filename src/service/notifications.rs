@@ -95,7 +95,9 @@ impl Mailer {
             SmtpTls::None => {
                 AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&settings.host)
             }
-            SmtpTls::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&settings.host)?,
+            SmtpTls::Starttls => {
+                AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&settings.host)?
+            }
             SmtpTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&settings.host)?,
         };
         let mut builder = builder
@@ -138,10 +140,14 @@ impl Mailer {
                         message: e.to_string(),
                         permanent: true,
                     })?;
-                transport.send(message).await.map(|_| ()).map_err(|e| SendError {
-                    permanent: e.is_permanent(),
-                    message: e.to_string(),
-                })
+                transport
+                    .send(message)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| SendError {
+                        permanent: e.is_permanent(),
+                        message: e.to_string(),
+                    })
             }
         }
     }
@@ -178,7 +184,12 @@ impl Service {
     }
 
     /// Claims the due emails (up to a batch) and sends them; answers how many were tried.
-    pub async fn deliver_due(&self, owner: &str, mailer: &Mailer, settings: &WorkerSettings) -> Result<usize> {
+    pub async fn deliver_due(
+        &self,
+        owner: &str,
+        mailer: &Mailer,
+        settings: &WorkerSettings,
+    ) -> Result<usize> {
         let deliveries = {
             let mut tx = self.store.write().await?;
             let claimed = tx
@@ -190,7 +201,8 @@ impl Service {
         let count = deliveries.len();
         for delivery in deliveries {
             let result = mailer.send(&delivery.notification).await;
-            self.record_delivery(owner, settings, &delivery, result).await?;
+            self.record_delivery(owner, settings, &delivery, result)
+                .await?;
         }
         Ok(count)
     }
@@ -211,7 +223,13 @@ impl Service {
             Err(error) => {
                 let attempts = delivery.attempts + 1;
                 let retry_at = (!error.permanent && attempts < settings.max_failures).then(|| {
-                    now() + backoff(attempts, settings.backoff_base, settings.backoff_max, rand::random())
+                    now()
+                        + backoff(
+                            attempts,
+                            settings.backoff_base,
+                            settings.backoff_max,
+                            rand::random(),
+                        )
                 });
                 tracing::warn!(to = %email.recipient, error = %error.message, attempts, retry = retry_at.is_some(), "email not sent");
                 Err((error.message.as_str(), retry_at))

@@ -243,9 +243,18 @@ impl Service {
         };
         let outcome = outcome_of(&job, result, settings, now());
         match &outcome {
-            JobOutcome::Succeeded => tracing::info!(job = %job.id, number = %job.phone_number, action = %job.action, "provider confirmed"),
-            JobOutcome::Failed { reason } => tracing::warn!(job = %job.id, number = %job.phone_number, action = %job.action, %reason, "provider failed"),
-            JobOutcome::Later { reason: Some(reason), .. } => tracing::info!(job = %job.id, number = %job.phone_number, %reason, "provider call will be retried"),
+            JobOutcome::Succeeded => {
+                tracing::info!(job = %job.id, number = %job.phone_number, action = %job.action, "provider confirmed")
+            }
+            JobOutcome::Failed { reason } => {
+                tracing::warn!(job = %job.id, number = %job.phone_number, action = %job.action, %reason, "provider failed")
+            }
+            JobOutcome::Later {
+                reason: Some(reason),
+                ..
+            } => {
+                tracing::info!(job = %job.id, number = %job.phone_number, %reason, "provider call will be retried")
+            }
             JobOutcome::Later { .. } => {}
         }
         self.record(owner, &job, &outcome).await
@@ -459,7 +468,12 @@ mod tests {
             reason: "NUMBER_NOT_PROVISIONED".into(),
         }));
         assert_eq!(
-            outcome_of(&job(None, 0, Duration::ZERO), refused, &WorkerSettings::default(), SystemTime::now()),
+            outcome_of(
+                &job(None, 0, Duration::ZERO),
+                refused,
+                &WorkerSettings::default(),
+                SystemTime::now()
+            ),
             JobOutcome::Failed {
                 reason: "boom".into()
             }
@@ -495,7 +509,12 @@ mod tests {
     #[test]
     fn a_forgotten_ticket_is_asked_for_again() {
         let forgotten = Err(error(ErrorKind::NotFound));
-        match outcome_of(&job(Some("t1"), 0, Duration::ZERO), forgotten, &WorkerSettings::default(), SystemTime::now()) {
+        match outcome_of(
+            &job(Some("t1"), 0, Duration::ZERO),
+            forgotten,
+            &WorkerSettings::default(),
+            SystemTime::now(),
+        ) {
             JobOutcome::Later { ticket: None, .. } => {}
             other => panic!("{other:?}"),
         }

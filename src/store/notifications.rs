@@ -1,8 +1,42 @@
 //! Notifications waiting to be delivered.
 
+use sqlx::FromRow;
+
 use super::sql::Sql;
 use super::{StoreResult, Tx, to_micros};
 use crate::domain::Notification;
+
+const NOTIFICATION_COLUMNS: &str =
+    "tenant_id, id, recipient, subject, body, phone_number, create_time, attempts";
+
+#[derive(FromRow)]
+struct NotificationRow {
+    tenant_id: String,
+    id: String,
+    recipient: String,
+    subject: String,
+    body: String,
+    phone_number: String,
+    create_time: i64,
+    attempts: i64,
+}
+
+impl NotificationRow {
+    fn into_delivery(self) -> Delivery {
+        Delivery {
+            tenant_id: self.tenant_id,
+            notification: Notification {
+                id: self.id,
+                recipient: self.recipient,
+                subject: self.subject,
+                body: self.body,
+                phone_number: self.phone_number,
+                create_time: super::from_micros(self.create_time),
+            },
+            attempts: self.attempts,
+        }
+    }
+}
 
 impl Tx {
     /// Queues a notification for delivery.
@@ -45,28 +79,21 @@ impl Tx {
         self.notifications_in(tenant, None).await
     }
 
-    async fn notifications_in(&mut self, tenant: &str, state: Option<&str>) -> StoreResult<Vec<Notification>> {
-        let mut sql = Sql::new(
-            "SELECT id, recipient, subject, body, phone_number, create_time FROM notifications \
-             WHERE tenant_id = ",
-        );
+    async fn notifications_in(
+        &mut self,
+        tenant: &str,
+        state: Option<&str>,
+    ) -> StoreResult<Vec<Notification>> {
+        let mut sql = Sql::new(&format!(
+            "SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE tenant_id = "
+        ));
         sql.bind(tenant.to_owned())
             .and_eq("state", state.map(str::to_owned))
             .push(" ORDER BY id");
-        let rows: Vec<(String, String, String, String, String, i64)> =
-            sql.fetch_all(&mut self.conn).await?;
+        let rows: Vec<NotificationRow> = sql.fetch_all(&mut self.conn).await?;
         Ok(rows
             .into_iter()
-            .map(
-                |(id, recipient, subject, body, phone_number, create_time)| Notification {
-                    id,
-                    recipient,
-                    subject,
-                    body,
-                    phone_number,
-                    create_time: super::from_micros(create_time),
-                },
-            )
+            .map(|row| row.into_delivery().notification)
             .collect())
     }
 }
@@ -106,30 +133,11 @@ impl Tx {
             .push(") ORDER BY next_attempt_time LIMIT ")
             .bind(limit as i64)
             .push(self.dialect.skip_locked())
-            .push(
-                ") RETURNING tenant_id, id, recipient, subject, body, phone_number, create_time, \
-                 attempts",
-            );
-        let rows: Vec<(String, String, String, String, String, String, i64, i64)> =
-            sql.fetch_all(&mut self.conn).await?;
+            .push(&format!(") RETURNING {NOTIFICATION_COLUMNS}"));
+        let rows: Vec<NotificationRow> = sql.fetch_all(&mut self.conn).await?;
         Ok(rows
             .into_iter()
-            .map(
-                |(tenant_id, id, recipient, subject, body, phone_number, create_time, attempts)| {
-                    Delivery {
-                        tenant_id,
-                        notification: Notification {
-                            id,
-                            recipient,
-                            subject,
-                            body,
-                            phone_number,
-                            create_time: super::from_micros(create_time),
-                        },
-                        attempts,
-                    }
-                },
-            )
+            .map(NotificationRow::into_delivery)
             .collect())
     }
 

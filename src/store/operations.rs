@@ -187,12 +187,17 @@ impl Tx {
     }
 
     /// An operation of the tenant, with its steps ordered by number.
-    pub async fn get_operation(&mut self, tenant: &str, id: &str) -> StoreResult<Option<Operation>> {
+    pub async fn get_operation(
+        &mut self,
+        tenant: &str,
+        id: &str,
+    ) -> StoreResult<Option<Operation>> {
         let mut sql = Sql::new(
             "SELECT kind, state, error, create_time, update_time FROM operations WHERE \
              tenant_id = ",
         );
-        sql.bind(tenant.to_owned()).and_eq("id", Some(id.to_owned()));
+        sql.bind(tenant.to_owned())
+            .and_eq("id", Some(id.to_owned()));
         let Some((kind, state, error, create_time, update_time)): Option<(
             String,
             String,
@@ -299,15 +304,25 @@ impl Tx {
     ) -> StoreResult<bool> {
         let (state, reason, next, ticket, failures) = match outcome {
             JobOutcome::Succeeded => (OperationState::Succeeded, None, now, None, job.failures),
-            JobOutcome::Failed { reason } => {
-                (OperationState::Failed, Some(reason.clone()), now, None, job.failures)
-            }
+            JobOutcome::Failed { reason } => (
+                OperationState::Failed,
+                Some(reason.clone()),
+                now,
+                None,
+                job.failures,
+            ),
             JobOutcome::Later {
                 at,
                 ticket,
                 failures,
                 reason,
-            } => (OperationState::Running, reason.clone(), *at, ticket.clone(), *failures),
+            } => (
+                OperationState::Running,
+                reason.clone(),
+                *at,
+                ticket.clone(),
+                *failures,
+            ),
         };
         let mut sql = Sql::new("UPDATE provisioning_jobs SET state = ");
         sql.bind(state.as_str().to_owned())

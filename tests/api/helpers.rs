@@ -22,6 +22,7 @@ use number_management::service::{Mailer, Service, SmtpSettings, WorkerSettings};
 use number_management::store::{self, Store};
 use number_management::{demo, server};
 use numbers_calling_plan::CallingPlan;
+use numbers_remote::RemoteSettings;
 use sqlx::Connection as _;
 use tokio::sync::watch;
 use tonic::metadata::{Ascii, MetadataValue};
@@ -180,6 +181,17 @@ pub struct TestConfig {
     pub worker: WorkerSettings,
     /// The SMTP server emails go to; none writes them to the log.
     pub smtp: Option<SmtpSettings>,
+    /// How out-of-process adapters are called: with short deadlines, by default.
+    pub remote: RemoteSettings,
+}
+
+impl TestConfig {
+    /// The same configuration with the demo's simulated operator (Litware Mobile) reached at
+    /// `endpoint`.
+    pub fn with_simulated_operator(mut self, endpoint: &str) -> Self {
+        self.operators.push(demo::simulated_operator(endpoint));
+        self
+    }
 }
 
 impl Default for TestConfig {
@@ -196,6 +208,12 @@ impl Default for TestConfig {
                 max_pending: Duration::from_secs(60),
             },
             smtp: None,
+            remote: RemoteSettings {
+                timeout: Duration::from_millis(500),
+                retries: 1,
+                breaker_threshold: 0,
+                ..RemoteSettings::default()
+            },
         }
     }
 }
@@ -247,16 +265,30 @@ impl TestApp {
                 let _ = stopped.changed().await;
             }
         };
-        let providers = Providers::new(CallingPlan::with_default_catalogue(), &config.operators);
+        let providers = Providers::new(
+            CallingPlan::with_default_catalogue(),
+            &config.operators,
+            &config.remote,
+        )
+        .expect("the providers");
         let service = Service::new(store.clone(), config.operators, providers);
         let mailer = Mailer::new(config.smtp.as_ref()).expect("a mailer");
         tokio::spawn({
-            let (service, worker, until) = (service.clone(), config.worker.clone(), until_stopped());
-            async move { service.run_provisioning("test-worker", &worker, until).await }
+            let (service, worker, until) =
+                (service.clone(), config.worker.clone(), until_stopped());
+            async move {
+                service
+                    .run_provisioning("test-worker", &worker, until)
+                    .await
+            }
         });
         tokio::spawn({
             let (service, worker, until) = (service.clone(), config.worker, until_stopped());
-            async move { service.run_notifications("test-mailer", &mailer, &worker, until).await }
+            async move {
+                service
+                    .run_notifications("test-mailer", &mailer, &worker, until)
+                    .await
+            }
         });
         tokio::spawn(server::run(listener, service, key.clone(), until_stopped()));
         let channel = Channel::from_shared(format!("http://{address}"))
@@ -278,12 +310,22 @@ impl TestApp {
         Self::start_demo(backend, TestConfig::default()).await
     }
 
-    /// Starts the service as `config` says and loads the Contoso demo tenant.
+    /// Starts the service as `config` says and loads the Contoso demo tenant (and the numbers
+    /// of the simulated operator, when `config` has it).
     pub async fn start_demo(backend: Backend, config: TestConfig) -> Self {
+        let simulated = config
+            .operators
+            .iter()
+            .any(|o| o.id == demo::SIMULATED_OPERATOR);
         let app = Self::start(backend, config).await;
         demo::load(app.store.as_ref())
             .await
             .expect("load the demo tenant");
+        if simulated {
+            demo::load_simulated(app.store.as_ref())
+                .await
+                .expect("load the simulated operator's numbers");
+        }
         app
     }
 

@@ -50,12 +50,19 @@ impl SmtpServer {
         self.process = Some(child);
         let deadline = Instant::now() + Duration::from_secs(15);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            if let Some(status) = self.process.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .process
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 panic!(
                     "aiosmtpd exited ({status}): install it with `python3 -m pip install aiosmtpd`"
                 );
             }
-            assert!(Instant::now() < deadline, "aiosmtpd did not start listening");
+            assert!(
+                Instant::now() < deadline,
+                "aiosmtpd did not start listening"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -109,9 +116,10 @@ impl Drop for SmtpServer {
 }
 
 fn header<'a>(message: &'a str, name: &str) -> Option<&'a str> {
-    message
-        .lines()
-        .find_map(|line| line.strip_prefix(name).and_then(|rest| rest.strip_prefix(": ")))
+    message.lines().find_map(|line| {
+        line.strip_prefix(name)
+            .and_then(|rest| rest.strip_prefix(": "))
+    })
 }
 
 async fn assign(app: &TestApp, identity: &str, number: &str, notify: Option<bool>) {
@@ -148,15 +156,27 @@ async fn an_assignment_emails_the_user_over_smtp(backend: Backend) {
     assert_eq!(header(message, "X-RcptTo"), Some("john@contoso.com"));
     let subject = header(message, "Subject").expect("a subject");
     assert!(subject.contains("+14255550101"), "{subject}");
-    assert!(message.contains("+14255550101 has been assigned to you"), "{message}");
+    assert!(
+        message.contains("+14255550101 has been assigned to you"),
+        "{message}"
+    );
     assert!(header(message, "From").is_some_and(|f| f.contains("phone@contoso.com")));
 
     // notify_user false sends nothing.
     assign(&app, "jack@contoso.com", "+14255550102", Some(false)).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(smtp.messages().len(), 1, "an email was sent although notify_user was false");
+    assert_eq!(
+        smtp.messages().len(),
+        1,
+        "an email was sent although notify_user was false"
+    );
     let mut read = app.store.read().await.unwrap();
-    assert!(read.pending_notifications("contoso").await.unwrap().is_empty());
+    assert!(
+        read.pending_notifications("contoso")
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn emails_wait_for_a_server_that_is_down(backend: Backend) {
@@ -187,10 +207,19 @@ async fn emails_wait_for_a_server_that_is_down(backend: Backend) {
     }
     smtp.start();
     let messages = smtp.wait_for(1, Duration::from_secs(20)).await;
-    assert_eq!(messages.len(), 1, "the email was delivered once the server was up");
+    assert_eq!(
+        messages.len(),
+        1,
+        "the email was delivered once the server was up"
+    );
     assert_eq!(header(&messages[0], "X-RcptTo"), Some("john@contoso.com"));
     let mut read = app.store.read().await.unwrap();
-    assert!(read.pending_notifications("contoso").await.unwrap().is_empty());
+    assert!(
+        read.pending_notifications("contoso")
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn without_a_server_emails_go_to_the_log(backend: Backend) {
@@ -199,7 +228,12 @@ async fn without_a_server_emails_go_to_the_log(backend: Backend) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let mut read = app.store.read().await.unwrap();
-        if read.pending_notifications("contoso").await.unwrap().is_empty() {
+        if read
+            .pending_notifications("contoso")
+            .await
+            .unwrap()
+            .is_empty()
+        {
             break;
         }
         assert!(Instant::now() < deadline, "the email was never handled");

@@ -203,6 +203,8 @@ async fn lists_other_configurations_ordered_by_id(backend: Backend) {
         countries: countries.iter().map(|c| country(c)).collect(),
         tenant_location_update_allowed: id.starts_with('m'),
         activation_mode: mode,
+        // Asynchronous operators run out of process; this test never calls them.
+        endpoint: (mode == ActivationMode::Asynchronous).then(|| "http://127.0.0.1:1".to_owned()),
     };
     // Configured out of order.
     let app = TestApp::spawn_with(

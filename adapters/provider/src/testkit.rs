@@ -291,7 +291,7 @@ pub async fn no_catalogue_means_unsupported(fixture: &Fixture<'_>) {
         .expect_err("search without a catalogue");
     assert_eq!(error.kind, ErrorKind::Unsupported);
     let error = provider
-        .acquire("conformance-tenant", &[fixture.number.clone()])
+        .acquire("conformance-tenant", std::slice::from_ref(&fixture.number))
         .await
         .expect_err("acquire without a catalogue");
     assert_eq!(error.kind, ErrorKind::Unsupported);

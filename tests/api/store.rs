@@ -4,14 +4,15 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use number_management::domain::{
-    ActivationState, AssignmentCategory, AssignmentStatus, CivicAddress, Country, Identity,
-    License, NumberFilter, NumberType, OperatorConsent, TargetKind, UserFilter, UserUpsert,
-    ValidationStatus, validate_address,
+    ActivationState, AssignmentCategory, AssignmentStatus, AuditAction, CivicAddress, Country,
+    Identity, Job, License, NumberFilter, NumberType, Operation, OperationState, OperatorConsent,
+    PhoneNumber, ProvisioningAction, TargetKind, UserFilter, UserUpsert, ValidationStatus,
+    validate_address,
 };
-use number_management::store::{Claim, LocationCursor, Store};
+use number_management::store::{Claim, JobOutcome, LocationCursor, Store};
 
 use crate::helpers::{Backend, TestDatabase, assigned, number};
 use crate::on_both_stores;
@@ -758,6 +759,209 @@ async fn pages_cover_large_inventories_without_gaps(backend: Backend) {
     assert_eq!(seen.len(), 1500);
 }
 
+/// An operation with `count` jobs for numbers +1425555090x of tenant T1, all due now.
+async fn operation_with_jobs(store: &dyn Store, count: usize) -> (String, Vec<Job>) {
+    let now = SystemTime::now();
+    let operation = Operation {
+        id: uuid::Uuid::now_v7().to_string(),
+        kind: AuditAction::AssignPhoneNumber,
+        state: OperationState::Pending,
+        error: None,
+        steps: vec![],
+        create_time: now,
+        update_time: now,
+    };
+    let mut tx = store.write().await.unwrap();
+    tx.insert_operation(T1, &operation, None, "test")
+        .await
+        .unwrap();
+    let mut jobs = Vec::new();
+    for i in 0..count {
+        let job = Job {
+            id: uuid::Uuid::now_v7().to_string(),
+            tenant_id: T1.into(),
+            operation_id: operation.id.clone(),
+            phone_number: format!("+1425555090{i}"),
+            action: ProvisioningAction::Activate,
+            provider_id: "litware-mobile".into(),
+            target_id: String::new(),
+            emergency_location_id: None,
+            previous_location_id: None,
+            ticket: None,
+            attempts: 0,
+            failures: 0,
+            create_time: now,
+        };
+        tx.insert_job(&job, OperationState::Pending, None, now)
+            .await
+            .unwrap();
+        jobs.push(job);
+    }
+    tx.commit().await.unwrap();
+    (operation.id, jobs)
+}
+
+async fn claim(store: &dyn Store, owner: &str, lease: Duration, limit: usize) -> Vec<Job> {
+    let mut tx = store.write().await.unwrap();
+    let claimed = tx
+        .claim_jobs(owner, SystemTime::now(), lease, limit)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    claimed
+}
+
+async fn workers_claiming_at_once_take_different_jobs(backend: Backend) {
+    let (_db, store) = store(backend).await;
+    let (_, jobs) = operation_with_jobs(store.as_ref(), 9).await;
+    let claims: Vec<_> = (0..3)
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                claim(
+                    store.as_ref(),
+                    &format!("worker-{w}"),
+                    Duration::from_secs(30),
+                    4,
+                )
+                .await
+            })
+        })
+        .collect();
+    let mut claimed = Vec::new();
+    for task in claims {
+        claimed.extend(task.await.unwrap().into_iter().map(|j| j.id));
+    }
+    let distinct: HashSet<_> = claimed.iter().cloned().collect();
+    assert_eq!(
+        distinct.len(),
+        claimed.len(),
+        "a job was claimed twice: {claimed:?}"
+    );
+    assert_eq!(claimed.len(), jobs.len(), "every due job was claimed once");
+    // Leased jobs are not due again until the lease ends.
+    assert!(
+        claim(store.as_ref(), "late", Duration::from_secs(30), 10)
+            .await
+            .is_empty()
+    );
+}
+
+async fn outcomes_count_only_under_a_live_lease(backend: Backend) {
+    let (_db, store) = store(backend).await;
+    let (operation, _) = operation_with_jobs(store.as_ref(), 1).await;
+    let first = claim(store.as_ref(), "first", Duration::from_millis(200), 1).await;
+    assert_eq!(first.len(), 1);
+    // The first worker is too slow: its lease ends and another takes the job over.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let second = claim(store.as_ref(), "second", Duration::from_secs(30), 1).await;
+    assert_eq!(second.len(), 1, "an expired lease makes the job due again");
+    let mut tx = store.write().await.unwrap();
+    let now = SystemTime::now();
+    assert!(
+        !tx.finish_job(&first[0], "first", &JobOutcome::Succeeded, now)
+            .await
+            .unwrap(),
+        "a lost lease records nothing"
+    );
+    assert!(
+        tx.finish_job(&second[0], "second", &JobOutcome::Succeeded, now)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        tx.refresh_operation(T1, &operation, now).await.unwrap(),
+        OperationState::Succeeded
+    );
+    tx.commit().await.unwrap();
+    let mut read = store.read().await.unwrap();
+    let done = read.get_operation(T1, &operation).await.unwrap().unwrap();
+    assert_eq!(done.state, OperationState::Succeeded);
+    assert_eq!(done.steps[0].attempts, 1, "only the recorded call counts");
+    assert_eq!(read.unfinished_jobs().await.unwrap(), 0);
+}
+
+async fn retried_jobs_wait_until_their_next_attempt(backend: Backend) {
+    let (_db, store) = store(backend).await;
+    let (operation, _) = operation_with_jobs(store.as_ref(), 1).await;
+    let job = claim(store.as_ref(), "w", Duration::from_secs(30), 1)
+        .await
+        .remove(0);
+    let now = SystemTime::now();
+    let later = JobOutcome::Later {
+        at: now + Duration::from_millis(300),
+        ticket: Some("ticket-1".into()),
+        failures: 1,
+        reason: Some("operator unavailable".into()),
+    };
+    let mut tx = store.write().await.unwrap();
+    assert!(tx.finish_job(&job, "w", &later, now).await.unwrap());
+    assert_eq!(
+        tx.refresh_operation(T1, &operation, now).await.unwrap(),
+        OperationState::Running
+    );
+    tx.commit().await.unwrap();
+    assert!(
+        claim(store.as_ref(), "w", Duration::from_secs(30), 1)
+            .await
+            .is_empty()
+    );
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    let again = claim(store.as_ref(), "w", Duration::from_secs(30), 1).await;
+    assert_eq!(again.len(), 1);
+    assert_eq!(
+        again[0].ticket.as_deref(),
+        Some("ticket-1"),
+        "the ticket is kept for polling"
+    );
+    assert_eq!(again[0].failures, 1);
+    let mut read = store.read().await.unwrap();
+    let step = &read
+        .get_operation(T1, &operation)
+        .await
+        .unwrap()
+        .unwrap()
+        .steps[0];
+    assert_eq!(step.reason.as_deref(), Some("operator unavailable"));
+}
+
+async fn enterprise_voice_follows_the_numbers_in_service(backend: Backend) {
+    let (_db, store) = store(backend).await;
+    add_user(store.as_ref(), T1, "u1", "john@contoso.com").await;
+    let now = SystemTime::now();
+    let mut pending = assigned(
+        number("+14255550101", NumberType::OperatorConnect),
+        "u1",
+        AssignmentCategory::Primary,
+    );
+    pending.activation_state = ActivationState::AssignmentPending;
+    let mut tx = store.write().await.unwrap();
+    tx.insert_number(T1, &pending).await.unwrap();
+    let user = tx.refresh_enterprise_voice(T1, "u1", now).await.unwrap();
+    assert!(
+        !user.enterprise_voice_enabled,
+        "a pending number does not enable the user"
+    );
+    let activated = PhoneNumber {
+        activation_state: ActivationState::Activated,
+        ..pending.clone()
+    };
+    let activated = tx.update_number(T1, &activated, now).await.unwrap();
+    let user = tx.refresh_enterprise_voice(T1, "u1", now).await.unwrap();
+    assert!(user.enterprise_voice_enabled);
+    let version = user.version;
+    // Nothing changed: the user is not rewritten.
+    let user = tx.refresh_enterprise_voice(T1, "u1", now).await.unwrap();
+    assert_eq!(user.version, version);
+    let removed = PhoneNumber {
+        assignment: None,
+        ..activated
+    };
+    tx.update_number(T1, &removed, now).await.unwrap();
+    let user = tx.refresh_enterprise_voice(T1, "u1", now).await.unwrap();
+    assert!(!user.enterprise_voice_enabled);
+}
+
 on_both_stores!(
     migrations_apply_once_and_reopen,
     users_upsert_by_user_principal_name_then_by_id,
@@ -775,4 +979,8 @@ on_both_stores!(
     concurrent_claims_of_one_request_id_have_one_winner,
     uncommitted_writes_are_invisible_and_dropped_ones_vanish,
     consents_are_replaced_per_operator,
+    workers_claiming_at_once_take_different_jobs,
+    outcomes_count_only_under_a_live_lease,
+    retried_jobs_wait_until_their_next_attempt,
+    enterprise_voice_follows_the_numbers_in_service,
 );

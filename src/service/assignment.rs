@@ -338,9 +338,17 @@ impl Service {
         // The old number first: a user holds at most one primary number at any moment.
         let released = tx.update_number(tenant, &released, now).await?;
         let number = tx.update_number(tenant, &assigned, now).await?;
-        let user = tx
-            .refresh_enterprise_voice(tenant, &plan.user.id, now)
-            .await?;
+        // A change keeps the user's telephony as it was while the new number is pending: the
+        // user is not left without service in between. The worker settles it once the
+        // provider answers.
+        let user = if number.activation_state == ActivationState::Activated {
+            tx.refresh_enterprise_voice(tenant, &plan.user.id, now)
+                .await?
+        } else {
+            tx.find_user(tenant, &Identity::Id(plan.user.id.clone()))
+                .await?
+                .ok_or_else(|| user_not_found(&request.identity))?
+        };
         for (before, after) in [
             (Some(&previous), &released),
             ((!plan.created).then_some(&plan.number), &number),

@@ -389,7 +389,7 @@ fn outcome_of(
             let failures = job.failures + 1;
             if failures >= settings.max_failures {
                 JobOutcome::Failed {
-                    reason: format!("{} (after {failures} attempts)", error.message),
+                    reason: format!("{} (after {failures} attempts)", describe(&error)),
                 }
             } else {
                 let retry_after = match error.kind {
@@ -412,8 +412,17 @@ fn outcome_of(
             }
         }
         Err(error) => JobOutcome::Failed {
-            reason: error.message,
+            reason: describe(&error),
         },
+    }
+}
+
+/// A provider's error as the operation reports it: a refusal leads with the provider's reason
+/// code, as the synchronous path reports it in `ErrorInfo`.
+fn describe(error: &ProviderError) -> String {
+    match &error.kind {
+        ErrorKind::Refused { reason } => format!("{reason}: {}", error.message),
+        _ => error.message.clone(),
     }
 }
 
@@ -475,7 +484,7 @@ mod tests {
                 SystemTime::now()
             ),
             JobOutcome::Failed {
-                reason: "boom".into()
+                reason: "NUMBER_NOT_PROVISIONED: boom".into()
             }
         );
     }

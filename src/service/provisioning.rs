@@ -19,8 +19,8 @@ use numbers_provider::{
 
 use super::{Actor, RequestOptions, Service, now};
 use crate::domain::{
-    ActivationState, AuditAction, EmergencyLocation, Job, Operation, OperationState, PhoneNumber,
-    ProvisioningAction, backoff, number_snapshot,
+    ActivationState, AuditAction, EmergencyLocation, Identity, Job, Operation, OperationState,
+    PhoneNumber, ProvisioningAction, backoff, number_snapshot,
 };
 use crate::error::{Error, Reason, Result};
 use crate::routing::provider_error;
@@ -277,6 +277,12 @@ impl Service {
             JobOutcome::Succeeded => true,
             JobOutcome::Failed { .. } => false,
         };
+        // Lock in the order requests do (user, then number), so a request changing the same
+        // user's numbers and this outcome wait for each other rather than deadlock.
+        if !job.target_id.is_empty() {
+            tx.lock_user(tenant, &Identity::Id(job.target_id.clone()))
+                .await?;
+        }
         if let Some(number) = tx.lock_number(tenant, &job.phone_number).await?
             && number.operation_id.as_deref() == Some(job.operation_id.as_str())
         {

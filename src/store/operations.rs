@@ -232,12 +232,22 @@ impl Tx {
     }
 
     /// Brings an operation's state in line with its jobs', with the first failure as its error.
+    ///
+    /// The operation's row is locked first: two transactions finishing different jobs of one
+    /// operation then refresh it one after the other, and the second reads the first's job as
+    /// committed (under PostgreSQL's READ COMMITTED each statement sees what was committed
+    /// before it began), so the last writer never records a stale state.
     pub async fn refresh_operation(
         &mut self,
         tenant: &str,
         id: &str,
         now: SystemTime,
     ) -> StoreResult<OperationState> {
+        let mut lock = Sql::new("SELECT id FROM operations WHERE tenant_id = ");
+        lock.bind(tenant.to_owned())
+            .and_eq("id", Some(id.to_owned()))
+            .push(self.dialect.for_update());
+        let _: Option<(String,)> = lock.fetch_optional(&mut self.conn).await?;
         let steps = self.operation_steps(tenant, id).await?;
         let state = OperationState::of(steps.iter().map(|s| s.state));
         let error = steps

@@ -15,34 +15,14 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use number_management::auth::{Principal, Role, SigningKey};
 use number_management::proto::v1 as pb;
-use number_management::proto::v1::number_management_client::NumberManagementClient;
-use tonic::metadata::{Ascii, MetadataValue};
-use tonic::service::Interceptor;
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
-use tonic::{Code, Request, Status};
+use tonic::Code;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-use crate::helpers::assert_error;
-
-/// The `numbers` binary, with no configuration leaking in from the environment.
-fn numbers<I, S>(args: I) -> Command
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<std::ffi::OsStr>,
-{
-    let mut command = Command::new(env!("CARGO_BIN_EXE_numbers"));
-    command.args(args);
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("NUMBERS_") {
-            command.env_remove(key);
-        }
-    }
-    command.env_remove("RUST_LOG").stdin(Stdio::null());
-    command
-}
+use crate::helpers::{
+    assert_error, channel_to as channel, client_at, free_address, numbers_command,
+};
 
 /// What a finished command printed.
 #[derive(Debug)]
@@ -113,12 +93,6 @@ fn run(mut command: Command, limit: Duration) -> Finished {
     }
 }
 
-/// A local address nothing listens on (bound, then released).
-fn free_address() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().unwrap()
-}
-
 /// A running `numbers serve`, killed on drop unless it already exited.
 struct Server {
     child: Child,
@@ -138,7 +112,7 @@ impl Server {
             data_dir.display().to_string(),
         ];
         args.extend(extra.iter().map(|a| (*a).to_owned()));
-        let mut child = numbers(&args)
+        let mut child = numbers_command(&args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -258,42 +232,17 @@ impl Drop for Server {
     }
 }
 
-async fn channel(address: SocketAddr) -> Result<Channel, tonic::transport::Error> {
-    Channel::from_shared(format!("http://{address}"))
-        .unwrap()
-        .connect_timeout(Duration::from_secs(2))
-        .connect()
-        .await
-}
-
-/// Adds `authorization: Bearer <token>` to every call.
-#[derive(Clone)]
-struct BearerToken(MetadataValue<Ascii>);
-
-impl Interceptor for BearerToken {
-    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        request
-            .metadata_mut()
-            .insert("authorization", self.0.clone());
-        Ok(request)
-    }
-}
-
-type CliClient = NumberManagementClient<InterceptedService<Channel, BearerToken>>;
+type CliClient = crate::helpers::Client;
 
 /// A generated client that sends `authorization: Bearer <token>`.
 async fn client(address: SocketAddr, token: &str) -> CliClient {
-    let header = format!("Bearer {token}").parse().expect("an ASCII token");
-    NumberManagementClient::with_interceptor(
-        channel(address).await.expect("connect"),
-        BearerToken(header),
-    )
+    client_at(address, token).await
 }
 
 /// Mints a token with `numbers token`, returning the last line of its output.
 fn mint(data_dir: &Path, tenant: &str, role: &str) -> String {
     let finished = run(
-        numbers([
+        numbers_command([
             "token",
             "--data-dir",
             &data_dir.display().to_string(),
@@ -359,7 +308,7 @@ async fn all_numbers(client: &mut CliClient) -> Vec<String> {
 fn an_unsupported_database_url_fails_fast_in_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let finished = run(
-        numbers([
+        numbers_command([
             "serve",
             "--listen",
             "127.0.0.1:0",
@@ -384,7 +333,7 @@ fn an_unsupported_database_url_fails_fast_in_one_line() {
 fn an_unreachable_postgres_fails_in_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let finished = run(
-        numbers([
+        numbers_command([
             "serve",
             "--listen",
             "127.0.0.1:0",
@@ -404,7 +353,7 @@ fn an_unreachable_postgres_fails_in_one_line() {
 fn a_missing_configuration_file_fails_in_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let finished = run(
-        numbers([
+        numbers_command([
             "serve",
             "--listen",
             "127.0.0.1:0",
@@ -425,7 +374,7 @@ fn an_unknown_configuration_key_fails_in_one_line() {
     let config = dir.path().join("numbers.toml");
     std::fs::write(&config, "listen = \"127.0.0.1:0\"\ncolour = \"blue\"\n").unwrap();
     let finished = run(
-        numbers([
+        numbers_command([
             "serve",
             "--data-dir",
             &dir.path().display().to_string(),
@@ -445,7 +394,7 @@ fn a_port_in_use_fails_in_one_line() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let address = taken.local_addr().unwrap();
     let finished = run(
-        numbers([
+        numbers_command([
             "serve",
             "--listen",
             &address.to_string(),
@@ -480,7 +429,7 @@ fn the_token_command_prints_a_token_last() {
     assert_eq!(tenant_caller(&again).role, Role::Admin);
 
     let refused = run(
-        numbers([
+        numbers_command([
             "token",
             "--data-dir",
             &dir.path().display().to_string(),
@@ -694,7 +643,11 @@ async fn the_demo_prints_a_working_command_and_loads_once() {
         first_numbers.contains(&"+14255550101".to_owned()),
         "{first_numbers:?}"
     );
-    assert_eq!(first_numbers.len(), 10, "the demo and its simulated operator's numbers: {first_numbers:?}");
+    assert_eq!(
+        first_numbers.len(),
+        10,
+        "the demo and its simulated operator's numbers: {first_numbers:?}"
+    );
     let mut demo = client(server.address, &first_token).await;
     let users = demo
         .list_users(pb::ListUsersRequest::default())

@@ -414,6 +414,65 @@ impl Drop for TestApp {
     }
 }
 
+// ---- the binary, run as a process -------------------------------------------------------------
+
+/// The `numbers` binary, with no configuration leaking in from the environment.
+pub fn numbers_command<I, S>(args: I) -> std::process::Command
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_numbers"));
+    command.args(args);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("NUMBERS_") {
+            command.env_remove(key);
+        }
+    }
+    command
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null());
+    command
+}
+
+/// A local address nothing listens on (bound, then released).
+pub fn free_address() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("a bound address")
+}
+
+/// A channel to a server at `address`.
+pub async fn channel_to(address: std::net::SocketAddr) -> Result<Channel, tonic::transport::Error> {
+    Channel::from_shared(format!("http://{address}"))
+        .expect("a socket address is a valid URI")
+        .connect_timeout(Duration::from_secs(2))
+        .connect()
+        .await
+}
+
+/// The interceptor that sends `token`.
+pub fn bearer(token: &str) -> Bearer {
+    Bearer(Some(
+        format!("Bearer {token}").parse().expect("an ASCII token"),
+    ))
+}
+
+/// A tenant-facing client of the server at `address`, sending `token`.
+pub async fn client_at(address: std::net::SocketAddr, token: &str) -> Client {
+    NumberManagementClient::with_interceptor(
+        channel_to(address).await.expect("connect"),
+        bearer(token),
+    )
+}
+
+/// An operator-facing client of the server at `address`, sending `token`.
+pub async fn operator_client_at(address: std::net::SocketAddr, token: &str) -> OperatorClient {
+    OperatorConnectClient::with_interceptor(
+        channel_to(address).await.expect("connect"),
+        bearer(token),
+    )
+}
+
 /// An unassigned, activated inventory record for `number`.
 pub fn number(number: &str, number_type: NumberType) -> PhoneNumber {
     let now = SystemTime::now();

@@ -18,5 +18,7 @@ mod notifications;
 mod numbers;
 mod operator_connect;
 mod operators;
+mod processes;
+mod provisioning;
 mod store;
 mod users;

@@ -209,9 +209,15 @@ async fn bench(backend: &str, numbers: usize, concurrency: usize) -> anyhow::Res
         });
         (stop_worker, task)
     };
-    let server = tokio::spawn(server::run(listener, service, key.clone(), async {
-        let _ = stopped.await;
-    }));
+    let server = tokio::spawn(server::run(
+        listener,
+        service,
+        key.clone(),
+        server::HealthSettings::default(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
 
     // Seed: users and numbers in one transaction each.
     let seeded = Instant::now();

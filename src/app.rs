@@ -66,12 +66,17 @@ pub async fn serve(mut settings: Settings) -> anyhow::Result<()> {
                 .await
         }
     });
-    let result = server::run(listener, service, key, async move {
+    let housekeeping = tokio::spawn({
+        let (service, settings, until) =
+            (service.clone(), settings.worker.clone(), until_stopped());
+        async move { service.run_housekeeping(&settings, until).await }
+    });
+    let result = server::run(listener, service, key, settings.health, async move {
         server::shutdown_signal().await;
         let _ = stop.send(());
     })
     .await;
-    let _ = tokio::join!(provisioning, mail);
+    let _ = tokio::join!(provisioning, mail, housekeeping);
     if let Some(simulator) = simulator {
         let _ = simulator.stop().await;
     }

@@ -10,6 +10,7 @@ use anyhow::Context as _;
 use serde::Deserialize;
 
 use crate::domain::{ActivationMode, Country, Operator};
+use crate::server::HealthSettings;
 use crate::service::{SmtpSettings, WorkerSettings};
 use numbers_remote::RemoteSettings;
 
@@ -84,6 +85,40 @@ struct FileConfig {
     worker: Option<WorkerConfig>,
     smtp: Option<SmtpSettings>,
     remote_adapters: Option<RemoteConfig>,
+    health: Option<HealthConfig>,
+}
+
+/// The `[health]` table: how health checks follow the database.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HealthConfig {
+    database_check_interval_ms: Option<u64>,
+    database_check_timeout_ms: Option<u64>,
+}
+
+impl HealthConfig {
+    fn settings(self) -> anyhow::Result<HealthSettings> {
+        let defaults = HealthSettings::default();
+        let settings = HealthSettings {
+            interval: self
+                .database_check_interval_ms
+                .map(Duration::from_millis)
+                .unwrap_or(defaults.interval),
+            timeout: self
+                .database_check_timeout_ms
+                .map(Duration::from_millis)
+                .unwrap_or(defaults.timeout),
+        };
+        anyhow::ensure!(
+            settings.interval >= Duration::from_millis(100),
+            "health.database_check_interval_ms must be at least 100"
+        );
+        anyhow::ensure!(
+            settings.timeout >= Duration::from_millis(100),
+            "health.database_check_timeout_ms must be at least 100"
+        );
+        Ok(settings)
+    }
 }
 
 /// The `[worker]` table: how background work (provisioning, emails) paces itself.
@@ -97,6 +132,7 @@ struct WorkerConfig {
     backoff_max_seconds: Option<u64>,
     max_failures: Option<i64>,
     max_pending_hours: Option<u64>,
+    request_id_retention_hours: Option<u64>,
 }
 
 impl WorkerConfig {
@@ -123,14 +159,22 @@ impl WorkerConfig {
             max_failures: self.max_failures.unwrap_or(defaults.max_failures),
             max_pending: self
                 .max_pending_hours
-                .map(|h| Duration::from_secs(h * 3600))
+                .map(|h| Duration::from_secs(h.saturating_mul(3600)))
                 .unwrap_or(defaults.max_pending),
+            request_id_retention: self
+                .request_id_retention_hours
+                .map(|h| Duration::from_secs(h.saturating_mul(3600)))
+                .unwrap_or(defaults.request_id_retention),
         };
         anyhow::ensure!(
             settings.lease >= Duration::from_secs(1),
             "worker.lease_seconds must be at least 1"
         );
         anyhow::ensure!(settings.batch >= 1, "worker.batch must be at least 1");
+        anyhow::ensure!(
+            settings.request_id_retention >= Duration::from_secs(3600),
+            "worker.request_id_retention_hours must be at least 1"
+        );
         anyhow::ensure!(
             settings.max_failures >= 1,
             "worker.max_failures must be at least 1"
@@ -215,6 +259,8 @@ pub struct Settings {
     pub smtp: Option<SmtpSettings>,
     /// How out-of-process adapters are called (the endpoint is each operator's).
     pub remote: RemoteSettings,
+    /// How health checks follow the database.
+    pub health: HealthSettings,
     /// Whether to load the demo tenant.
     pub demo: bool,
 }
@@ -252,6 +298,7 @@ impl Settings {
             worker: file.worker.unwrap_or_default().settings()?,
             smtp: file.smtp,
             remote: file.remote_adapters.unwrap_or_default().settings(),
+            health: file.health.unwrap_or_default().settings()?,
             demo: args.demo,
             data_dir,
         })
@@ -397,6 +444,21 @@ mod tests {
         assert_eq!(settings.listen.to_string(), DEFAULT_LISTEN);
         assert!(settings.database_url.starts_with("sqlite://"));
         assert!(settings.generate_token_key);
+    }
+
+    #[test]
+    fn health_checks_are_configurable_within_bounds() {
+        let settings = serve_with(
+            "[health]\ndatabase_check_interval_ms = 250\ndatabase_check_timeout_ms = 2000",
+        )
+        .unwrap();
+        assert_eq!(settings.health.interval, Duration::from_millis(250));
+        assert_eq!(settings.health.timeout, Duration::from_secs(2));
+        let too_often = serve_with("[health]\ndatabase_check_interval_ms = 0").unwrap_err();
+        assert!(
+            format!("{too_often:#}").contains("database_check_interval_ms"),
+            "{too_often:#}"
+        );
     }
 
     #[test]

@@ -3,13 +3,21 @@
 //!
 //! [`run`] takes a bound listener and a shutdown future, so `main` and the integration tests
 //! start the very same server (tests on `127.0.0.1:0`).
+//!
+//! Health follows the database: a probe pings the store every [`HealthSettings::interval`],
+//! and the server and its services answer NOT_SERVING while the database does not answer, so a
+//! load balancer stops sending requests that could only fail.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
+use tonic::server::NamedService;
 use tonic::transport::server::TcpIncoming;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
@@ -34,17 +42,83 @@ pub async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
     })
 }
 
+/// How often, and how patiently, health checks ask the database.
+#[derive(Clone, Debug)]
+pub struct HealthSettings {
+    /// Time between two pings of the database.
+    pub interval: Duration,
+    /// How long a ping may take before the database counts as not answering.
+    pub timeout: Duration,
+}
+
+impl Default for HealthSettings {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(5),
+            timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+/// The names health answers for: the server as a whole (`""`) and each public service.
+const HEALTH_NAMES: [&str; 3] = [
+    "",
+    <NumberManagementServer<NumberManagementApi> as NamedService>::NAME,
+    <OperatorConnectServer<OperatorConnectApi> as NamedService>::NAME,
+];
+
+/// Sets every name in [`HEALTH_NAMES`] to `status`.
+async fn report(health: &HealthReporter, status: ServingStatus) {
+    for name in HEALTH_NAMES {
+        health.set_service_status(name, status).await;
+    }
+}
+
+/// Pings the database every `settings.interval` and reports the answer as the server's health,
+/// logging each change. Runs until aborted.
+async fn probe_database(service: Service, health: HealthReporter, settings: HealthSettings) {
+    let mut answering = true;
+    loop {
+        tokio::time::sleep(settings.interval).await;
+        let outcome = tokio::time::timeout(settings.timeout, service.store().ping()).await;
+        let now_answering = matches!(outcome, Ok(Ok(())));
+        if now_answering == answering {
+            continue;
+        }
+        answering = now_answering;
+        if answering {
+            tracing::info!("the database answers again: serving");
+            report(&health, ServingStatus::Serving).await;
+        } else {
+            match outcome {
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, "the database does not answer: not serving");
+                }
+                _ => tracing::warn!(
+                    timeout = ?settings.timeout,
+                    "the database did not answer in time: not serving"
+                ),
+            }
+            report(&health, ServingStatus::NotServing).await;
+        }
+    }
+}
+
 /// Serves the API on `listener` until `shutdown` completes, then lets requests in flight finish.
 pub async fn run(
     listener: TcpListener,
     service: Service,
     key: SigningKey,
+    health_settings: HealthSettings,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_serving::<NumberManagementServer<NumberManagementApi>>()
-        .await;
+    report(&health, ServingStatus::Serving).await;
+    let probe = tokio::spawn(probe_database(
+        service.clone(),
+        health.clone(),
+        health_settings,
+    ));
 
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -56,9 +130,6 @@ pub async fn run(
         .build_v1alpha()
         .context("building reflection")?;
 
-    health
-        .set_serving::<OperatorConnectServer<OperatorConnectApi>>()
-        .await;
     let api = NumberManagementServer::with_interceptor(
         NumberManagementApi::new(service.clone()),
         Authenticate::tenants(key.clone()),
@@ -85,12 +156,8 @@ pub async fn run(
         .serve_with_incoming_shutdown(TcpIncoming::from(listener), async move {
             shutdown.await;
             tracing::info!("shutting down: finishing requests in flight");
-            health
-                .set_not_serving::<NumberManagementServer<NumberManagementApi>>()
-                .await;
-            health
-                .set_not_serving::<OperatorConnectServer<OperatorConnectApi>>()
-                .await;
+            probe.abort();
+            report(&health, ServingStatus::NotServing).await;
         })
         .await
         .context("serving gRPC")?;

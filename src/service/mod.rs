@@ -13,6 +13,7 @@ mod acquisition;
 mod assignment;
 mod audit;
 mod directory;
+mod housekeeping;
 mod inventory;
 mod locations;
 mod notifications;

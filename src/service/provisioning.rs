@@ -43,6 +43,9 @@ pub struct WorkerSettings {
     pub max_failures: i64,
     /// How long a change may stay pending at a provider before it fails for good.
     pub max_pending: Duration,
+    /// How long a request id is remembered: a retry within it gets the first answer; after it
+    /// the request runs again and the id may be used for another request.
+    pub request_id_retention: Duration,
 }
 
 impl Default for WorkerSettings {
@@ -55,6 +58,7 @@ impl Default for WorkerSettings {
             backoff_max: Duration::from_secs(60),
             max_failures: 10,
             max_pending: Duration::from_secs(24 * 3600),
+            request_id_retention: Duration::from_secs(24 * 3600),
         }
     }
 }

@@ -84,8 +84,16 @@ impl From<sqlx::Error> for StoreError {
                     };
                 }
                 // PostgreSQL: serialization_failure, deadlock_detected. SQLite: BUSY, LOCKED.
+                // PostgreSQL going away: connection exceptions (class 08), admin or crash
+                // shutdown, cannot connect now (starting up), too many connections.
                 match db.code().as_deref() {
                     Some("40001" | "40P01" | "5" | "6" | "517") => StoreError::Conflict(error),
+                    Some(code)
+                        if code.starts_with("08")
+                            || matches!(code, "57P01" | "57P02" | "57P03" | "53300") =>
+                    {
+                        StoreError::Unavailable(error)
+                    }
                     _ => StoreError::Database(error),
                 }
             }

@@ -89,6 +89,20 @@ impl Tx {
         }))
     }
 
+    /// Deletes up to `limit` request ids created before `before`, answering how many: after
+    /// that a retry runs again, and the id may be used for another request.
+    pub async fn purge_requests(&mut self, before: SystemTime, limit: i64) -> StoreResult<u64> {
+        let mut sql = Sql::new(
+            "DELETE FROM request_ids WHERE (tenant_id, request_id) IN \
+             (SELECT tenant_id, request_id FROM request_ids WHERE create_time < ",
+        );
+        sql.bind(to_micros(before))
+            .push(" ORDER BY create_time LIMIT ")
+            .bind(limit)
+            .push(")");
+        sql.execute(&mut self.conn).await
+    }
+
     /// Stores the answer to a claimed request id.
     pub async fn save_response(
         &mut self,

@@ -18,6 +18,7 @@ use number_management::proto::v1 as pb;
 use number_management::proto::v1::number_management_client::NumberManagementClient;
 use number_management::proto::v1::operator_connect_client::OperatorConnectClient;
 use number_management::routing::Providers;
+use number_management::server::HealthSettings;
 use number_management::service::{Mailer, Service, SmtpSettings, WorkerSettings};
 use number_management::store::{self, Store};
 use number_management::{demo, server};
@@ -183,6 +184,8 @@ pub struct TestConfig {
     pub smtp: Option<SmtpSettings>,
     /// How out-of-process adapters are called: with short deadlines, by default.
     pub remote: RemoteSettings,
+    /// How health checks follow the database.
+    pub health: HealthSettings,
 }
 
 impl TestConfig {
@@ -206,6 +209,7 @@ impl Default for TestConfig {
                 backoff_max: Duration::from_millis(500),
                 max_failures: 5,
                 max_pending: Duration::from_secs(60),
+                request_id_retention: Duration::from_secs(3600),
             },
             smtp: None,
             remote: RemoteSettings {
@@ -214,6 +218,7 @@ impl Default for TestConfig {
                 breaker_threshold: 0,
                 ..RemoteSettings::default()
             },
+            health: HealthSettings::default(),
         }
     }
 }
@@ -248,11 +253,18 @@ impl TestApp {
 
     /// Starts the service as `config` says, with no data. Set TEST_LOG=1 to see its logs.
     pub async fn start(backend: Backend, config: TestConfig) -> Self {
+        let database = TestDatabase::create(backend).await;
+        let url = database.url.clone();
+        Self::start_on(database, &url, config).await
+    }
+
+    /// Starts the service as `config` says on `database`, reached at `url` (its own URL, or
+    /// one leading to it another way, such as through a proxy).
+    pub async fn start_on(database: TestDatabase, url: &str, config: TestConfig) -> Self {
         if std::env::var_os("TEST_LOG").is_some() {
             number_management::telemetry::init(number_management::config::LogFormat::Human);
         }
-        let database = TestDatabase::create(backend).await;
-        let store = database.open().await;
+        let store: Arc<dyn Store> = store::open(url).await.expect("open the test store").into();
         let key = SigningKey::from_secret(uuid::Uuid::new_v4().as_bytes().repeat(2).as_slice());
         let listener = server::bind("127.0.0.1:0".parse().unwrap())
             .await
@@ -283,14 +295,25 @@ impl TestApp {
             }
         });
         tokio::spawn({
-            let (service, worker, until) = (service.clone(), config.worker, until_stopped());
+            let (service, worker, until) =
+                (service.clone(), config.worker.clone(), until_stopped());
             async move {
                 service
                     .run_notifications("test-mailer", &mailer, &worker, until)
                     .await
             }
         });
-        tokio::spawn(server::run(listener, service, key.clone(), until_stopped()));
+        tokio::spawn({
+            let (service, worker, until) = (service.clone(), config.worker, until_stopped());
+            async move { service.run_housekeeping(&worker, until).await }
+        });
+        tokio::spawn(server::run(
+            listener,
+            service,
+            key.clone(),
+            config.health,
+            until_stopped(),
+        ));
         let channel = Channel::from_shared(format!("http://{address}"))
             .unwrap()
             .connect()

@@ -13,6 +13,7 @@ mod audit;
 mod auth;
 mod cli;
 mod emergency;
+mod health;
 mod locations;
 mod notifications;
 mod numbers;

@@ -585,6 +585,64 @@ async fn request_ids_replay_and_refuse_reuse(backend: Backend) {
     );
 }
 
+async fn expired_request_ids_are_purged_in_batches(backend: Backend) {
+    let (_db, store) = store(backend).await;
+    let now = SystemTime::now();
+    let day = Duration::from_secs(24 * 3600);
+    let mut tx = store.write().await.unwrap();
+    for (id, age) in [
+        ("old-1", day * 3),
+        ("old-2", day * 2),
+        ("old-3", day + Duration::from_secs(1)),
+        ("recent", day - Duration::from_secs(60)),
+    ] {
+        assert_eq!(
+            tx.claim_request(T1, id, "UpsertUser", b"a", now - age)
+                .await
+                .unwrap(),
+            Claim::New
+        );
+        tx.save_response(T1, id, "{}").await.unwrap();
+    }
+    tx.commit().await.unwrap();
+
+    // Oldest first, no more than the limit at a time.
+    let mut tx = store.write().await.unwrap();
+    assert_eq!(tx.purge_requests(now - day, 2).await.unwrap(), 2);
+    tx.commit().await.unwrap();
+    let mut tx = store.write().await.unwrap();
+    assert_eq!(
+        tx.find_request(T1, "old-2", "UpsertUser", b"a")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        tx.find_request(T1, "old-3", "UpsertUser", b"a")
+            .await
+            .unwrap(),
+        Some(Claim::Replay("{}".into()))
+    );
+    assert_eq!(tx.purge_requests(now - day, 2).await.unwrap(), 1);
+    assert_eq!(tx.purge_requests(now - day, 2).await.unwrap(), 0);
+    tx.commit().await.unwrap();
+
+    // The recent one still replays; a purged one is new again, even for another request.
+    let mut tx = store.write().await.unwrap();
+    assert_eq!(
+        tx.claim_request(T1, "recent", "UpsertUser", b"a", now)
+            .await
+            .unwrap(),
+        Claim::Replay("{}".into())
+    );
+    assert_eq!(
+        tx.claim_request(T1, "old-3", "UpsertUser", b"b", now)
+            .await
+            .unwrap(),
+        Claim::New
+    );
+}
+
 async fn rolled_back_claims_leave_no_trace(backend: Backend) {
     let (_db, store) = store(backend).await;
     let now = SystemTime::now();
@@ -975,6 +1033,7 @@ on_both_stores!(
     numbers_list_with_every_filter,
     pages_cover_large_inventories_without_gaps,
     request_ids_replay_and_refuse_reuse,
+    expired_request_ids_are_purged_in_batches,
     rolled_back_claims_leave_no_trace,
     concurrent_claims_of_one_request_id_have_one_winner,
     uncommitted_writes_are_invisible_and_dropped_ones_vanish,

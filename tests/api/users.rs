@@ -2,11 +2,13 @@
 //! request ids, `validate_only` and permissions.
 
 use std::collections::HashSet;
+use std::time::{Duration, Instant};
 
 use number_management::proto::v1 as pb;
+use number_management::service::WorkerSettings;
 use tonic::{Code, Status};
 
-use crate::helpers::{Backend, Client, TestApp, assert_error, violated_fields};
+use crate::helpers::{Backend, Client, TestApp, TestConfig, assert_error, violated_fields};
 use crate::on_both_stores;
 
 const TENANT: &str = "contoso";
@@ -1139,6 +1141,63 @@ async fn upsert_refuses_a_request_id_reused_for_another_request(backend: Backend
     assert_eq!(elsewhere.display_name, "John Smith");
 }
 
+async fn request_ids_are_forgotten_after_their_retention(backend: Backend) {
+    let defaults = TestConfig::default();
+    let app = TestApp::start(
+        backend,
+        TestConfig {
+            worker: WorkerSettings {
+                request_id_retention: Duration::from_secs(2),
+                ..defaults.worker.clone()
+            },
+            ..defaults
+        },
+    )
+    .await;
+    let mut admin = app.admin(TENANT);
+    let request_id = new_request_id();
+    let with_id = |user| pb::UpsertUserRequest {
+        request_id: request_id.clone(),
+        ..upsert_request(user)
+    };
+    upsert(&mut admin, with_id(feed_user("john@contoso.com", "John")))
+        .await
+        .expect("first");
+    // Within the retention the id is remembered: another request with it is refused.
+    assert_error(
+        upsert(&mut admin, with_id(feed_user("jack@contoso.com", "Jack"))).await,
+        Code::FailedPrecondition,
+        "REQUEST_ID_REUSED",
+    );
+
+    // The housekeeping task forgets it (every half second for a retention of two).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let mut tx = app.store.read().await.expect("read transaction");
+        let remembered = tx
+            .find_request(TENANT, &request_id, "UpsertUser", b"any")
+            .await
+            .expect("find the request id");
+        if remembered.is_none() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the request id is still remembered well after its retention"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Then the id is free: the request runs as a new one.
+    let jack = upsert(&mut admin, with_id(feed_user("jack@contoso.com", "Jack")))
+        .await
+        .expect("the id may be used again after its retention");
+    assert_eq!(jack.user_principal_name, "jack@contoso.com");
+    get(&mut admin, "jack@contoso.com")
+        .await
+        .expect("jack was created");
+}
+
 async fn upsert_refuses_a_request_id_that_is_not_a_uuid(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let mut admin = app.admin(TENANT);
@@ -1349,6 +1408,7 @@ on_both_stores!(
     concurrent_retries_with_one_request_id_change_the_user_once,
     concurrent_upserts_of_one_new_user_create_it_once,
     upsert_refuses_a_request_id_reused_for_another_request,
+    request_ids_are_forgotten_after_their_retention,
     upsert_refuses_a_request_id_that_is_not_a_uuid,
     upsert_validate_only_changes_nothing,
     reader_may_not_upsert,

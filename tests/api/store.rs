@@ -12,7 +12,7 @@ use number_management::domain::{
     PhoneNumber, ProvisioningAction, TargetKind, UserFilter, UserUpsert, ValidationStatus,
     validate_address,
 };
-use number_management::store::{Claim, JobOutcome, LocationCursor, Store};
+use number_management::store::{Claim, JobOutcome, LocationCursor, Store, StoreError};
 
 use crate::helpers::{Backend, TestDatabase, assigned, number};
 use crate::on_both_stores;
@@ -1043,3 +1043,30 @@ on_both_stores!(
     retried_jobs_wait_until_their_next_attempt,
     enterprise_voice_follows_the_numbers_in_service,
 );
+
+/// A PostgreSQL connection that the server ends (as on a restart) is the database being away,
+/// which the API answers UNAVAILABLE; an ordinary SQL error is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_connection_loss_counts_as_unavailable() {
+    use sqlx::Connection as _;
+    let database = TestDatabase::create(Backend::Postgres).await;
+    let mut connection = sqlx::PgConnection::connect(&database.url)
+        .await
+        .expect("connect");
+    let ended = sqlx::query("SELECT pg_terminate_backend(pg_backend_pid())")
+        .execute(&mut connection)
+        .await
+        .expect_err("the server ends the connection");
+    let ended = StoreError::from(ended);
+    assert!(matches!(ended, StoreError::Unavailable(_)), "{ended:?}");
+
+    let mut connection = sqlx::PgConnection::connect(&database.url)
+        .await
+        .expect("connect");
+    let syntax = sqlx::query("SELEC 1")
+        .execute(&mut connection)
+        .await
+        .expect_err("a syntax error");
+    let syntax = StoreError::from(syntax);
+    assert!(matches!(syntax, StoreError::Database(_)), "{syntax:?}");
+}

@@ -9,6 +9,9 @@ use number_management::domain::NumberType;
 use number_management::proto::v1 as pb;
 use tonic::{Code, Status};
 
+use crate::calls::{
+    all_audit_events as audit_events, all_phone_numbers as list_all, get_phone_number as get,
+};
 use crate::helpers::{Backend, Client, TestApp, assert_error, number, violated_fields};
 use crate::on_both_stores;
 
@@ -102,40 +105,6 @@ async fn release(
         .map(|r| r.into_inner().phone_numbers)
 }
 
-async fn get(client: &mut Client, phone_number: &str) -> Result<pb::PhoneNumber, Status> {
-    client
-        .get_phone_number(pb::GetPhoneNumberRequest {
-            phone_number: phone_number.into(),
-        })
-        .await
-        .map(|r| r.into_inner())
-}
-
-/// Every number of the listing, following the page tokens.
-async fn list_all(
-    client: &mut Client,
-    request: pb::ListPhoneNumbersRequest,
-) -> Vec<pb::PhoneNumber> {
-    let mut numbers = Vec::new();
-    let mut token = String::new();
-    loop {
-        let page = client
-            .list_phone_numbers(pb::ListPhoneNumbersRequest {
-                page_size: 1000,
-                page_token: token,
-                ..request.clone()
-            })
-            .await
-            .expect("list phone numbers")
-            .into_inner();
-        numbers.extend(page.phone_numbers);
-        token = page.next_page_token;
-        if token.is_empty() {
-            return numbers;
-        }
-    }
-}
-
 /// The tenant's whole inventory.
 async fn inventory(app: &TestApp, tenant: &str) -> Vec<pb::PhoneNumber> {
     list_all(
@@ -143,29 +112,6 @@ async fn inventory(app: &TestApp, tenant: &str) -> Vec<pb::PhoneNumber> {
         pb::ListPhoneNumbersRequest::default(),
     )
     .await
-}
-
-/// The tenant's whole audit trail, newest first.
-async fn audit_events(app: &TestApp, tenant: &str) -> Vec<pb::AuditEvent> {
-    let mut client = app.reader(tenant);
-    let mut events = Vec::new();
-    let mut token = String::new();
-    loop {
-        let page = client
-            .list_audit_events(pb::ListAuditEventsRequest {
-                page_size: 1000,
-                page_token: token,
-                ..Default::default()
-            })
-            .await
-            .expect("list audit events")
-            .into_inner();
-        events.extend(page.audit_events);
-        token = page.next_page_token;
-        if token.is_empty() {
-            return events;
-        }
-    }
 }
 
 /// What a refusal must leave as it was: the inventory (content and etags) and the audit trail.

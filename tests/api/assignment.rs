@@ -11,6 +11,7 @@ use number_management::proto::v1 as pb;
 use tonic::{Code, Status};
 use tonic_types::StatusExt as _;
 
+use crate::calls::{assign, assign_request, change, change_request, remove, remove_request};
 use crate::helpers::{Backend, Client, TestApp, assert_error, number, violated_fields};
 use crate::on_both_stores;
 
@@ -69,14 +70,6 @@ const PHONE_SYSTEM: i32 = pb::user::License::PhoneSystem as i32;
 
 // ---- helpers of this module --------------------------------------------------------------------
 
-fn assign_request(identity: &str, phone_number: &str) -> pb::AssignPhoneNumberRequest {
-    pb::AssignPhoneNumberRequest {
-        identity: identity.into(),
-        phone_number: phone_number.into(),
-        ..Default::default()
-    }
-}
-
 /// An assignment that registers emergency location `location` with the number.
 fn assign_at(identity: &str, phone_number: &str, location: &str) -> pb::AssignPhoneNumberRequest {
     pb::AssignPhoneNumberRequest {
@@ -85,57 +78,11 @@ fn assign_at(identity: &str, phone_number: &str, location: &str) -> pb::AssignPh
     }
 }
 
-fn change_request(identity: &str, phone_number: &str) -> pb::ChangePhoneNumberRequest {
-    pb::ChangePhoneNumberRequest {
-        identity: identity.into(),
-        phone_number: phone_number.into(),
-        ..Default::default()
-    }
-}
-
 fn change_at(identity: &str, phone_number: &str, location: &str) -> pb::ChangePhoneNumberRequest {
     pb::ChangePhoneNumberRequest {
         emergency_location_id: location.into(),
         ..change_request(identity, phone_number)
     }
-}
-
-fn remove_request(identity: &str, phone_number: &str) -> pb::RemovePhoneNumberRequest {
-    pb::RemovePhoneNumberRequest {
-        identity: identity.into(),
-        phone_number: phone_number.into(),
-        ..Default::default()
-    }
-}
-
-async fn assign(
-    client: &mut Client,
-    request: pb::AssignPhoneNumberRequest,
-) -> Result<pb::AssignPhoneNumberResponse, Status> {
-    client
-        .assign_phone_number(request)
-        .await
-        .map(tonic::Response::into_inner)
-}
-
-async fn change(
-    client: &mut Client,
-    request: pb::ChangePhoneNumberRequest,
-) -> Result<pb::ChangePhoneNumberResponse, Status> {
-    client
-        .change_phone_number(request)
-        .await
-        .map(tonic::Response::into_inner)
-}
-
-async fn remove(
-    client: &mut Client,
-    request: pb::RemovePhoneNumberRequest,
-) -> Result<pb::RemovePhoneNumberResponse, Status> {
-    client
-        .remove_phone_number(request)
-        .await
-        .map(tonic::Response::into_inner)
 }
 
 async fn find_number(client: &mut Client, phone_number: &str) -> Result<pb::PhoneNumber, Status> {

@@ -7,6 +7,7 @@ use number_management::domain::NumberType;
 use number_management::proto::v1 as pb;
 use tonic::{Code, Status};
 
+use crate::calls::{all_audit_events as audit_events, all_phone_numbers as list_all};
 use crate::helpers::{Backend, Client, TestApp, assert_error, number, violated_fields};
 use crate::on_both_stores;
 
@@ -63,34 +64,6 @@ async fn get(client: &mut Client, phone_number: &str) -> pb::PhoneNumber {
         .into_inner()
 }
 
-async fn list_all(
-    client: &mut Client,
-    request: pb::ListPhoneNumbersRequest,
-) -> Vec<pb::PhoneNumber> {
-    let mut numbers = Vec::new();
-    let mut token = String::new();
-    loop {
-        let page = client
-            .list_phone_numbers(pb::ListPhoneNumbersRequest {
-                page_size: if request.page_size == 0 {
-                    1000
-                } else {
-                    request.page_size
-                },
-                page_token: token,
-                ..request.clone()
-            })
-            .await
-            .expect("list phone numbers")
-            .into_inner();
-        numbers.extend(page.phone_numbers);
-        token = page.next_page_token;
-        if token.is_empty() {
-            return numbers;
-        }
-    }
-}
-
 /// The numbers registered with `location`.
 async fn at_location(app: &TestApp, location: &str) -> Vec<String> {
     list_all(
@@ -104,28 +77,6 @@ async fn at_location(app: &TestApp, location: &str) -> Vec<String> {
     .into_iter()
     .map(|n| n.phone_number)
     .collect()
-}
-
-async fn audit_events(app: &TestApp, tenant: &str) -> Vec<pb::AuditEvent> {
-    let mut client = app.reader(tenant);
-    let mut events = Vec::new();
-    let mut token = String::new();
-    loop {
-        let page = client
-            .list_audit_events(pb::ListAuditEventsRequest {
-                page_size: 1000,
-                page_token: token,
-                ..Default::default()
-            })
-            .await
-            .expect("list audit events")
-            .into_inner();
-        events.extend(page.audit_events);
-        token = page.next_page_token;
-        if token.is_empty() {
-            return events;
-        }
-    }
 }
 
 /// What a refusal must leave as it was: the inventory (content and etags) and the audit trail.

@@ -5,6 +5,7 @@
 
 #![allow(unreachable_pub)]
 
+mod calls;
 mod helpers;
 
 mod acquisition;

@@ -10,21 +10,13 @@ use number_management::domain::{
 use number_management::proto::v1 as pb;
 use tonic::{Code, Status};
 
+use crate::calls::get_phone_number as get;
 use crate::helpers::{Backend, Client, TestApp, assert_error, assigned, number, violated_fields};
 use crate::on_both_stores;
 
 const TENANT: &str = "contoso";
 
 // ---- helpers of this module --------------------------------------------------------------------
-
-async fn get(client: &mut Client, phone_number: &str) -> Result<pb::PhoneNumber, Status> {
-    client
-        .get_phone_number(pb::GetPhoneNumberRequest {
-            phone_number: phone_number.into(),
-        })
-        .await
-        .map(tonic::Response::into_inner)
-}
 
 async fn list(
     client: &mut Client,

@@ -11,6 +11,9 @@ use number_management::proto::v1::operator_connect_client::OperatorConnectClient
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::{Code, Request, Status};
 
+use crate::calls::{
+    all_audit_events as audit_events, all_phone_numbers as list_all, get_phone_number as get,
+};
 use crate::helpers::{
     Backend, Client, OperatorClient, TestApp, assert_error, number, violated_fields,
 };
@@ -131,61 +134,6 @@ fn find<'a>(operators: &'a [pb::Operator], id: &str) -> &'a pb::Operator {
         .iter()
         .find(|o| o.id == id)
         .unwrap_or_else(|| panic!("operator {id} is listed"))
-}
-
-async fn get(client: &mut Client, phone_number: &str) -> Result<pb::PhoneNumber, Status> {
-    client
-        .get_phone_number(pb::GetPhoneNumberRequest {
-            phone_number: phone_number.into(),
-        })
-        .await
-        .map(|r| r.into_inner())
-}
-
-async fn list_all(
-    client: &mut Client,
-    request: pb::ListPhoneNumbersRequest,
-) -> Vec<pb::PhoneNumber> {
-    let mut numbers = Vec::new();
-    let mut token = String::new();
-    loop {
-        let page = client
-            .list_phone_numbers(pb::ListPhoneNumbersRequest {
-                page_size: 1000,
-                page_token: token,
-                ..request.clone()
-            })
-            .await
-            .expect("list phone numbers")
-            .into_inner();
-        numbers.extend(page.phone_numbers);
-        token = page.next_page_token;
-        if token.is_empty() {
-            return numbers;
-        }
-    }
-}
-
-async fn audit_events(app: &TestApp, tenant: &str) -> Vec<pb::AuditEvent> {
-    let mut client = app.reader(tenant);
-    let mut events = Vec::new();
-    let mut token = String::new();
-    loop {
-        let page = client
-            .list_audit_events(pb::ListAuditEventsRequest {
-                page_size: 1000,
-                page_token: token,
-                ..Default::default()
-            })
-            .await
-            .expect("list audit events")
-            .into_inner();
-        events.extend(page.audit_events);
-        token = page.next_page_token;
-        if token.is_empty() {
-            return events;
-        }
-    }
 }
 
 /// What a refusal must leave as it was: the inventory, the audit trail and the consents.

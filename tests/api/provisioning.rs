@@ -21,6 +21,7 @@ use tokio::task::JoinHandle;
 use tonic::transport::Endpoint;
 use tonic::{Code, Status};
 
+use crate::calls::{assign, assign_request, change, change_request, remove, remove_request};
 use crate::helpers::{Backend, Client, TestApp, TestConfig, assert_error};
 use crate::on_both_stores;
 
@@ -259,66 +260,12 @@ fn changes_in(state_file: &Path) -> Vec<(String, String, String)> {
 
 // ---- the service -----------------------------------------------------------------------------
 
-fn assign_request(identity: &str, phone_number: &str) -> pb::AssignPhoneNumberRequest {
-    pb::AssignPhoneNumberRequest {
-        identity: identity.into(),
-        phone_number: phone_number.into(),
-        ..Default::default()
-    }
-}
-
-fn change_request(identity: &str, phone_number: &str) -> pb::ChangePhoneNumberRequest {
-    pb::ChangePhoneNumberRequest {
-        identity: identity.into(),
-        phone_number: phone_number.into(),
-        ..Default::default()
-    }
-}
-
-fn remove_request(identity: &str, phone_number: &str) -> pb::RemovePhoneNumberRequest {
-    pb::RemovePhoneNumberRequest {
-        identity: identity.into(),
-        phone_number: phone_number.into(),
-        ..Default::default()
-    }
-}
-
 fn location_request(phone_number: &str, location: &str) -> pb::UpdateEmergencyLocationRequest {
     pb::UpdateEmergencyLocationRequest {
         phone_number: phone_number.into(),
         emergency_location_id: location.into(),
         ..Default::default()
     }
-}
-
-async fn assign(
-    client: &mut Client,
-    request: pb::AssignPhoneNumberRequest,
-) -> Result<pb::AssignPhoneNumberResponse, Status> {
-    client
-        .assign_phone_number(request)
-        .await
-        .map(tonic::Response::into_inner)
-}
-
-async fn change(
-    client: &mut Client,
-    request: pb::ChangePhoneNumberRequest,
-) -> Result<pb::ChangePhoneNumberResponse, Status> {
-    client
-        .change_phone_number(request)
-        .await
-        .map(tonic::Response::into_inner)
-}
-
-async fn remove(
-    client: &mut Client,
-    request: pb::RemovePhoneNumberRequest,
-) -> Result<pb::RemovePhoneNumberResponse, Status> {
-    client
-        .remove_phone_number(request)
-        .await
-        .map(tonic::Response::into_inner)
 }
 
 async fn update_location(

@@ -23,4 +23,5 @@ mod operators;
 mod processes;
 mod provisioning;
 mod store;
+mod transport;
 mod users;

@@ -1,5 +1,7 @@
-//! Start-up: turns resolved [`Settings`] into a running service, and mints tokens.
+//! Start-up: turns resolved [`Settings`] into a running [`Application`], and mints tokens.
 
+use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -7,82 +9,146 @@ use numbers_calling_plan::CallingPlan;
 use numbers_operator_simulator::{OperatorSettings, RunningSimulator, SimulatorSettings};
 
 use crate::auth::{Role, SigningKey};
+use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
 use crate::routing::Providers;
-use crate::service::Mailer;
-use crate::service::Service;
+use crate::server::HealthSettings;
+use crate::service::{Mailer, Service, WorkerSettings};
 use crate::{demo, server, store};
 
 /// Runs `numbers serve` until SIGINT or SIGTERM.
-pub async fn serve(mut settings: Settings) -> anyhow::Result<()> {
-    // Bind first: a taken port should fail before anything else happens.
-    let listener = server::bind(settings.listen).await?;
-    let store: Arc<dyn store::Store> = store::open(&settings.database_url).await?.into();
-    let key = SigningKey::load(&settings.token_key_file, settings.generate_token_key)?;
-    tracing::info!(
-        database = store.backend(),
-        url = %store::redact(&settings.database_url),
-        "store ready"
-    );
+pub async fn serve(settings: Settings) -> anyhow::Result<()> {
+    Application::build(settings, Arc::new(SystemClock))
+        .await?
+        .run(server::shutdown_signal())
+        .await
+}
 
-    let simulator = if settings.demo {
-        start_demo(&mut settings, store.as_ref(), &key, &listener).await?
-    } else {
-        None
-    };
+/// Everything `numbers serve` runs: the gRPC server on its bound listener and the background
+/// workers (provisioning, emails, housekeeping), over one store. `main`, the tests and the
+/// benchmark all build the service this one way, so a worker added here runs everywhere.
+#[derive(Debug)]
+pub struct Application {
+    listener: tokio::net::TcpListener,
+    store: Arc<dyn store::Store>,
+    service: Service,
+    key: SigningKey,
+    mailer: Mailer,
+    worker: WorkerSettings,
+    health: HealthSettings,
+    simulator: Option<RunningSimulator>,
+}
 
-    let catalogue = match &settings.calling_plan_catalogue {
-        Some(path) => CallingPlan::load(path)?,
-        None => CallingPlan::with_default_catalogue(),
-    };
-    let providers = Providers::new(catalogue, &settings.operators, &settings.remote)?;
-    let service = Service::new(store.clone(), settings.operators, providers);
-    let mailer = Mailer::new(settings.smtp.as_ref())?;
-
-    // Background workers stop when the server does.
-    let (stop, stopped) = tokio::sync::watch::channel(());
-    let until_stopped = move || {
-        let mut stopped = stopped.clone();
-        async move {
-            let _ = stopped.changed().await;
-        }
-    };
-    let owner = worker_id();
-    let provisioning = tokio::spawn({
-        let (service, settings, owner, until) = (
-            service.clone(),
-            settings.worker.clone(),
-            owner.clone(),
-            until_stopped(),
+impl Application {
+    /// Builds the application `settings` describe, telling the time by `clock`: binds the
+    /// listener first (a taken port should fail before anything else happens), opens and
+    /// migrates the store, loads the demo tenant when asked, and sets up the providers.
+    pub async fn build(mut settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        let listener = server::bind(settings.listen).await?;
+        let store: Arc<dyn store::Store> = store::open(&settings.database_url).await?.into();
+        let key = SigningKey::load(&settings.token_key_file, settings.generate_token_key)?;
+        tracing::info!(
+            database = store.backend(),
+            url = %store::redact(&settings.database_url),
+            "store ready"
         );
-        async move { service.run_provisioning(&owner, &settings, until).await }
-    });
-    let mail = tokio::spawn({
-        let (service, settings, until) =
-            (service.clone(), settings.worker.clone(), until_stopped());
-        async move {
-            service
-                .run_notifications(&owner, &mailer, &settings, until)
-                .await
-        }
-    });
-    let housekeeping = tokio::spawn({
-        let (service, settings, until) =
-            (service.clone(), settings.worker.clone(), until_stopped());
-        async move { service.run_housekeeping(&settings, until).await }
-    });
-    let result = server::run(listener, service, key, settings.health, async move {
-        server::shutdown_signal().await;
-        let _ = stop.send(());
-    })
-    .await;
-    let _ = tokio::join!(provisioning, mail, housekeeping);
-    if let Some(simulator) = simulator {
-        let _ = simulator.stop().await;
+
+        let simulator = if settings.demo {
+            start_demo(&mut settings, store.as_ref(), &key, &listener).await?
+        } else {
+            None
+        };
+
+        let catalogue = match &settings.calling_plan_catalogue {
+            Some(path) => CallingPlan::load(path)?,
+            None => CallingPlan::with_default_catalogue(),
+        };
+        let providers = Providers::new(catalogue, &settings.operators, &settings.remote)?;
+        let service = Service::new(store.clone(), settings.operators, providers, clock);
+        let mailer = Mailer::new(settings.smtp.as_ref())?;
+        Ok(Self {
+            listener,
+            store,
+            service,
+            key,
+            mailer,
+            worker: settings.worker,
+            health: settings.health,
+            simulator,
+        })
     }
-    store.close().await;
-    tracing::info!("stopped");
-    result
+
+    /// The address the server listens on.
+    pub fn address(&self) -> anyhow::Result<SocketAddr> {
+        Ok(self.listener.local_addr()?)
+    }
+
+    /// The store, for loading data before the server runs.
+    pub fn store(&self) -> &Arc<dyn store::Store> {
+        &self.store
+    }
+
+    /// The key that signs and verifies tokens.
+    pub fn key(&self) -> &SigningKey {
+        &self.key
+    }
+
+    /// Serves until `shutdown` completes, with the background workers, then lets requests in
+    /// flight and work in hand finish, and closes the store.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+        let Self {
+            listener,
+            store,
+            service,
+            key,
+            mailer,
+            worker,
+            health,
+            simulator,
+        } = self;
+        // Background workers stop when the server does.
+        let (stop, stopped) = tokio::sync::watch::channel(());
+        let until_stopped = move || {
+            let mut stopped = stopped.clone();
+            async move {
+                let _ = stopped.changed().await;
+            }
+        };
+        let owner = worker_id();
+        let provisioning = tokio::spawn({
+            let (service, settings, owner, until) = (
+                service.clone(),
+                worker.clone(),
+                owner.clone(),
+                until_stopped(),
+            );
+            async move { service.run_provisioning(&owner, &settings, until).await }
+        });
+        let mail = tokio::spawn({
+            let (service, settings, until) = (service.clone(), worker.clone(), until_stopped());
+            async move {
+                service
+                    .run_notifications(&owner, &mailer, &settings, until)
+                    .await
+            }
+        });
+        let housekeeping = tokio::spawn({
+            let (service, settings, until) = (service.clone(), worker, until_stopped());
+            async move { service.run_housekeeping(&settings, until).await }
+        });
+        let result = server::run(listener, service, key, health, async move {
+            shutdown.await;
+            let _ = stop.send(());
+        })
+        .await;
+        let _ = tokio::join!(provisioning, mail, housekeeping);
+        if let Some(simulator) = simulator {
+            let _ = simulator.stop().await;
+        }
+        store.close().await;
+        tracing::info!("stopped");
+        result
+    }
 }
 
 /// Whom `numbers token` mints a token for.

@@ -9,6 +9,8 @@
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod bench;
+pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod domain;

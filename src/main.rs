@@ -1,4 +1,5 @@
-//! The `numbers` command: `numbers serve` runs the service, `numbers token` mints a token.
+//! The `numbers` command: `numbers serve` runs the service, `numbers token` mints a token,
+//! `numbers bench` measures the service.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -7,7 +8,7 @@ use clap::{Parser, Subcommand};
 use number_management::app::TokenFor;
 use number_management::auth::Role;
 use number_management::config::{CommonArgs, ServeArgs, Settings};
-use number_management::{app, telemetry};
+use number_management::{app, bench, telemetry};
 
 /// Manages the telephone numbers of an organisation's users, over gRPC.
 #[derive(Parser)]
@@ -23,6 +24,9 @@ enum Command {
     Serve(ServeArgs),
     /// Mint a bearer token with the local signing key; prints it as the last line.
     Token(TokenArgs),
+    /// Measure the service: start `numbers serve` on a fresh database and drive it over gRPC
+    /// with concurrent clients, printing throughput and latency per phase.
+    Bench(bench::BenchArgs),
 }
 
 #[derive(clap::Args)]
@@ -74,6 +78,7 @@ async fn main() -> ExitCode {
                 Ok(())
             })
         }
+        Command::Bench(args) => bench::run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

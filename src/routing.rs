@@ -19,6 +19,8 @@ pub struct Providers {
     calling_plan: Arc<CallingPlan>,
     direct_routing: Arc<DirectRouting>,
     operators: BTreeMap<String, Arc<dyn Provider>>,
+    /// Whether some operator's adapter runs in another process.
+    remote: bool,
 }
 
 impl Providers {
@@ -30,6 +32,7 @@ impl Providers {
         operators: &[Operator],
         remote: &RemoteSettings,
     ) -> anyhow::Result<Self> {
+        let remote_operators = operators.iter().any(|op| op.endpoint.is_some());
         let operators = operators
             .iter()
             .map(|op| {
@@ -60,7 +63,14 @@ impl Providers {
             calling_plan: Arc::new(catalogue),
             direct_routing: Arc::new(DirectRouting::default()),
             operators,
+            remote: remote_operators,
         })
+    }
+
+    /// Whether some operator's adapter runs in another process, where asking it takes a
+    /// network call.
+    pub fn has_remote(&self) -> bool {
+        self.remote
     }
 
     /// The Calling Plan catalogue.

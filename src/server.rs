@@ -132,11 +132,11 @@ pub async fn run(
 
     let api = NumberManagementServer::with_interceptor(
         NumberManagementApi::new(service.clone()),
-        Authenticate::tenants(key.clone()),
+        Authenticate::tenants(key.clone(), service.clock()),
     );
     let operator_api = OperatorConnectServer::with_interceptor(
-        OperatorConnectApi::new(service),
-        Authenticate::operators(key),
+        OperatorConnectApi::new(service.clone()),
+        Authenticate::operators(key, service.clock()),
     );
 
     let address = listener.local_addr()?;

@@ -3,10 +3,13 @@
 //! the service takes (tenant callers for NumberManagement, operators for OperatorConnect) and
 //! puts the caller in the request's extensions, where the handlers take it from.
 
+use std::sync::Arc;
+
 use tonic::service::Interceptor;
 use tonic::{Request, Status};
 
 use crate::auth::{Caller, OperatorCaller, Principal, SigningKey};
+use crate::clock::Clock;
 use crate::error::{Error, Reason};
 
 /// Which callers a service takes.
@@ -16,26 +19,29 @@ enum Audience {
     Operators,
 }
 
-/// Authenticates requests with the service's signing key.
+/// Authenticates requests with the service's signing key, telling expired tokens by `clock`.
 #[derive(Clone, Debug)]
 pub struct Authenticate {
     key: SigningKey,
+    clock: Arc<dyn Clock>,
     audience: Audience,
 }
 
 impl Authenticate {
     /// For the tenant-facing service: admin and reader tokens.
-    pub fn tenants(key: SigningKey) -> Self {
+    pub fn tenants(key: SigningKey, clock: Arc<dyn Clock>) -> Self {
         Self {
             key,
+            clock,
             audience: Audience::Tenants,
         }
     }
 
     /// For the operator-facing service: operator tokens.
-    pub fn operators(key: SigningKey) -> Self {
+    pub fn operators(key: SigningKey, clock: Arc<dyn Clock>) -> Self {
         Self {
             key,
+            clock,
             audience: Audience::Operators,
         }
     }
@@ -58,7 +64,7 @@ impl Interceptor for Authenticate {
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, token)| token.trim())
             .ok_or_else(|| unauthenticated("the authorization metadata must be Bearer <token>"))?;
-        match (self.key.verify(token)?, self.audience) {
+        match (self.key.verify(token, self.clock.now())?, self.audience) {
             (Principal::Tenant(caller), Audience::Tenants) => {
                 request.extensions_mut().insert(caller);
             }

@@ -1,8 +1,6 @@
 //! The `numbers.v1.NumberManagement` handlers: each converts the request, calls one use case
 //! of the service, and converts the answer. No rules live here.
 
-use std::time::SystemTime;
-
 use tonic::{Request, Response, Status};
 
 use super::auth::caller;
@@ -130,7 +128,7 @@ impl NumberManagement for NumberManagementApi {
         let found = self.service.get_number(&caller, &number).await?;
         Ok(Response::new(convert::phone_number_out(
             found,
-            SystemTime::now(),
+            self.service.now(),
         )))
     }
 
@@ -146,7 +144,7 @@ impl NumberManagement for NumberManagementApi {
             .service
             .list_numbers(&caller, assigned_to.as_ref(), filter, &page)
             .await?;
-        let now = SystemTime::now();
+        let now = self.service.now();
         Ok(Response::new(pb::ListPhoneNumbersResponse {
             next_page_token: next_page_token(&request, &numbers),
             phone_numbers: numbers
@@ -191,7 +189,7 @@ impl NumberManagement for NumberManagementApi {
         Ok(Response::new(pb::AssignPhoneNumberResponse {
             phone_number: Some(convert::phone_number_out(
                 assigned.number,
-                SystemTime::now(),
+                self.service.now(),
             )),
             user: Some(convert::user(assigned.user)),
             operation: assigned.operation.map(convert::operation),
@@ -214,7 +212,7 @@ impl NumberManagement for NumberManagementApi {
             notify_user: request.notify_user.unwrap_or(true),
         };
         let changed = self.service.change(&caller, &change, &options).await?;
-        let now = SystemTime::now();
+        let now = self.service.now();
         Ok(Response::new(pb::ChangePhoneNumberResponse {
             previous_phone_number: Some(convert::phone_number_out(changed.previous, now)),
             phone_number: Some(convert::phone_number_out(changed.number, now)),
@@ -260,7 +258,7 @@ impl NumberManagement for NumberManagementApi {
             notify_user: request.notify_user.unwrap_or(true),
         };
         let removed = self.service.remove(&caller, &remove, &options).await?;
-        let now = SystemTime::now();
+        let now = self.service.now();
         Ok(Response::new(pb::RemovePhoneNumberResponse {
             phone_numbers: removed
                 .numbers
@@ -291,7 +289,7 @@ impl NumberManagement for NumberManagementApi {
             .await?;
         Ok(Response::new(convert::phone_number_out(
             updated,
-            SystemTime::now(),
+            self.service.now(),
         )))
     }
 
@@ -329,7 +327,7 @@ impl NumberManagement for NumberManagementApi {
             .service
             .acquire_numbers(&caller, &acquire, &options)
             .await?;
-        let now = SystemTime::now();
+        let now = self.service.now();
         Ok(Response::new(pb::AcquirePhoneNumbersResponse {
             phone_numbers: acquired
                 .0

@@ -1,8 +1,6 @@
 //! The `numbers.v1.OperatorConnect` handlers: operators put numbers into tenants and take them
 //! back.
 
-use std::time::SystemTime;
-
 use tonic::{Request, Response, Status};
 
 use super::auth::operator;
@@ -57,7 +55,7 @@ impl OperatorConnect for OperatorConnectApi {
             .service
             .upload_numbers(&caller, &tenant, &uploads, &options)
             .await?;
-        let now = SystemTime::now();
+        let now = self.service.now();
         Ok(Response::new(pb::UploadNumbersResponse {
             phone_numbers: saved
                 .0

@@ -136,6 +136,10 @@ pub struct Job {
     pub emergency_location_id: Option<String>,
     /// The location to restore if an update fails.
     pub previous_location_id: Option<String>,
+    /// How far it has come.
+    pub state: OperationState,
+    /// Why it failed, or the last transient error while it is retried.
+    pub reason: Option<String>,
     /// The provider's ticket of a pending call.
     pub ticket: Option<String>,
     /// Provider calls made so far.
@@ -144,6 +148,58 @@ pub struct Job {
     pub failures: i64,
     /// When the job was created.
     pub create_time: SystemTime,
+}
+
+impl Job {
+    /// The job as its operation shows it.
+    pub fn step(&self) -> OperationStep {
+        OperationStep {
+            phone_number: self.phone_number.clone(),
+            action: self.action,
+            provider_id: self.provider_id.clone(),
+            state: self.state,
+            reason: self.reason.clone(),
+            attempts: self.attempts,
+        }
+    }
+}
+
+impl Operation {
+    /// A new operation of the request `kind` whose jobs are `jobs`, in their state so far.
+    pub fn new(id: String, kind: AuditAction, jobs: &[Job], now: SystemTime) -> Self {
+        let mut operation = Self {
+            id,
+            kind,
+            state: OperationState::Pending,
+            error: None,
+            steps: jobs.iter().map(Job::step).collect(),
+            create_time: now,
+            update_time: now,
+        };
+        operation.settle(now);
+        operation
+    }
+
+    /// Brings the operation's state in line with its steps', with the first failure as its
+    /// error.
+    pub fn settle(&mut self, now: SystemTime) {
+        self.steps
+            .sort_by(|a, b| a.phone_number.cmp(&b.phone_number));
+        self.state = OperationState::of(self.steps.iter().map(|s| s.state));
+        self.error = self
+            .steps
+            .iter()
+            .find(|s| s.state == OperationState::Failed)
+            .map(|s| {
+                format!(
+                    "{} {}: {}",
+                    s.action,
+                    s.phone_number,
+                    s.reason.as_deref().unwrap_or("failed")
+                )
+            });
+        self.update_time = now;
+    }
 }
 
 /// The exponential backoff of a job's retries: `base * 2^(failures - 1)`, capped at `max`,

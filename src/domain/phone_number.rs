@@ -93,9 +93,9 @@ impl E164 {
         })
     }
 
-    /// Rebuilds a number from its stored parts without consulting libphonenumber again: the
+    /// Rebuilds a number from its parts without consulting libphonenumber again: the
     /// parts were checked when the number was first parsed.
-    pub(crate) fn from_stored(
+    pub(crate) fn from_parts(
         canonical: &str,
         base: &str,
         country: Country,
@@ -205,6 +205,19 @@ spelled_enum! {
     }
 }
 
+impl ActivationState {
+    /// Whether a number in this state is in service for its holder: activated, or activated
+    /// and waiting for (or refused) an update since.
+    pub fn in_service(self) -> bool {
+        matches!(
+            self,
+            ActivationState::Activated
+                | ActivationState::UpdatePending
+                | ActivationState::UpdateFailed
+        )
+    }
+}
+
 impl AssignmentStatus {
     /// The status of a number held by a target of `kind`.
     pub fn of(kind: TargetKind) -> Self {
@@ -310,6 +323,27 @@ impl PhoneNumber {
             capabilities,
             ..Self::direct_routing(number, now)
         }
+    }
+
+    /// The record as it will be once changed at `now`: its next version.
+    pub fn changed(mut self, now: SystemTime) -> Self {
+        self.version += 1;
+        self.update_time = now;
+        self
+    }
+
+    /// Whether the number is assigned to the user `user_id`.
+    pub fn is_held_by(&self, user_id: &str) -> bool {
+        self.assignment
+            .as_ref()
+            .is_some_and(|a| a.target_id == user_id)
+    }
+
+    /// Whether the number is its holder's primary number.
+    pub fn is_primary(&self) -> bool {
+        self.assignment
+            .as_ref()
+            .is_some_and(|a| a.category == AssignmentCategory::Primary)
     }
 
     /// The number's country, derived from the number.

@@ -5,7 +5,7 @@ use std::time::SystemTime;
 use numbers_provider::{TargetKind, spelled_enum};
 use serde::{Deserialize, Serialize};
 
-use super::Country;
+use super::{Country, PhoneNumber};
 use crate::error::{Error, FieldViolation, Reason};
 
 spelled_enum! {
@@ -33,20 +33,6 @@ impl Licenses {
     /// The licences, in declaration order.
     pub fn iter(&self) -> impl Iterator<Item = License> + '_ {
         self.0.iter().copied()
-    }
-
-    /// The licences as stored: a comma-separated list of spellings.
-    pub fn to_stored(&self) -> String {
-        self.0
-            .iter()
-            .map(|l| l.as_str())
-            .collect::<Vec<_>>()
-            .join(",")
-    }
-
-    /// Reads the stored form back; unknown spellings (from a newer version) are skipped.
-    pub fn from_stored(stored: &str) -> Self {
-        stored.split(',').filter_map(|s| s.parse().ok()).collect()
     }
 }
 
@@ -88,6 +74,37 @@ pub struct User {
     pub create_time: SystemTime,
     /// When the user last changed.
     pub update_time: SystemTime,
+}
+
+impl User {
+    /// The user once the numbers it holds are those of `numbers` held by it (as they will
+    /// be): its list of numbers follows, primary first, and so, when `settle_voice`, does its
+    /// enterprise voice flag, which is on while one of them is in service. A changed list or
+    /// flag makes a new version of the user at `now`. Answers the user and whether it changed.
+    pub fn holding(
+        &self,
+        numbers: &[PhoneNumber],
+        settle_voice: bool,
+        now: SystemTime,
+    ) -> (User, bool) {
+        let mut held: Vec<&PhoneNumber> =
+            numbers.iter().filter(|n| n.is_held_by(&self.id)).collect();
+        held.sort_by_key(|n| (!n.is_primary(), n.number.canonical()));
+        let mut user = User {
+            phone_numbers: held.iter().map(|n| n.number.canonical()).collect(),
+            ..self.clone()
+        };
+        if settle_voice {
+            user.enterprise_voice_enabled = held.iter().any(|n| n.activation_state.in_service());
+        }
+        let changed = user.phone_numbers != self.phone_numbers
+            || user.enterprise_voice_enabled != self.enterprise_voice_enabled;
+        if changed {
+            user.version += 1;
+            user.update_time = now;
+        }
+        (user, changed)
+    }
 }
 
 /// A user as the directory feed sends it; what `UpsertUser` writes.
@@ -332,7 +349,7 @@ mod tests {
     }
 
     #[test]
-    fn licences_round_trip_through_storage() {
+    fn licences_are_a_set_in_declaration_order() {
         let licenses: Licenses = [
             License::CallingPlan,
             License::PhoneSystem,
@@ -340,8 +357,9 @@ mod tests {
         ]
         .into_iter()
         .collect();
-        assert_eq!(licenses.to_stored(), "PHONE_SYSTEM,CALLING_PLAN");
-        assert_eq!(Licenses::from_stored(&licenses.to_stored()), licenses);
-        assert_eq!(Licenses::from_stored(""), Licenses::default());
+        assert_eq!(
+            licenses.iter().collect::<Vec<_>>(),
+            [License::PhoneSystem, License::CallingPlan]
+        );
     }
 }

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::inventory::number_not_found;
 use super::locations::location_not_found;
-use super::{Actor, Claimed, RequestOptions, Service, now};
+use super::{Actor, Claimed, RequestOptions, Service};
 use crate::auth::Caller;
 use crate::domain::{
     AuditAction, Capability, Country, E164, NumberType, PhoneNumber, check_emergency_location,
@@ -19,6 +19,7 @@ use crate::domain::{
 };
 use crate::error::{Error, Reason, Result};
 use crate::routing::provider_error;
+use crate::store::Changes;
 
 /// Most numbers one request acquires or releases.
 pub const MAX_NUMBERS_PER_REQUEST: usize = 1000;
@@ -81,7 +82,7 @@ impl Service {
             prefix: request.prefix.clone(),
             capability: Some(request.capability),
         };
-        let now = now();
+        let now = self.now();
         let batch = (request.quantity * 2).clamp(64, MAX_NUMBERS_PER_REQUEST);
         let mut offset = 0;
         let mut acquired: Vec<PhoneNumber> = Vec::with_capacity(request.quantity);
@@ -118,7 +119,7 @@ impl Service {
                     now,
                 );
                 record.emergency_location_id = location.as_ref().map(|l| l.id.clone());
-                if tx.insert_number_if_absent(tenant, &record).await? {
+                if tx.insert_number(tenant, &record).await? {
                     acquired.push(record);
                     if acquired.len() == request.quantity {
                         break 'search;
@@ -148,21 +149,26 @@ impl Service {
                 .await
                 .map_err(provider_error)?;
         }
-        for number in &acquired {
-            self.audit(
-                &mut tx,
-                &actor,
-                options,
-                AuditAction::AcquirePhoneNumber,
-                Some(number.number.canonical()),
-                None,
-                None,
-                Some(number_snapshot(number)),
-            )
-            .await?;
-        }
+        let changes = Changes {
+            audit: acquired
+                .iter()
+                .map(|number| {
+                    self.audit(
+                        &actor,
+                        options,
+                        AuditAction::AcquirePhoneNumber,
+                        Some(number.number.canonical()),
+                        None,
+                        None,
+                        Some(number_snapshot(number)),
+                    )
+                })
+                .collect(),
+            ..Changes::default()
+        };
         tracing::info!(%tenant, count = acquired.len(), "numbers acquired");
-        self.finish(tx, &actor, options, Numbers(acquired)).await
+        self.finish(tx, &actor, options, changes, Numbers(acquired))
+            .await
     }
 
     /// Returns unassigned Calling Plan numbers to the catalogue, all or none.
@@ -227,22 +233,27 @@ impl Service {
                 .await
                 .map_err(provider_error)?;
         }
-        for number in &locked {
-            tx.delete_number(tenant, &number.number.canonical()).await?;
-            self.audit(
-                &mut tx,
-                &actor,
-                options,
-                AuditAction::ReleasePhoneNumber,
-                Some(number.number.canonical()),
-                None,
-                Some(number_snapshot(number)),
-                None,
-            )
-            .await?;
-        }
+        tx.delete_numbers(tenant, &canonical).await?;
+        let changes = Changes {
+            audit: locked
+                .iter()
+                .map(|number| {
+                    self.audit(
+                        &actor,
+                        options,
+                        AuditAction::ReleasePhoneNumber,
+                        Some(number.number.canonical()),
+                        None,
+                        Some(number_snapshot(number)),
+                        None,
+                    )
+                })
+                .collect(),
+            ..Changes::default()
+        };
         tracing::info!(%tenant, count = locked.len(), "numbers released");
-        self.finish(tx, &actor, options, Released(canonical)).await
+        self.finish(tx, &actor, options, changes, Released(canonical))
+            .await
     }
 }
 

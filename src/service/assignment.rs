@@ -1,28 +1,32 @@
 //! Assigning, changing and removing numbers: the three operations of the seeds.
 //!
-//! Each runs in two steps. First it reads what the request is about and checks every rule,
-//! the provider's own included (a provider may be remote and slow, so it is asked outside any
-//! write transaction). Then, in one write transaction, it locks the user and the numbers it
-//! changes, checks the rules again against what is now there (another request may have won in
-//! between), provisions on the provider, and writes the change with its audit events and
-//! notifications.
+//! Each is one write transaction: claim the request id, lock the user and the numbers that
+//! change, check every rule against what is there, provision on the provider, and write the
+//! change with its operation, audit events and notifications in one go at the end.
+//!
+//! A provider's own rules are asked inside the transaction when the provider runs in this
+//! process, where asking costs nothing. A provider in another process may be slow, so when the
+//! number may be one of its numbers, the rules (the provider's included) are first checked on
+//! a plain read, outside any lock, and the transaction checks the service's rules again.
+
+use std::time::SystemTime;
 
 use numbers_provider::AssignmentCheck;
 use serde::{Deserialize, Serialize};
 
 use super::directory::user_not_found;
 use super::inventory::number_not_found;
-use super::{Actor, Claimed, RequestOptions, Service, now};
+use super::{Actor, Claimed, RequestOptions, Service};
 use crate::auth::Caller;
 use crate::domain::{
     ActivationState, Assignment, AssignmentCandidate, AssignmentCategory, AuditAction, Block, E164,
     EmergencyLocation, Identity, LocationChoice, Notification, NumberType, Operation, PhoneNumber,
-    ProvisioningAction, User, block_for, check_assignment, check_held_by, check_not_pending,
-    check_number_type, number_snapshot,
+    ProvisioningAction, TenantId, User, block_for, check_assignment, check_held_by,
+    check_not_pending, check_number_type, number_snapshot,
 };
 use crate::error::{Error, Reason, Result};
 use crate::routing::provider_error;
-use crate::store::Tx;
+use crate::store::{Changes, Tx};
 
 /// What AssignPhoneNumber asks.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -148,7 +152,7 @@ impl Plan {
     }
 
     /// What the provider is asked before the assignment.
-    fn check(&self, tenant: &str, category: AssignmentCategory) -> AssignmentCheck {
+    fn check(&self, tenant: &TenantId, category: AssignmentCategory) -> AssignmentCheck {
         let new_location = self.location.as_ref().map(|l| l.id.as_str());
         AssignmentCheck {
             tenant_id: tenant.to_owned(),
@@ -180,23 +184,18 @@ impl Service {
     ) -> Result<Assigned> {
         const METHOD: &str = "AssignPhoneNumber";
         let actor = Actor::admin(caller)?;
-        if let Some(first) = self.replay(&actor, METHOD, options).await? {
-            return Ok(first);
-        }
         let tenant = actor.tenant_id.as_str();
-
-        let checked = async {
-            let plan = self
-                .plan_assignment(&mut self.read().await?, tenant, request, Lock::No)
-                .await?;
-            let provider = self.providers.for_number(&plan.number)?;
-            provider
-                .check_assignment(&plan.check(tenant, request.category))
-                .await
-                .map_err(provider_error)
-        };
-        if let Err(refused) = checked.await {
-            return self.replay_or(&actor, METHOD, options, refused).await;
+        if self.may_ask_over_network(request.number_type) {
+            let checked = async {
+                let mut read = self.read().await?;
+                let plan = self
+                    .plan_assignment(&mut read, tenant, request, Lock::No)
+                    .await?;
+                self.check_provider(tenant, &plan, request.category).await
+            };
+            if let Err(refused) = checked.await {
+                return self.replay_or(&actor, METHOD, options, refused).await;
+            }
         }
 
         let mut tx = match self.begin(&actor, METHOD, options).await? {
@@ -206,17 +205,18 @@ impl Service {
         let plan = self
             .plan_assignment(&mut tx, tenant, request, Lock::Yes)
             .await?;
-        let now = now();
-        let operation = self
-            .open_operation(&mut tx, &actor, options, AuditAction::AssignPhoneNumber)
-            .await?;
+        if !self.may_ask_over_network(request.number_type) {
+            self.check_provider(tenant, &plan, request.category).await?;
+        }
+        let now = self.now();
+        let mut changes = Changes::default();
+        let mut operation = self.open_operation(options, AuditAction::AssignPhoneNumber);
         let mut assigned = plan.assigned(request.category);
         let location =
             registered_location(&mut tx, tenant, &assigned, plan.location.as_ref()).await?;
         assigned.activation_state = self
             .provision(
-                &mut tx,
-                operation.as_ref(),
+                operation.as_mut(),
                 tenant,
                 &assigned,
                 ProvisioningAction::Activate,
@@ -226,13 +226,16 @@ impl Service {
             )
             .await?;
         assigned.operation_id = operation.as_ref().map(|o| o.id.clone());
-        let number = tx.update_number(tenant, &assigned, now).await?;
-        let user = tx
-            .refresh_enterprise_voice(tenant, &plan.user.id, now)
-            .await?;
+        let number = assigned.changed(now);
+        let mut held = plan.held.clone();
+        held.push(number.clone());
+        let (user, user_changed) = plan.user.holding(&held, true, now);
+        if user_changed {
+            changes.users.push(user.clone());
+        }
+        changes.numbers.push(number.clone());
         let before = (!plan.created).then(|| number_snapshot(&plan.number));
-        self.audit(
-            &mut tx,
+        changes.audit.push(self.audit(
             &actor,
             options,
             AuditAction::AssignPhoneNumber,
@@ -240,22 +243,19 @@ impl Service {
             Some(user.id.clone()),
             before,
             Some(number_snapshot(&number)),
-        )
-        .await?;
+        ));
         if request.notify_user {
-            notify(
-                &mut tx,
-                tenant,
-                Notification::assigned(&user, &number.number, now),
-            )
-            .await?;
+            changes
+                .notifications
+                .extend(Notification::assigned(&user, &number.number, now));
         }
-        let operation = self.close_operation(&mut tx, tenant, operation).await?;
+        let operation = self.close_operation(operation, &actor, options, &mut changes);
         tracing::info!(%tenant, number = %number.number, user = %user.user_principal_name, state = %number.activation_state, "number assigned");
         self.finish(
             tx,
             &actor,
             options,
+            changes,
             Assigned {
                 number,
                 user,
@@ -274,23 +274,19 @@ impl Service {
     ) -> Result<Changed> {
         const METHOD: &str = "ChangePhoneNumber";
         let actor = Actor::admin(caller)?;
-        if let Some(first) = self.replay(&actor, METHOD, options).await? {
-            return Ok(first);
-        }
         let tenant = actor.tenant_id.as_str();
-
-        let checked = async {
-            let (plan, _) = self
-                .plan_change(&mut self.read().await?, tenant, request, Lock::No)
-                .await?;
-            let provider = self.providers.for_number(&plan.number)?;
-            provider
-                .check_assignment(&plan.check(tenant, AssignmentCategory::Primary))
-                .await
-                .map_err(provider_error)
-        };
-        if let Err(refused) = checked.await {
-            return self.replay_or(&actor, METHOD, options, refused).await;
+        if self.may_ask_over_network(request.number_type) {
+            let checked = async {
+                let mut read = self.read().await?;
+                let (plan, _) = self
+                    .plan_change(&mut read, tenant, request, Lock::No)
+                    .await?;
+                self.check_provider(tenant, &plan, AssignmentCategory::Primary)
+                    .await
+            };
+            if let Err(refused) = checked.await {
+                return self.replay_or(&actor, METHOD, options, refused).await;
+            }
         }
 
         let mut tx = match self.begin(&actor, METHOD, options).await? {
@@ -300,16 +296,17 @@ impl Service {
         let (plan, previous) = self
             .plan_change(&mut tx, tenant, request, Lock::Yes)
             .await?;
-        let now = now();
-        let operation = self
-            .open_operation(&mut tx, &actor, options, AuditAction::ChangePhoneNumber)
-            .await?;
-        let operation_id = operation.as_ref().map(|o| o.id.clone());
+        if !self.may_ask_over_network(request.number_type) {
+            self.check_provider(tenant, &plan, AssignmentCategory::Primary)
+                .await?;
+        }
+        let now = self.now();
+        let mut changes = Changes::default();
+        let mut operation = self.open_operation(options, AuditAction::ChangePhoneNumber);
         let mut released = unassigned(&previous, Block::None);
         released.activation_state = self
             .provision(
-                &mut tx,
-                operation.as_ref(),
+                operation.as_mut(),
                 tenant,
                 &released,
                 ProvisioningAction::Deactivate,
@@ -318,14 +315,12 @@ impl Service {
                 None,
             )
             .await?;
-        released.operation_id = operation_id.clone();
         let mut assigned = plan.assigned(AssignmentCategory::Primary);
         let location =
             registered_location(&mut tx, tenant, &assigned, plan.location.as_ref()).await?;
         assigned.activation_state = self
             .provision(
-                &mut tx,
-                operation.as_ref(),
+                operation.as_mut(),
                 tenant,
                 &assigned,
                 ProvisioningAction::Activate,
@@ -334,27 +329,32 @@ impl Service {
                 None,
             )
             .await?;
-        assigned.operation_id = operation_id;
+        released.operation_id = operation.as_ref().map(|o| o.id.clone());
+        assigned.operation_id = released.operation_id.clone();
         // The old number first: a user holds at most one primary number at any moment.
-        let released = tx.update_number(tenant, &released, now).await?;
-        let number = tx.update_number(tenant, &assigned, now).await?;
+        let released = released.changed(now);
+        let number = assigned.changed(now);
         // A change keeps the user's telephony as it was while the new number is pending: the
         // user is not left without service in between. The worker settles it once the
         // provider answers.
-        let user = if number.activation_state == ActivationState::Activated {
-            tx.refresh_enterprise_voice(tenant, &plan.user.id, now)
-                .await?
-        } else {
-            tx.find_user(tenant, &Identity::Id(plan.user.id.clone()))
-                .await?
-                .ok_or_else(|| user_not_found(&request.identity))?
-        };
+        let mut held: Vec<PhoneNumber> = plan
+            .held
+            .iter()
+            .filter(|n| n.number != previous.number)
+            .cloned()
+            .collect();
+        held.push(number.clone());
+        let settle = number.activation_state == ActivationState::Activated;
+        let (user, user_changed) = plan.user.holding(&held, settle, now);
+        if user_changed {
+            changes.users.push(user.clone());
+        }
+        changes.numbers.extend([released.clone(), number.clone()]);
         for (before, after) in [
             (Some(&previous), &released),
             ((!plan.created).then_some(&plan.number), &number),
         ] {
-            self.audit(
-                &mut tx,
+            changes.audit.push(self.audit(
                 &actor,
                 options,
                 AuditAction::ChangePhoneNumber,
@@ -362,19 +362,23 @@ impl Service {
                 Some(user.id.clone()),
                 before.map(number_snapshot),
                 Some(number_snapshot(after)),
-            )
-            .await?;
+            ));
         }
         if request.notify_user {
-            let email = Notification::changed(&user, &released.number, &number.number, now);
-            notify(&mut tx, tenant, email).await?;
+            changes.notifications.extend(Notification::changed(
+                &user,
+                &released.number,
+                &number.number,
+                now,
+            ));
         }
-        let operation = self.close_operation(&mut tx, tenant, operation).await?;
+        let operation = self.close_operation(operation, &actor, options, &mut changes);
         tracing::info!(%tenant, from = %released.number, to = %number.number, user = %user.user_principal_name, "number changed");
         self.finish(
             tx,
             &actor,
             options,
+            changes,
             Changed {
                 previous: released,
                 number,
@@ -394,22 +398,26 @@ impl Service {
     ) -> Result<Removed> {
         const METHOD: &str = "RemovePhoneNumber";
         let actor = Actor::admin(caller)?;
-        let now = now();
+        let now = self.now();
         let block = block_for(request.block_days, request.block_forever, now)?;
-        if let Some(first) = self.replay(&actor, METHOD, options).await? {
-            return Ok(first);
-        }
         let tenant = actor.tenant_id.as_str();
 
         let mut tx = match self.begin(&actor, METHOD, options).await? {
             Claimed::Proceed(tx) => tx,
             Claimed::Replay(first) => return Ok(first),
         };
-        let user = lock_user(&mut tx, tenant, &request.identity).await?;
-        let held = tx.numbers_held_by(tenant, &user.id, false).await?;
+        let holder = tx
+            .lock_user(tenant, &request.identity)
+            .await?
+            .ok_or_else(|| user_not_found(&request.identity))?;
+        let user = holder.user;
         let targets: Vec<String> = match &request.number {
             Some(number) => vec![number.canonical()],
-            None => held.iter().map(|n| n.number.canonical()).collect(),
+            None => holder
+                .numbers
+                .iter()
+                .map(|n| n.number.canonical())
+                .collect(),
         };
         let locked = tx.lock_numbers(tenant, &targets).await?;
         if let Some(number) = &request.number
@@ -423,19 +431,18 @@ impl Service {
             check_held_by(&user, number)?;
             check_not_pending(number)?;
         }
-        let operation = if locked.is_empty() {
+        let mut changes = Changes::default();
+        let mut operation = if locked.is_empty() {
             None
         } else {
-            self.open_operation(&mut tx, &actor, options, AuditAction::RemovePhoneNumber)
-                .await?
+            self.open_operation(options, AuditAction::RemovePhoneNumber)
         };
         let mut removed = Vec::with_capacity(locked.len());
         for number in locked {
             let mut freed = unassigned(&number, block);
             freed.activation_state = self
                 .provision(
-                    &mut tx,
-                    operation.as_ref(),
+                    operation.as_mut(),
                     tenant,
                     &freed,
                     ProvisioningAction::Deactivate,
@@ -445,9 +452,8 @@ impl Service {
                 )
                 .await?;
             freed.operation_id = operation.as_ref().map(|o| o.id.clone());
-            let freed = tx.update_number(tenant, &freed, now).await?;
-            self.audit(
-                &mut tx,
+            let freed = freed.changed(now);
+            changes.audit.push(self.audit(
                 &actor,
                 options,
                 AuditAction::RemovePhoneNumber,
@@ -455,25 +461,31 @@ impl Service {
                 Some(user.id.clone()),
                 Some(number_snapshot(&number)),
                 Some(number_snapshot(&freed)),
-            )
-            .await?;
+            ));
             if request.notify_user {
-                notify(
-                    &mut tx,
-                    tenant,
-                    Notification::removed(&user, &freed.number, now),
-                )
-                .await?;
+                changes
+                    .notifications
+                    .extend(Notification::removed(&user, &freed.number, now));
             }
+            changes.numbers.push(freed.clone());
             removed.push(freed);
         }
-        let user = tx.refresh_enterprise_voice(tenant, &user.id, now).await?;
-        let operation = self.close_operation(&mut tx, tenant, operation).await?;
+        let held: Vec<PhoneNumber> = holder
+            .numbers
+            .into_iter()
+            .filter(|n| !removed.iter().any(|r| r.number == n.number))
+            .collect();
+        let (user, user_changed) = user.holding(&held, true, now);
+        if user_changed {
+            changes.users.push(user.clone());
+        }
+        let operation = self.close_operation(operation, &actor, options, &mut changes);
         tracing::info!(%tenant, user = %user.user_principal_name, removed = removed.len(), "numbers removed");
         self.finish(
             tx,
             &actor,
             options,
+            changes,
             Removed {
                 numbers: removed,
                 user,
@@ -483,18 +495,45 @@ impl Service {
         .await
     }
 
+    /// Whether a number named with `number_type` may belong to a provider in another process,
+    /// whose rules are asked before the write transaction rather than inside it.
+    fn may_ask_over_network(&self, number_type: Option<NumberType>) -> bool {
+        self.providers.has_remote() && number_type.is_none_or(|t| t == NumberType::OperatorConnect)
+    }
+
+    /// Asks the number's provider whether it agrees to the assignment.
+    async fn check_provider(
+        &self,
+        tenant: &TenantId,
+        plan: &Plan,
+        category: AssignmentCategory,
+    ) -> Result<()> {
+        self.providers
+            .for_number(&plan.number)?
+            .check_assignment(&plan.check(tenant, category))
+            .await
+            .map_err(provider_error)
+    }
+
     /// Loads a user and a number for an assignment and checks the rules.
     async fn plan_assignment(
         &self,
         tx: &mut Tx,
-        tenant: &str,
+        tenant: &TenantId,
         request: &AssignRequest,
         lock: Lock,
     ) -> Result<Plan> {
-        let user = load_user(tx, tenant, &request.identity, lock).await?;
-        let held = tx.numbers_held_by(tenant, &user.id, false).await?;
-        let (number, created) =
-            load_number_to_assign(tx, tenant, &request.number, request.number_type, lock).await?;
+        let (user, held) = load_user(tx, tenant, &request.identity, lock).await?;
+        let (number, same_base, created) = load_number_to_assign(
+            tx,
+            tenant,
+            &request.number,
+            request.number_type,
+            None,
+            lock,
+            self.now(),
+        )
+        .await?;
         let (location, unknown_location) =
             load_location(tx, tenant, request.emergency_location_id.as_deref()).await?;
         let plan = Plan {
@@ -506,14 +545,12 @@ impl Service {
             unknown_location,
         };
         self.check_plan(
-            tx,
-            tenant,
             &plan,
+            &same_base,
             request.number_type,
             request.category,
             None,
-        )
-        .await?;
+        )?;
         Ok(plan)
     }
 
@@ -521,21 +558,12 @@ impl Service {
     async fn plan_change(
         &self,
         tx: &mut Tx,
-        tenant: &str,
+        tenant: &TenantId,
         request: &ChangeRequest,
         lock: Lock,
     ) -> Result<(Plan, PhoneNumber)> {
-        let user = load_user(tx, tenant, &request.identity, lock).await?;
-        let held = tx.numbers_held_by(tenant, &user.id, false).await?;
-        let Some(current) = held
-            .iter()
-            .find(|n| {
-                n.assignment
-                    .as_ref()
-                    .is_some_and(|a| a.category == AssignmentCategory::Primary)
-            })
-            .cloned()
-        else {
+        let (user, held) = load_user(tx, tenant, &request.identity, lock).await?;
+        let Some(current) = held.iter().find(|n| n.is_primary()).cloned() else {
             return Err(Error::new(
                 Reason::NoPrimaryNumber,
                 format!(
@@ -556,26 +584,22 @@ impl Service {
             .with("phoneNumber", &current.number)
             .with("assignedTo", &user.user_principal_name));
         }
-        // Lock both numbers in one statement, in number order.
-        let (number, created) = match lock {
-            Lock::Yes => {
-                let canonical = [current.number.canonical(), request.number.canonical()];
-                tx.lock_numbers(tenant, &canonical).await?;
-                load_number_to_assign(tx, tenant, &request.number, request.number_type, lock)
-                    .await?
-            }
-            Lock::No => {
-                load_number_to_assign(tx, tenant, &request.number, request.number_type, lock)
-                    .await?
-            }
-        };
-        let previous = match lock {
-            Lock::Yes => tx
-                .get_number(tenant, &current.number.canonical())
-                .await?
-                .ok_or_else(|| number_not_found(&current.number))?,
-            Lock::No => current,
-        };
+        // Both numbers are locked in one statement, in number order.
+        let (number, same_base, created) = load_number_to_assign(
+            tx,
+            tenant,
+            &request.number,
+            request.number_type,
+            Some(&current),
+            lock,
+            self.now(),
+        )
+        .await?;
+        let previous = same_base
+            .iter()
+            .find(|n| n.number == current.number)
+            .cloned()
+            .unwrap_or(current);
         check_not_pending(&previous)?;
         let (location, unknown_location) =
             load_location(tx, tenant, request.emergency_location_id.as_deref()).await?;
@@ -588,31 +612,31 @@ impl Service {
             unknown_location,
         };
         self.check_plan(
-            tx,
-            tenant,
             &plan,
+            &same_base,
             request.number_type,
             AssignmentCategory::Primary,
             Some(&previous),
-        )
-        .await?;
+        )?;
         Ok((plan, previous))
     }
 
-    /// Applies the domain's rules to a plan.
-    async fn check_plan(
+    /// Applies the domain's rules to a plan. `near` are the numbers read with the number (on
+    /// its base number, and any other the request changes).
+    fn check_plan(
         &self,
-        tx: &mut Tx,
-        tenant: &str,
         plan: &Plan,
+        near: &[PhoneNumber],
         requested_type: Option<NumberType>,
         category: AssignmentCategory,
         replacing: Option<&PhoneNumber>,
     ) -> Result<()> {
         let provider = self.providers.for_number(&plan.number)?;
-        let same_base = if provider.descriptor().base_and_extensions_exclusive {
-            tx.assigned_on_base(tenant, plan.number.number.base())
-                .await?
+        let same_base: Vec<PhoneNumber> = if provider.descriptor().base_and_extensions_exclusive {
+            near.iter()
+                .filter(|n| n.number.base() == plan.number.number.base())
+                .cloned()
+                .collect()
         } else {
             Vec::new()
         };
@@ -629,40 +653,64 @@ impl Service {
             },
             replacing,
             same_base: &same_base,
-            now: now(),
+            now: self.now(),
         })
     }
 }
 
-/// Finds the user a request names, locked when `lock`.
-async fn load_user(tx: &mut Tx, tenant: &str, identity: &Identity, lock: Lock) -> Result<User> {
+/// Finds the user a request names, with the numbers it holds; the user locked when `lock`
+/// (the numbers are locked by whoever changes them).
+async fn load_user(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    identity: &Identity,
+    lock: Lock,
+) -> Result<(User, Vec<PhoneNumber>)> {
     let found = match lock {
-        Lock::Yes => tx.lock_user(tenant, identity).await?,
-        Lock::No => tx.find_user(tenant, identity).await?,
+        Lock::Yes => tx
+            .lock_user(tenant, identity)
+            .await?
+            .map(|holder| (holder.user, holder.numbers)),
+        Lock::No => match tx.find_user(tenant, identity).await? {
+            Some(user) => {
+                let held = tx.get_numbers(tenant, &user.phone_numbers).await?;
+                Some((user, held))
+            }
+            None => None,
+        },
     };
     found.ok_or_else(|| user_not_found(identity))
 }
 
-async fn lock_user(tx: &mut Tx, tenant: &str, identity: &Identity) -> Result<User> {
-    load_user(tx, tenant, identity, Lock::Yes).await
-}
-
-/// Finds the number to assign. A Direct Routing number that is not in the inventory yet
-/// enters it now (in the write transaction; in the first look it is only imagined).
+/// Finds the number to assign, with the other numbers on its base number and `also` (a number
+/// the request changes too), all locked when `lock`, in number order. A Direct Routing number
+/// that is not in the inventory yet enters it now (in the write transaction; in the first
+/// look it is only imagined). Answers the number, the numbers read with it, and whether it
+/// was created.
 async fn load_number_to_assign(
     tx: &mut Tx,
-    tenant: &str,
+    tenant: &TenantId,
     number: &E164,
     requested_type: Option<NumberType>,
+    also: Option<&PhoneNumber>,
     lock: Lock,
-) -> Result<(PhoneNumber, bool)> {
+    now: SystemTime,
+) -> Result<(PhoneNumber, Vec<PhoneNumber>, bool)> {
     let canonical = number.canonical();
-    let found = match lock {
-        Lock::Yes => tx.lock_number(tenant, &canonical).await?,
-        Lock::No => tx.get_number(tenant, &canonical).await?,
+    let also = also.map(|n| n.number.canonical());
+    let near = match lock {
+        Lock::Yes => {
+            tx.lock_numbers_on_base(tenant, number.base(), also.as_deref())
+                .await?
+        }
+        Lock::No => tx
+            .get_number(tenant, &canonical)
+            .await?
+            .into_iter()
+            .collect(),
     };
-    if let Some(found) = found {
-        return Ok((found, false));
+    if let Some(found) = near.iter().find(|n| n.number == *number) {
+        return Ok((found.clone(), near.clone(), false));
     }
     if requested_type != Some(NumberType::DirectRouting) {
         let hint = if number.extension().is_some() || requested_type.is_none() {
@@ -677,24 +725,30 @@ async fn load_number_to_assign(
         )
         .with("phoneNumber", number));
     }
-    let record = PhoneNumber::direct_routing(number.clone(), now());
+    let record = PhoneNumber::direct_routing(number.clone(), now);
     if lock == Lock::No {
-        return Ok((record, true));
+        return Ok((record, near, true));
     }
     // A concurrent first assignment of the same number waits here for the other transaction
     // and then finds the number (and its holder).
-    let created = tx.insert_number_if_absent(tenant, &record).await?;
-    let locked = tx
-        .lock_number(tenant, &canonical)
-        .await?
+    if tx.insert_number(tenant, &record).await? {
+        return Ok((record, near, true));
+    }
+    let near = tx
+        .lock_numbers_on_base(tenant, number.base(), also.as_deref())
+        .await?;
+    let found = near
+        .iter()
+        .find(|n| n.number == *number)
+        .cloned()
         .ok_or_else(|| number_not_found(number))?;
-    Ok((locked, created))
+    Ok((found, near, false))
 }
 
 /// Finds the emergency location a request names: the location, or the id the tenant lacks.
 async fn load_location(
     tx: &mut Tx,
-    tenant: &str,
+    tenant: &TenantId,
     id: Option<&str>,
 ) -> Result<(Option<EmergencyLocation>, Option<String>)> {
     match id {
@@ -719,7 +773,7 @@ fn unassigned(number: &PhoneNumber, block: Block) -> PhoneNumber {
 /// The emergency location a number will have: the one the request names, or its current one.
 async fn registered_location(
     tx: &mut Tx,
-    tenant: &str,
+    tenant: &TenantId,
     number: &PhoneNumber,
     requested: Option<&EmergencyLocation>,
 ) -> Result<Option<EmergencyLocation>> {
@@ -728,12 +782,4 @@ async fn registered_location(
         (None, Some(id)) => Ok(tx.get_location(tenant, id).await?),
         (None, None) => Ok(None),
     }
-}
-
-/// Queues an email, when the user has a mailbox.
-async fn notify(tx: &mut Tx, tenant: &str, notification: Option<Notification>) -> Result<()> {
-    if let Some(notification) = notification {
-        tx.insert_notification(tenant, &notification).await?;
-    }
-    Ok(())
 }

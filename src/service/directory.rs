@@ -1,9 +1,10 @@
 //! The directory: users fed from the organisation's directory.
 
-use super::{Actor, Claimed, Page, PageRequest, RequestOptions, Service, now};
+use super::{Actor, Claimed, Page, PageRequest, RequestOptions, Service};
 use crate::auth::Caller;
 use crate::domain::{AuditAction, Identity, User, UserFilter, UserUpsert, user_snapshot};
 use crate::error::{Error, Reason, Result};
+use crate::store::Changes;
 
 impl Service {
     /// Creates or updates a user.
@@ -25,7 +26,7 @@ impl Service {
         let before = tx.find_user(&caller.tenant_id, &key).await?;
         let new_id = uuid::Uuid::now_v7().to_string();
         let saved = tx
-            .upsert_user(&caller.tenant_id, &user, &new_id, now())
+            .upsert_user(&caller.tenant_id, &user, &new_id, self.now())
             .await
             .map_err(|e| {
                 if e.is_constraint("users_upn_unique") {
@@ -41,19 +42,20 @@ impl Service {
                     e.into()
                 }
             })?;
-        self.audit(
-            &mut tx,
-            &actor,
-            options,
-            AuditAction::UpsertUser,
-            None,
-            Some(saved.id.clone()),
-            before.as_ref().map(user_snapshot),
-            Some(user_snapshot(&saved)),
-        )
-        .await?;
+        let changes = Changes {
+            audit: vec![self.audit(
+                &actor,
+                options,
+                AuditAction::UpsertUser,
+                None,
+                Some(saved.id.clone()),
+                before.as_ref().map(user_snapshot),
+                Some(user_snapshot(&saved)),
+            )],
+            ..Changes::default()
+        };
         tracing::info!(tenant = %caller.tenant_id, user = %saved.id, upn = %saved.user_principal_name, "user upserted");
-        self.finish(tx, &actor, options, saved).await
+        self.finish(tx, &actor, options, changes, saved).await
     }
 
     /// Finds a user by id, user principal name or SIP address.

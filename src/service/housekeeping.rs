@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use super::{Service, now};
+use super::Service;
 use crate::error::Result;
 use crate::service::WorkerSettings;
 
@@ -42,7 +42,7 @@ impl Service {
 
     /// Deletes the request ids older than `retention`, answering how many.
     pub async fn purge_request_ids(&self, retention: Duration) -> Result<u64> {
-        let Some(before) = now().checked_sub(retention) else {
+        let Some(before) = self.now().checked_sub(retention) else {
             return Ok(0);
         };
         let mut purged = 0;

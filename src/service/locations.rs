@@ -3,16 +3,16 @@
 use numbers_provider::LocationCheck;
 
 use super::inventory::number_not_found;
-use super::{Actor, Claimed, Page, PageRequest, RequestOptions, Service, now};
+use super::{Actor, Claimed, Page, PageRequest, RequestOptions, Service};
 use crate::auth::Caller;
 use crate::domain::{
     AuditAction, CivicAddress, Country, E164, EmergencyLocation, PhoneNumber, ProvisioningAction,
-    ValidationStatus, check_emergency_location, check_not_pending, location_snapshot,
+    TenantId, ValidationStatus, check_emergency_location, check_not_pending, location_snapshot,
     number_snapshot, validate_address,
 };
 use crate::error::{Error, Reason, Result};
 use crate::routing::provider_error;
-use crate::store::{LocationCursor, Tx};
+use crate::store::{Changes, LocationCursor, Tx};
 
 impl Service {
     /// Validates an address and creates an emergency location for it.
@@ -39,22 +39,23 @@ impl Service {
                 &id,
                 &location,
                 ValidationStatus::Validated,
-                now(),
+                self.now(),
             )
             .await?;
-        self.audit(
-            &mut tx,
-            &actor,
-            options,
-            AuditAction::CreateEmergencyLocation,
-            None,
-            None,
-            None,
-            Some(location_snapshot(&created)),
-        )
-        .await?;
+        let changes = Changes {
+            audit: vec![self.audit(
+                &actor,
+                options,
+                AuditAction::CreateEmergencyLocation,
+                None,
+                None,
+                None,
+                Some(location_snapshot(&created)),
+            )],
+            ..Changes::default()
+        };
         tracing::info!(tenant = %caller.tenant_id, location = %created.id, "emergency location created");
-        self.finish(tx, &actor, options, created).await
+        self.finish(tx, &actor, options, changes, created).await
     }
 
     /// Finds an emergency location.
@@ -129,30 +130,22 @@ impl Service {
     ) -> Result<PhoneNumber> {
         const METHOD: &str = "UpdateEmergencyLocation";
         let actor = Actor::admin(caller)?;
-        if let Some(first) = self.replay(&actor, METHOD, options).await? {
-            return Ok(first);
-        }
         let tenant = actor.tenant_id.as_str();
-
-        let checked = async {
-            let (number, _) = self
-                .plan_location_update(&mut self.read().await?, tenant, update, false)
-                .await?;
-            self.providers
-                .for_number(&number)?
-                .check_location_update(&LocationCheck {
-                    tenant_id: tenant.to_owned(),
-                    phone_number: number.number.canonical(),
-                    country: number.country().as_str().to_owned(),
-                    assigned_to: number.assignment.as_ref().map(|a| a.target_kind),
-                    clears: update.emergency_location_id.is_none(),
-                    location_update_supported: number.location_update_supported,
-                })
-                .await
-                .map_err(provider_error)
-        };
-        if let Err(refused) = checked.await {
-            return self.replay_or(&actor, METHOD, options, refused).await;
+        // A provider in another process is asked before the write transaction, outside any
+        // lock; one in this process, inside it.
+        let ask_first = self.providers.has_remote();
+        if ask_first {
+            let checked = async {
+                let mut read = self.read().await?;
+                let (number, _) = self
+                    .plan_location_update(&mut read, tenant, update, false)
+                    .await?;
+                self.check_location_with_provider(tenant, &number, update)
+                    .await
+            };
+            if let Err(refused) = checked.await {
+                return self.replay_or(&actor, METHOD, options, refused).await;
+            }
         }
 
         let mut tx = match self.begin(&actor, METHOD, options).await? {
@@ -162,19 +155,19 @@ impl Service {
         let (number, location) = self
             .plan_location_update(&mut tx, tenant, update, true)
             .await?;
+        if !ask_first {
+            self.check_location_with_provider(tenant, &number, update)
+                .await?;
+        }
         let new_id = location.as_ref().map(|l| l.id.clone());
         if new_id == number.emergency_location_id {
             // Nothing to change: answer the number as it is.
-            return self.finish(tx, &actor, options, number).await;
+            return self
+                .finish(tx, &actor, options, Changes::default(), number)
+                .await;
         }
-        let operation = self
-            .open_operation(
-                &mut tx,
-                &actor,
-                options,
-                AuditAction::UpdateEmergencyLocation,
-            )
-            .await?;
+        let mut changes = Changes::default();
+        let mut operation = self.open_operation(options, AuditAction::UpdateEmergencyLocation);
         let mut updated = PhoneNumber {
             emergency_location_id: new_id,
             ..number.clone()
@@ -186,8 +179,7 @@ impl Service {
             .unwrap_or_default();
         updated.activation_state = self
             .provision(
-                &mut tx,
-                operation.as_ref(),
+                operation.as_mut(),
                 tenant,
                 &updated,
                 ProvisioningAction::UpdateLocation,
@@ -199,9 +191,9 @@ impl Service {
         if let Some(operation) = &operation {
             updated.operation_id = Some(operation.id.clone());
         }
-        let updated = tx.update_number(tenant, &updated, now()).await?;
-        self.audit(
-            &mut tx,
+        let updated = updated.changed(self.now());
+        changes.numbers.push(updated.clone());
+        changes.audit.push(self.audit(
             &actor,
             options,
             AuditAction::UpdateEmergencyLocation,
@@ -209,10 +201,30 @@ impl Service {
             updated.assignment.as_ref().map(|a| a.target_id.clone()),
             Some(number_snapshot(&number)),
             Some(number_snapshot(&updated)),
-        )
-        .await?;
-        self.close_operation(&mut tx, tenant, operation).await?;
-        self.finish(tx, &actor, options, updated).await
+        ));
+        self.close_operation(operation, &actor, options, &mut changes);
+        self.finish(tx, &actor, options, changes, updated).await
+    }
+
+    /// Asks the number's provider whether it agrees to the location update.
+    async fn check_location_with_provider(
+        &self,
+        tenant: &TenantId,
+        number: &PhoneNumber,
+        update: &LocationUpdate,
+    ) -> Result<()> {
+        self.providers
+            .for_number(number)?
+            .check_location_update(&LocationCheck {
+                tenant_id: tenant.to_owned(),
+                phone_number: number.number.canonical(),
+                country: number.country().as_str().to_owned(),
+                assigned_to: number.assignment.as_ref().map(|a| a.target_kind),
+                clears: update.emergency_location_id.is_none(),
+                location_update_supported: number.location_update_supported,
+            })
+            .await
+            .map_err(provider_error)
     }
 
     /// Loads the number (locked when `lock`) and the new location, and checks the etag, the
@@ -220,13 +232,15 @@ impl Service {
     async fn plan_location_update(
         &self,
         tx: &mut Tx,
-        tenant: &str,
+        tenant: &TenantId,
         update: &LocationUpdate,
         lock: bool,
     ) -> Result<(PhoneNumber, Option<EmergencyLocation>)> {
         let canonical = update.number.canonical();
         let found = if lock {
-            tx.lock_number(tenant, &canonical).await?
+            tx.lock_numbers(tenant, std::slice::from_ref(&canonical))
+                .await?
+                .pop()
         } else {
             tx.get_number(tenant, &canonical).await?
         };

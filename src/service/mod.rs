@@ -34,29 +34,26 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::sync::Notify;
 
 use crate::auth::Caller;
+use crate::clock::Clock;
 use crate::domain::{AuditAction, AuditEvent, Operator};
 use crate::error::{Error, Reason, Result};
 use crate::routing::Providers;
-use crate::store::{Claim, Store, StoreError, Tx};
+use crate::store::{Changes, Claim, Store, StoreError, Tx};
 
 /// Largest page any listing returns.
 pub const MAX_PAGE_SIZE: usize = 1000;
 /// Page size when the caller names none.
 pub const DEFAULT_PAGE_SIZE: usize = 100;
 
-/// The service: the store, and the configured providers.
+/// The service: the store, the configured providers, and the clock.
 #[derive(Debug, Clone)]
 pub struct Service {
     store: Arc<dyn Store>,
     operators: Arc<[Operator]>,
     providers: Providers,
-    /// Wakes the provisioning worker when a request leaves jobs for it.
-    provisioning_wakeup: Arc<Notify>,
-    /// Wakes the mail worker when a request queues emails.
-    mail_wakeup: Arc<Notify>,
+    clock: Arc<dyn Clock>,
 }
 
 /// How a mutation may be retried or rehearsed (AIP-155 and AIP-163).
@@ -133,14 +130,19 @@ impl Actor {
 }
 
 impl Service {
-    /// A service over `store`, with the configured operators and providers.
-    pub fn new(store: Arc<dyn Store>, operators: Vec<Operator>, providers: Providers) -> Self {
+    /// A service over `store`, with the configured operators and providers, telling the time
+    /// by `clock`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        operators: Vec<Operator>,
+        providers: Providers,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         Self {
             store,
             operators: operators.into(),
             providers,
-            provisioning_wakeup: Arc::new(Notify::new()),
-            mail_wakeup: Arc::new(Notify::new()),
+            clock,
         }
     }
 
@@ -149,40 +151,24 @@ impl Service {
         &self.store
     }
 
-    /// Starts a read transaction.
+    /// The clock the service tells the time by.
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.clock.clone()
+    }
+
+    /// The current time, by the service's clock.
+    pub fn now(&self) -> SystemTime {
+        self.clock.now()
+    }
+
+    /// Starts reading, outside any transaction.
     async fn read(&self) -> Result<Tx> {
         Ok(self.store.read().await?)
     }
 
-    /// The first answer to a request whose id was used before, found without a write
-    /// transaction: a retry is answered before any rule is checked again.
-    async fn replay<T: DeserializeOwned>(
-        &self,
-        actor: &Actor,
-        method: &str,
-        options: &RequestOptions,
-    ) -> Result<Option<T>> {
-        let Some(request_id) = options.claimable_id() else {
-            return Ok(None);
-        };
-        let mut tx = self.read().await?;
-        match tx
-            .find_request(
-                &actor.tenant_id,
-                request_id,
-                method,
-                &actor.fingerprint(options),
-            )
-            .await?
-        {
-            None => Ok(None),
-            Some(claim) => answer_of(claim, request_id).map(Some),
-        }
-    }
-
-    /// The answer to a request that failed its checks before writing: the first answer, if a
-    /// request with the same id committed meanwhile (a retry racing its original finds the
-    /// original's change and would otherwise be refused because of it), else the refusal.
+    /// The first answer to a request whose id was used before, if it was: for a request
+    /// refused before its write transaction (by a provider asked outside it), which may be a
+    /// retry racing its original, refused because of the original's change.
     async fn replay_or<T: DeserializeOwned>(
         &self,
         actor: &Actor,
@@ -190,15 +176,27 @@ impl Service {
         options: &RequestOptions,
         refusal: Error,
     ) -> Result<T> {
-        match self.replay(actor, method, options).await? {
-            Some(first) => Ok(first),
+        let Some(request_id) = options.claimable_id() else {
+            return Err(refusal);
+        };
+        let found = self
+            .read()
+            .await?
+            .find_request(
+                &actor.tenant_id,
+                request_id,
+                method,
+                &actor.fingerprint(options),
+            )
+            .await?;
+        match found {
+            Some(claim) => answer_of(claim, request_id),
             None => Err(refusal),
         }
     }
 
     /// Starts a mutation: opens a write transaction and claims the request id, which may turn
-    /// out to be a retry of an earlier request (one that finished since [`Service::replay`]
-    /// looked).
+    /// out to be a retry of an earlier request, answered with the first answer.
     async fn begin<T: DeserializeOwned>(
         &self,
         actor: &Actor,
@@ -215,7 +213,7 @@ impl Service {
                 request_id,
                 method,
                 &actor.fingerprint(options),
-                now(),
+                self.now(),
             )
             .await?;
         match claim {
@@ -224,36 +222,32 @@ impl Service {
         }
     }
 
-    /// Ends a mutation: stores the answer under the request id and commits, or rolls back when
-    /// the request only validates.
+    /// Ends a mutation: writes its changes with the answer under the request id, and commits;
+    /// or, when the request only validates, rolls back and changes nothing.
     async fn finish<T: Serialize>(
         &self,
         mut tx: Tx,
         actor: &Actor,
         options: &RequestOptions,
+        mut changes: Changes,
         answer: T,
     ) -> Result<T> {
         if options.validate_only {
-            drop(tx);
             return Ok(answer);
         }
         if let Some(request_id) = &options.request_id {
-            let stored = serde_json::to_string(&answer).map_err(Error::internal)?;
-            tx.save_response(&actor.tenant_id, request_id, &stored)
-                .await?;
+            let stored = serde_json::to_value(&answer).map_err(Error::internal)?;
+            changes.response = Some((request_id.clone(), stored));
         }
+        tx.apply(&actor.tenant_id, &changes).await?;
         tx.commit().await?;
-        // The change may have left provisioning jobs and emails waiting: wake their workers.
-        self.provisioning_wakeup.notify_one();
-        self.mail_wakeup.notify_one();
         Ok(answer)
     }
 
-    /// Records a change in the audit trail, in the change's transaction.
+    /// An audit event of a change, at the service's current time.
     #[allow(clippy::too_many_arguments)]
-    async fn audit(
+    fn audit(
         &self,
-        tx: &mut Tx,
         actor: &Actor,
         options: &RequestOptions,
         action: AuditAction,
@@ -261,10 +255,10 @@ impl Service {
         user_id: Option<String>,
         before: Option<serde_json::Value>,
         after: Option<serde_json::Value>,
-    ) -> Result<()> {
-        let event = AuditEvent {
+    ) -> AuditEvent {
+        AuditEvent {
             id: uuid::Uuid::now_v7().to_string(),
-            time: now(),
+            time: self.now(),
             actor: actor.name.clone(),
             action,
             phone_number,
@@ -272,8 +266,7 @@ impl Service {
             request_id: options.request_id.clone(),
             before,
             after,
-        };
-        Ok(tx.insert_audit(&actor.tenant_id, &event).await?)
+        }
     }
 }
 
@@ -287,7 +280,7 @@ impl RequestOptions {
 /// The answer a claim found, or the refusal of a reused id.
 fn answer_of<T: DeserializeOwned>(claim: Claim, request_id: &str) -> Result<T> {
     match claim {
-        Claim::Replay(answer) => serde_json::from_str(&answer).map_err(Error::internal),
+        Claim::Replay(answer) => serde_json::from_value(answer).map_err(Error::internal),
         Claim::Reused { method } => Err(Error::new(
             Reason::RequestIdReused,
             format!(
@@ -309,14 +302,6 @@ enum Claimed<T> {
     Proceed(Tx),
     /// A retry: here is the first answer.
     Replay(T),
-}
-
-/// The current time; one place, so tests and logs agree on where time comes from.
-///
-/// Times are cut to whole microseconds, the precision the store keeps, so an answer written
-/// from memory says exactly what a later read of the same record says.
-fn now() -> SystemTime {
-    crate::store::stored_time(SystemTime::now())
 }
 
 /// Clamps a requested page size: 0 means the default, and nothing exceeds the maximum.

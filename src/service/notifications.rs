@@ -15,11 +15,11 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport as _, Message, Tokio1Executor};
 use serde::Deserialize;
 
+use super::Service;
 use super::provisioning::WorkerSettings;
-use super::{Service, now};
 use crate::domain::{Notification, backoff};
 use crate::error::Result;
-use crate::store::Delivery;
+use crate::store::{Delivery, Queue};
 
 /// How to reach the SMTP server.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -176,7 +176,7 @@ impl Service {
             }
             tokio::select! {
                 () = &mut shutdown => break,
-                () = self.mail_wakeup.notified() => {}
+                () = self.store.work_written(Queue::Emails) => {}
                 () = tokio::time::sleep(settings.idle_poll) => {}
             }
         }
@@ -193,7 +193,7 @@ impl Service {
         let deliveries = {
             let mut tx = self.store.write().await?;
             let claimed = tx
-                .claim_notifications(owner, now(), settings.lease, settings.batch)
+                .claim_notifications(owner, self.now(), settings.lease, settings.batch)
                 .await?;
             tx.commit().await?;
             claimed
@@ -223,7 +223,7 @@ impl Service {
             Err(error) => {
                 let attempts = delivery.attempts + 1;
                 let retry_at = (!error.permanent && attempts < settings.max_failures).then(|| {
-                    now()
+                    self.now()
                         + backoff(
                             attempts,
                             settings.backoff_base,

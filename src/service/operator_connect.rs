@@ -4,13 +4,14 @@
 use super::acquisition::{Numbers, Released, describe_list};
 use super::inventory::number_not_found;
 use super::locations::location_not_found;
-use super::{Actor, Claimed, RequestOptions, Service, now};
+use super::{Actor, Claimed, RequestOptions, Service};
 use crate::auth::OperatorCaller;
 use crate::domain::{
     AuditAction, Capabilities, Capability, E164, NumberType, Operator, PhoneNumber,
     check_emergency_location, check_not_pending, number_snapshot,
 };
 use crate::error::{Error, FieldViolation, Reason, Result};
+use crate::store::Changes;
 
 /// A number as an operator uploads it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -87,7 +88,8 @@ impl Service {
 
         let canonical: Vec<String> = uploads.iter().map(|u| u.number.canonical()).collect();
         let existing = tx.lock_numbers(tenant, &canonical).await?;
-        let now = now();
+        let now = self.now();
+        let mut changes = Changes::default();
         let mut saved = Vec::with_capacity(uploads.len());
         for (i, upload) in uploads.iter().enumerate() {
             let field = |name: &str| format!("numbers[{i}].{name}");
@@ -150,9 +152,8 @@ impl Service {
                 );
                 record.emergency_location_id = location_id.clone();
                 record.location_update_supported = allow;
-                if tx.insert_number_if_absent(tenant, &record).await? {
-                    self.audit(
-                        &mut tx,
+                if tx.insert_number(tenant, &record).await? {
+                    changes.audit.push(self.audit(
                         &actor,
                         options,
                         AuditAction::UploadPhoneNumber,
@@ -160,14 +161,16 @@ impl Service {
                         None,
                         None,
                         Some(number_snapshot(&record)),
-                    )
-                    .await?;
+                    ));
                     saved.push(record);
                     continue;
                 }
                 // Taken: by a concurrent upload into this tenant (whose insert this one waited
                 // for, and which is now visible), or by another tenant.
-                before = tx.lock_number(tenant, &upload.number.canonical()).await?;
+                before = tx
+                    .lock_numbers(tenant, &[upload.number.canonical()])
+                    .await?
+                    .pop();
                 if before.is_none() {
                     return Err(Error::new(
                         Reason::NumberAlreadyInInventory,
@@ -215,9 +218,8 @@ impl Service {
                 location_update_supported: allow,
                 ..current.clone()
             };
-            let record = tx.update_number(tenant, &updated, now).await?;
-            self.audit(
-                &mut tx,
+            let record = updated.changed(now);
+            changes.audit.push(self.audit(
                 &actor,
                 options,
                 AuditAction::UploadPhoneNumber,
@@ -225,12 +227,13 @@ impl Service {
                 None,
                 before.as_ref().map(number_snapshot),
                 Some(number_snapshot(&record)),
-            )
-            .await?;
+            ));
+            changes.numbers.push(record.clone());
             saved.push(record);
         }
         tracing::info!(%tenant, operator = %operator.id, count = saved.len(), "numbers uploaded");
-        self.finish(tx, &actor, options, Numbers(saved)).await
+        self.finish(tx, &actor, options, changes, Numbers(saved))
+            .await
     }
 
     /// Takes the operator's numbers back from a tenant, all or none; assigned numbers refuse.
@@ -276,21 +279,26 @@ impl Service {
             )
             .with("phoneNumbers", assigned.join(",")));
         }
-        for number in &locked {
-            tx.delete_number(tenant, &number.number.canonical()).await?;
-            self.audit(
-                &mut tx,
-                &actor,
-                options,
-                AuditAction::OperatorReleasePhoneNumber,
-                Some(number.number.canonical()),
-                None,
-                Some(number_snapshot(number)),
-                None,
-            )
-            .await?;
-        }
+        tx.delete_numbers(tenant, &canonical).await?;
+        let changes = Changes {
+            audit: locked
+                .iter()
+                .map(|number| {
+                    self.audit(
+                        &actor,
+                        options,
+                        AuditAction::OperatorReleasePhoneNumber,
+                        Some(number.number.canonical()),
+                        None,
+                        Some(number_snapshot(number)),
+                        None,
+                    )
+                })
+                .collect(),
+            ..Changes::default()
+        };
         tracing::info!(%tenant, operator = %operator.id, count = locked.len(), "numbers taken back");
-        self.finish(tx, &actor, options, Released(canonical)).await
+        self.finish(tx, &actor, options, changes, Released(canonical))
+            .await
     }
 }

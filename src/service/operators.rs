@@ -2,10 +2,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Actor, Claimed, Page, PageRequest, RequestOptions, Service, now};
+use super::{Actor, Claimed, Page, PageRequest, RequestOptions, Service};
 use crate::auth::Caller;
 use crate::domain::{AuditAction, Country, Operator, OperatorConsent, consent_snapshot};
 use crate::error::{Error, Reason, Result};
+use crate::store::Changes;
 
 /// An operator and the tenant's consent to it, if given.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,23 +115,25 @@ impl Service {
             operator_id: operator.id.clone(),
             countries: enabled,
         };
-        tx.put_consent(&actor.tenant_id, &consent, now()).await?;
-        self.audit(
-            &mut tx,
-            &actor,
-            options,
-            AuditAction::EnableOperator,
-            None,
-            None,
-            before.as_ref().map(consent_snapshot),
-            Some(consent_snapshot(&consent)),
-        )
-        .await?;
+        tx.put_consent(&actor.tenant_id, &consent, self.now())
+            .await?;
+        let changes = Changes {
+            audit: vec![self.audit(
+                &actor,
+                options,
+                AuditAction::EnableOperator,
+                None,
+                None,
+                before.as_ref().map(consent_snapshot),
+                Some(consent_snapshot(&consent)),
+            )],
+            ..Changes::default()
+        };
         let listed = TenantOperator {
             operator,
             consent: Some(consent),
         };
-        self.finish(tx, &actor, options, listed).await
+        self.finish(tx, &actor, options, changes, listed).await
     }
 
     /// Withdraws the tenant's consent to an operator, unless users hold its numbers.
@@ -166,10 +169,10 @@ impl Service {
             .await?
             .into_iter()
             .find(|c| c.operator_id == operator.id);
+        let mut changes = Changes::default();
         if let Some(before) = &before {
             tx.delete_consent(&actor.tenant_id, &operator.id).await?;
-            self.audit(
-                &mut tx,
+            changes.audit.push(self.audit(
                 &actor,
                 options,
                 AuditAction::DisableOperator,
@@ -177,13 +180,12 @@ impl Service {
                 None,
                 Some(consent_snapshot(before)),
                 None,
-            )
-            .await?;
+            ));
         }
         let listed = TenantOperator {
             operator,
             consent: None,
         };
-        self.finish(tx, &actor, options, listed).await
+        self.finish(tx, &actor, options, changes, listed).await
     }
 }

@@ -1,7 +1,7 @@
 //! Putting changes into effect on providers, now or later.
 //!
-//! Every mutation that needs a provider opens an [`Operation`] and records one provisioning
-//! job per number, in its own transaction. A synchronous provider is called at once and its job
+//! Every mutation that needs a provider opens an [`Operation`] and records it once, with one
+//! provisioning job per number, in its own transaction. A synchronous provider is called at once and its job
 //! recorded as done. An asynchronous provider (one in another process, which may be slow or
 //! down) is never called inside a request: its job waits, the number shows a pending activation
 //! state, and the worker ([`Service::run_provisioning`]) drives the job to an end. The worker
@@ -17,14 +17,14 @@ use numbers_provider::{
     ActivationMode, EmergencyAddress, ErrorKind, Progress, Provider, ProviderError, Provisioning,
 };
 
-use super::{Actor, RequestOptions, Service, now};
+use super::{Actor, RequestOptions, Service};
 use crate::domain::{
     ActivationState, AuditAction, EmergencyLocation, Identity, Job, Operation, OperationState,
-    PhoneNumber, ProvisioningAction, backoff, number_snapshot,
+    PhoneNumber, ProvisioningAction, TenantId, backoff, number_snapshot,
 };
 use crate::error::{Error, Reason, Result};
 use crate::routing::provider_error;
-use crate::store::{JobOutcome, Tx};
+use crate::store::{Changes, JobOutcome, NewOperation, Queue};
 
 /// How the provisioning worker paces itself.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,36 +66,27 @@ impl Default for WorkerSettings {
 /// The slowest and the quickest a provider may ask to be polled.
 const POLL_BOUNDS: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(60));
 
+/// The operation a mutation opens, while its jobs are gathered.
+#[derive(Debug)]
+pub(super) struct OperationDraft {
+    /// The operation's id, which its numbers and jobs carry.
+    pub(super) id: String,
+    kind: AuditAction,
+    jobs: Vec<Job>,
+}
+
 impl Service {
-    /// Opens the operation of a mutation (none when the request only validates).
-    pub(super) async fn open_operation(
+    /// Opens the operation of a mutation; none when the request only validates.
+    pub(super) fn open_operation(
         &self,
-        tx: &mut Tx,
-        actor: &Actor,
         options: &RequestOptions,
         kind: AuditAction,
-    ) -> Result<Option<Operation>> {
-        if options.validate_only {
-            return Ok(None);
-        }
-        let now = now();
-        let operation = Operation {
+    ) -> Option<OperationDraft> {
+        (!options.validate_only).then(|| OperationDraft {
             id: uuid::Uuid::now_v7().to_string(),
             kind,
-            state: OperationState::Pending,
-            error: None,
-            steps: Vec::new(),
-            create_time: now,
-            update_time: now,
-        };
-        tx.insert_operation(
-            &actor.tenant_id,
-            &operation,
-            options.request_id.as_deref(),
-            &actor.name,
-        )
-        .await?;
-        Ok(Some(operation))
+            jobs: Vec::new(),
+        })
     }
 
     /// Asks the number's provider for `action` within `operation`, now if it is synchronous or
@@ -104,9 +95,8 @@ impl Service {
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn provision(
         &self,
-        tx: &mut Tx,
-        operation: Option<&Operation>,
-        tenant: &str,
+        operation: Option<&mut OperationDraft>,
+        tenant: &TenantId,
         number: &PhoneNumber,
         action: ProvisioningAction,
         target_id: &str,
@@ -127,51 +117,60 @@ impl Service {
             target_id: target_id.to_owned(),
             emergency_location_id: location.map(|l| l.id.clone()),
             previous_location_id,
+            state: OperationState::Pending,
+            reason: None,
             ticket: None,
             attempts: 0,
             failures: 0,
-            create_time: now(),
+            create_time: self.now(),
         };
-        if provider.descriptor().activation == ActivationMode::Asynchronous {
-            tx.insert_job(&job, OperationState::Pending, None, now())
-                .await?;
-            return Ok(action.pending_state());
-        }
-        let progress = call(provider, &job, &request_of(&job, location))
-            .await
-            .map_err(provider_error)?;
-        job.attempts = 1;
-        match progress {
-            Progress::Done => {
-                tx.insert_job(&job, OperationState::Succeeded, None, now())
-                    .await?;
-                Ok(ActivationState::Activated)
+        let state = if provider.descriptor().activation == ActivationMode::Asynchronous {
+            action.pending_state()
+        } else {
+            let progress = call(provider, &job, &request_of(&job, location))
+                .await
+                .map_err(provider_error)?;
+            job.attempts = 1;
+            match progress {
+                Progress::Done => {
+                    job.state = OperationState::Succeeded;
+                    ActivationState::Activated
+                }
+                Progress::Pending { ticket, .. } => {
+                    job.ticket = Some(ticket);
+                    job.state = OperationState::Running;
+                    action.pending_state()
+                }
             }
-            Progress::Pending { ticket, .. } => {
-                job.ticket = Some(ticket);
-                tx.insert_job(&job, OperationState::Running, None, now())
-                    .await?;
-                Ok(action.pending_state())
-            }
-        }
+        };
+        operation.jobs.push(job);
+        Ok(state)
     }
 
-    /// Settles an operation's state once its jobs are recorded, and answers it.
-    pub(super) async fn close_operation(
+    /// Records the operation with its jobs, in its state so far, among a mutation's changes,
+    /// and answers it.
+    pub(super) fn close_operation(
         &self,
-        tx: &mut Tx,
-        tenant: &str,
-        operation: Option<Operation>,
-    ) -> Result<Option<Operation>> {
-        let Some(operation) = operation else {
-            return Ok(None);
-        };
-        tx.refresh_operation(tenant, &operation.id, now()).await?;
-        Ok(tx.get_operation(tenant, &operation.id).await?)
+        operation: Option<OperationDraft>,
+        actor: &Actor,
+        options: &RequestOptions,
+        changes: &mut Changes,
+    ) -> Option<Operation> {
+        let draft = operation?;
+        let operation = Operation::new(draft.id, draft.kind, &draft.jobs, self.now());
+        changes.operation = Some(NewOperation {
+            operation: operation.clone(),
+            jobs: draft.jobs,
+            request_id: options.request_id.clone(),
+            actor: actor.name.clone(),
+        });
+        Some(operation)
     }
 
     /// Runs the provisioning worker as `owner` until `shutdown` completes. Jobs in hand are
     /// finished first; jobs claimed by a worker that died are taken over when its lease ends.
+    /// Between batches it waits until work is written (by any replica) or its poll interval
+    /// passes (retries and leases of dead workers fall due without anyone writing).
     pub async fn run_provisioning(
         &self,
         owner: &str,
@@ -192,7 +191,7 @@ impl Service {
             }
             tokio::select! {
                 () = &mut shutdown => break,
-                () = self.provisioning_wakeup.notified() => {}
+                () = self.store.work_written(Queue::Jobs) => {}
                 () = tokio::time::sleep(settings.idle_poll) => {}
             }
         }
@@ -204,17 +203,8 @@ impl Service {
         let jobs = {
             let mut tx = self.store.write().await?;
             let jobs = tx
-                .claim_jobs(owner, now(), settings.lease, settings.batch)
+                .claim_jobs(owner, self.now(), settings.lease, settings.batch)
                 .await?;
-            let mut operations: Vec<(&str, &str)> = jobs
-                .iter()
-                .map(|j| (j.tenant_id.as_str(), j.operation_id.as_str()))
-                .collect();
-            operations.sort();
-            operations.dedup();
-            for (tenant, operation) in operations {
-                tx.refresh_operation(tenant, operation, now()).await?;
-            }
             tx.commit().await?;
             jobs
         };
@@ -245,7 +235,7 @@ impl Service {
             Some(ticket) => provider.poll(ticket).await,
             None => call(provider, &job, &request_of(&job, location.as_ref())).await,
         };
-        let outcome = outcome_of(&job, result, settings, now());
+        let outcome = outcome_of(&job, result, settings, self.now());
         match &outcome {
             JobOutcome::Succeeded => {
                 tracing::info!(job = %job.id, number = %job.phone_number, action = %job.action, "provider confirmed")
@@ -266,7 +256,7 @@ impl Service {
 
     /// Writes a job's outcome and, once the job has ended, its effects, in one transaction.
     async fn record(&self, owner: &str, job: &Job, outcome: &JobOutcome) -> Result<()> {
-        let now = now();
+        let now = self.now();
         let mut tx = self.store.write().await?;
         if !tx.finish_job(job, owner, outcome, now).await? {
             tracing::warn!(job = %job.id, %owner, "lease lost before the outcome was recorded; another worker has the job");
@@ -281,13 +271,21 @@ impl Service {
             JobOutcome::Succeeded => true,
             JobOutcome::Failed { .. } => false,
         };
-        // Lock in the order requests do (user, then number), so a request changing the same
-        // user's numbers and this outcome wait for each other rather than deadlock.
-        if !job.target_id.is_empty() {
+        // Lock in the order requests do (user, then number, then operation), so a request
+        // changing the same user's numbers and this outcome wait for each other rather than
+        // deadlock.
+        let holder = if job.target_id.is_empty() {
+            None
+        } else {
             tx.lock_user(tenant, &Identity::Id(job.target_id.clone()))
-                .await?;
-        }
-        if let Some(number) = tx.lock_number(tenant, &job.phone_number).await?
+                .await?
+        };
+        let mut changes = Changes::default();
+        let mut settled_number = None;
+        if let Some(number) = tx
+            .lock_numbers(tenant, std::slice::from_ref(&job.phone_number))
+            .await?
+            .pop()
             && number.operation_id.as_deref() == Some(job.operation_id.as_str())
         {
             let mut settled = number.clone();
@@ -299,7 +297,7 @@ impl Service {
                     settled.emergency_location_id = job.previous_location_id.clone();
                 }
             }
-            let settled = tx.update_number(tenant, &settled, now).await?;
+            let settled = settled.changed(now);
             let actor = Actor {
                 tenant_id: tenant.to_owned(),
                 name: format!("provider:{}", job.provider_id),
@@ -309,8 +307,7 @@ impl Service {
             } else {
                 AuditAction::ProvisioningFailed
             };
-            self.audit(
-                &mut tx,
+            changes.audit.push(self.audit(
                 &actor,
                 &RequestOptions::default(),
                 action,
@@ -318,14 +315,27 @@ impl Service {
                 Some(job.target_id.clone()).filter(|id| !id.is_empty()),
                 Some(number_snapshot(&number)),
                 Some(number_snapshot(&settled)),
-            )
-            .await?;
+            ));
+            changes.numbers.push(settled.clone());
+            settled_number = Some(settled);
         }
-        if !job.target_id.is_empty() {
-            tx.refresh_enterprise_voice(tenant, &job.target_id, now)
-                .await?;
+        if let Some(holder) = holder {
+            let mut held: Vec<PhoneNumber> = holder
+                .numbers
+                .into_iter()
+                .filter(|n| settled_number.as_ref().is_none_or(|s| s.number != n.number))
+                .collect();
+            held.extend(settled_number);
+            let (user, user_changed) = holder.user.holding(&held, true, now);
+            if user_changed {
+                changes.users.push(user);
+            }
         }
-        tx.refresh_operation(tenant, &job.operation_id, now).await?;
+        tx.apply(tenant, &changes).await?;
+        if let Some(mut operation) = tx.lock_operation(tenant, &job.operation_id).await? {
+            operation.settle(now);
+            tx.update_operation(tenant, &operation).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -451,6 +461,8 @@ mod tests {
             target_id: "u".into(),
             emergency_location_id: None,
             previous_location_id: None,
+            state: OperationState::Running,
+            reason: None,
             ticket: ticket.map(str::to_owned),
             attempts: 0,
             failures,

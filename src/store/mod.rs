@@ -1,40 +1,40 @@
-//! Storage: one [`Store`] trait, two implementations with the same behaviour.
+//! Storage: the repositories the service reads and writes through, and the two stores that
+//! implement them.
 //!
 //! [`SqliteStore`] keeps everything in one local file and needs nothing installed; it is the
-//! default. [`PostgresStore`] is for production, where several replicas share one database. The
-//! two differ in how they connect, migrate, lock rows and serialise writers; the SQL they run
-//! is the same portable SQL, written once in the [`Tx`] methods (one file per aggregate) and
-//! executed through sqlx's `Any` driver. The same conformance suite (`tests/store.rs`) runs
-//! against both.
+//! default. [`PostgresStore`] is for production, where several replicas share one database.
+//! Each runs on its own database's typed sqlx driver, in its own SQL and its own database's
+//! types (see `migrations/`); storage formats never leave the store. The service sees only the
+//! traits below, and the same conformance suite (`tests/api/store.rs`) runs against both.
+//!
+//! A mutation is one write transaction ([`Store::write`]): it claims its request id, reads and
+//! locks what it changes (each repository's `lock_*` reads), and ends with one
+//! [`Transaction::apply`] of everything it changes, then [`Transaction::commit`]. Reads outside
+//! a mutation ([`Store::read`]) run each statement on its own, with no transaction around them;
+//! every read that must be consistent is one statement.
 //!
 //! The store holds no business rules. It loads and writes records, and the database itself
-//! enforces the invariants: one row per (tenant, number), one holder per number, at most one
-//! primary number per target, and every query is scoped by tenant.
+//! enforces the invariants: one row per (tenant, number), a provider number in one tenant only,
+//! one holder per number, at most one primary number per target, and every query is scoped by
+//! tenant.
 
-mod audit;
-mod locations;
-mod notifications;
-mod numbers;
-mod operations;
-mod operators;
 mod postgres;
-mod requests;
-mod sql;
 mod sqlite;
-mod users;
 
+use std::collections::HashSet;
 use std::fmt;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use sqlx::Any;
 
-pub use locations::LocationCursor;
-pub use notifications::Delivery;
-pub use operations::JobOutcome;
 pub use postgres::PostgresStore;
-pub use requests::Claim;
 pub use sqlite::SqliteStore;
+
+use crate::domain::{
+    AuditEvent, AuditFilter, Country, EmergencyLocation, Identity, Job, NewEmergencyLocation,
+    Notification, NumberFilter, Operation, OperatorConsent, PhoneNumber, TenantId, User,
+    UserFilter, UserUpsert, ValidationStatus,
+};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +42,7 @@ pub enum StoreError {
     /// A uniqueness or check constraint refused the write; names the constraint.
     #[error("constraint {constraint} refused the write")]
     Constraint {
-        /// The constraint's name, as in the migrations (for SQLite, the columns involved).
+        /// The constraint's name, as in the PostgreSQL migrations.
         constraint: String,
     },
     /// A concurrent transaction got in the way (serialisation failure, deadlock, busy
@@ -67,6 +67,11 @@ impl StoreError {
     /// Whether this is the named constraint (as in the PostgreSQL migrations) refusing a write.
     pub fn is_constraint(&self, name: &str) -> bool {
         matches!(self, StoreError::Constraint { constraint } if constraint == name)
+    }
+
+    /// A stored value that does not read back: `what` names the record.
+    pub(crate) fn corrupt(what: impl fmt::Display, error: impl fmt::Display) -> Self {
+        StoreError::Corrupt(format!("{what}: {error}"))
     }
 }
 
@@ -97,10 +102,13 @@ impl From<sqlx::Error> for StoreError {
                     _ => StoreError::Database(error),
                 }
             }
+            // A connection that breaks during its handshake shows as a protocol error (the
+            // reply to the TLS request was cut short): the database is out of reach, not wrong.
             sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
             | sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
             | sqlx::Error::WorkerCrashed => StoreError::Unavailable(error),
             _ => StoreError::Database(error),
         }
@@ -132,39 +140,33 @@ fn constraint_name(postgres_name: Option<&str>, message: &str) -> String {
 /// The result type of store operations.
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// The SQL dialect differences the shared queries need to know about.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Dialect {
-    /// PostgreSQL: row locks with `FOR UPDATE`.
-    Postgres,
-    /// SQLite: one writer at a time, so no row locks.
-    Sqlite,
+/// The work queues that background workers wait on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Queue {
+    /// Provisioning jobs for the provisioning worker.
+    Jobs,
+    /// Emails for the mail worker.
+    Emails,
 }
 
-impl Dialect {
-    /// The clause that locks the rows a `SELECT` reads until the transaction ends.
-    pub fn for_update(self) -> &'static str {
-        match self {
-            Dialect::Postgres => " FOR UPDATE",
-            Dialect::Sqlite => "",
+/// One wake-up per queue, for this process's workers.
+#[derive(Debug, Default)]
+struct Wakeups {
+    jobs: tokio::sync::Notify,
+    emails: tokio::sync::Notify,
+}
+
+impl Wakeups {
+    fn of(&self, queue: Queue) -> &tokio::sync::Notify {
+        match queue {
+            Queue::Jobs => &self.jobs,
+            Queue::Emails => &self.emails,
         }
     }
 
-    /// The clause that claims rows for one worker: locked rows are skipped rather than waited
-    /// for, so replicas claiming at once take different rows.
-    pub fn skip_locked(self) -> &'static str {
-        match self {
-            Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
-            Dialect::Sqlite => "",
-        }
-    }
-
-    /// The clause that locks the rows of the table aliased `n` a joined `SELECT` reads.
-    pub fn for_update_of_numbers(self) -> &'static str {
-        match self {
-            Dialect::Postgres => " FOR UPDATE OF n",
-            Dialect::Sqlite => "",
-        }
+    fn all(&self) {
+        self.jobs.notify_one();
+        self.emails.notify_one();
     }
 }
 
@@ -174,18 +176,473 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Which database this is: `postgres` or `sqlite`.
     fn backend(&self) -> &'static str;
 
-    /// Starts a transaction for reading: a consistent view, no writes.
+    /// Reads, outside any transaction: each statement sees what was committed when it began.
     async fn read(&self) -> StoreResult<Tx>;
 
-    /// Starts a transaction for writing. On SQLite writers queue for the one write lock; on
-    /// PostgreSQL they run concurrently and conflict on row locks and constraints.
+    /// Starts a write transaction. On SQLite writers queue for the one writer; on PostgreSQL
+    /// they run concurrently and conflict on row locks and constraints.
     async fn write(&self) -> StoreResult<Tx>;
 
     /// Checks the database answers (for health checks).
     async fn ping(&self) -> StoreResult<()>;
 
+    /// Completes once work may be waiting on `queue`: written since the last call by this
+    /// process or, on PostgreSQL, by any replica. Workers wait on this between their polls.
+    async fn work_written(&self, queue: Queue);
+
     /// Closes every connection.
     async fn close(&self);
+}
+
+/// An open transaction (or, from [`Store::read`], a connection for single-statement reads).
+pub type Tx = Box<dyn Transaction>;
+
+/// A transaction on one of the stores: every repository, and the end of the transaction.
+///
+/// Dropping a transaction without [`Transaction::commit`] rolls it back.
+#[async_trait]
+pub trait Transaction:
+    NumberRepository
+    + UserRepository
+    + LocationRepository
+    + ConsentRepository
+    + RequestRepository
+    + OperationRepository
+    + AuditRepository
+    + NotificationRepository
+    + Send
+    + fmt::Debug
+{
+    /// Writes everything a mutation changes, as few statements as the database needs.
+    async fn apply(&mut self, tenant: &TenantId, changes: &Changes) -> StoreResult<()>;
+
+    /// Makes the transaction's writes durable.
+    async fn commit(self: Box<Self>) -> StoreResult<()>;
+}
+
+/// What a mutation writes at the end of its transaction, once every rule has passed: records
+/// as they will be, so the answer is built from them without reading anything back.
+#[derive(Clone, Debug, Default)]
+pub struct Changes {
+    /// Numbers as they will be; each is written only if the stored record is still at the
+    /// version before (else [`StoreError::Stale`]). Written in this order.
+    pub numbers: Vec<PhoneNumber>,
+    /// Users whose numbers or enterprise voice flag change, as they will be (same version
+    /// rule). Every change to which numbers a user holds writes the user: a new version of it
+    /// tells a transaction waiting to lock the user that what it read is stale.
+    pub users: Vec<User>,
+    /// A new operation with its provisioning jobs.
+    pub operation: Option<NewOperation>,
+    /// The audit events of the change.
+    pub audit: Vec<AuditEvent>,
+    /// Emails to send about the change.
+    pub notifications: Vec<Notification>,
+    /// The answer to store under the claimed request id.
+    pub response: Option<(String, serde_json::Value)>,
+}
+
+/// An operation as a mutation records it: once, with its jobs, in its state so far.
+#[derive(Clone, Debug)]
+pub struct NewOperation {
+    /// The operation; its steps are its jobs'.
+    pub operation: Operation,
+    /// One provider call per number.
+    pub jobs: Vec<Job>,
+    /// The request id of the mutation, if any.
+    pub request_id: Option<String>,
+    /// Who asked.
+    pub actor: String,
+}
+
+/// A user and the numbers it holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Holder {
+    /// The user, its list of numbers as read with them.
+    pub user: User,
+    /// The numbers it holds, in [`User::phone_numbers`] order: primary first, then by number.
+    pub numbers: Vec<PhoneNumber>,
+}
+
+impl Holder {
+    /// The user holding `numbers`, ordered as [`User::phone_numbers`] lists them.
+    fn new(mut user: User, mut numbers: Vec<PhoneNumber>) -> Self {
+        numbers.sort_by_key(|n| (!n.is_primary(), n.number.canonical()));
+        user.phone_numbers = numbers.iter().map(|n| n.number.canonical()).collect();
+        Self { user, numbers }
+    }
+}
+
+/// The phone number inventory.
+#[async_trait]
+pub trait NumberRepository: Send {
+    /// Finds a number by its canonical form.
+    async fn get_number(
+        &mut self,
+        tenant: &TenantId,
+        number: &str,
+    ) -> StoreResult<Option<PhoneNumber>>;
+
+    /// Finds numbers by their canonical forms, ordered by number.
+    async fn get_numbers(
+        &mut self,
+        tenant: &TenantId,
+        numbers: &[String],
+    ) -> StoreResult<Vec<PhoneNumber>>;
+
+    /// Finds numbers and locks them until the transaction ends, ordered by number, so that
+    /// transactions locking several numbers never wait on each other in a cycle.
+    async fn lock_numbers(
+        &mut self,
+        tenant: &TenantId,
+        numbers: &[String],
+    ) -> StoreResult<Vec<PhoneNumber>>;
+
+    /// Locks, ordered by number, every number on the base number `base` (the number itself
+    /// and its extensions) and `also`, a number elsewhere the caller changes too.
+    async fn lock_numbers_on_base(
+        &mut self,
+        tenant: &TenantId,
+        base: &str,
+        also: Option<&str>,
+    ) -> StoreResult<Vec<PhoneNumber>>;
+
+    /// Adds a number unless the tenant (or, for provider numbers, any tenant) has it already;
+    /// answers whether it was added (and is now locked by this transaction). On PostgreSQL a
+    /// concurrent insert of the same number waits for the other transaction first.
+    async fn insert_number(&mut self, tenant: &TenantId, number: &PhoneNumber)
+    -> StoreResult<bool>;
+
+    /// Removes numbers from the tenant's inventory.
+    async fn delete_numbers(&mut self, tenant: &TenantId, numbers: &[String]) -> StoreResult<()>;
+
+    /// Which of `numbers` some tenant holds as a provider number (Calling Plan or Operator
+    /// Connect). This is the one query that looks across tenants: stock is global.
+    async fn provider_numbers_taken(&mut self, numbers: &[String]) -> StoreResult<HashSet<String>>;
+
+    /// How many of the operator's numbers in the tenant are assigned.
+    async fn assigned_numbers_of_operator(
+        &mut self,
+        tenant: &TenantId,
+        operator_id: &str,
+    ) -> StoreResult<i64>;
+
+    /// Lists numbers matching `filter`, ordered by number, after the number `after`.
+    async fn list_numbers(
+        &mut self,
+        tenant: &TenantId,
+        filter: &NumberFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<PhoneNumber>>;
+}
+
+/// The directory of users.
+#[async_trait]
+pub trait UserRepository: Send {
+    /// Finds a user by id, user principal name or SIP address, with the numbers it holds.
+    async fn find_user(
+        &mut self,
+        tenant: &TenantId,
+        identity: &Identity,
+    ) -> StoreResult<Option<User>>;
+
+    /// Finds a user like [`UserRepository::find_user`], with the numbers it holds, and locks
+    /// the user until the transaction ends, so changes to one user's numbers happen one after
+    /// another. The numbers are not locked: whoever changes one locks it, in number order.
+    async fn lock_user(
+        &mut self,
+        tenant: &TenantId,
+        identity: &Identity,
+    ) -> StoreResult<Option<Holder>>;
+
+    /// Creates or updates a user: by id when the feed gives one, otherwise by user principal
+    /// name (a new user gets `new_id`). Fails with the `users_upn_unique` constraint when the
+    /// user principal name belongs to another user. The numbers the user holds follow a change
+    /// of its kind.
+    async fn upsert_user(
+        &mut self,
+        tenant: &TenantId,
+        user: &UserUpsert,
+        new_id: &str,
+        now: SystemTime,
+    ) -> StoreResult<User>;
+
+    /// Lists users ordered by lower-cased user principal name, after the one whose key is
+    /// `after`.
+    async fn list_users(
+        &mut self,
+        tenant: &TenantId,
+        filter: &UserFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<User>>;
+}
+
+/// Emergency locations.
+#[async_trait]
+pub trait LocationRepository: Send {
+    /// Stores a new location with id `id`.
+    async fn insert_location(
+        &mut self,
+        tenant: &TenantId,
+        id: &str,
+        location: &NewEmergencyLocation,
+        status: ValidationStatus,
+        now: SystemTime,
+    ) -> StoreResult<EmergencyLocation>;
+
+    /// Finds a location by id.
+    async fn get_location(
+        &mut self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> StoreResult<Option<EmergencyLocation>>;
+
+    /// Lists locations, optionally in one city (compared case-insensitively) and country,
+    /// oldest first, after `after`.
+    async fn list_locations(
+        &mut self,
+        tenant: &TenantId,
+        city: Option<&str>,
+        country: Option<Country>,
+        after: Option<&LocationCursor>,
+        limit: usize,
+    ) -> StoreResult<Vec<EmergencyLocation>>;
+}
+
+/// Operator consents: which operators a tenant has enabled, for which countries.
+#[async_trait]
+pub trait ConsentRepository: Send {
+    /// The tenant's consents, ordered by operator id.
+    async fn consents(&mut self, tenant: &TenantId) -> StoreResult<Vec<OperatorConsent>>;
+
+    /// Records (or replaces) the tenant's consent to an operator.
+    async fn put_consent(
+        &mut self,
+        tenant: &TenantId,
+        consent: &OperatorConsent,
+        now: SystemTime,
+    ) -> StoreResult<()>;
+
+    /// Withdraws the tenant's consent to an operator.
+    async fn delete_consent(&mut self, tenant: &TenantId, operator_id: &str) -> StoreResult<()>;
+}
+
+/// What claiming a request id found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// The id is new: go ahead, and store the answer with the change.
+    New,
+    /// The same request ran before; here is its answer.
+    Replay(serde_json::Value),
+    /// The id was used for a different request (or another method).
+    Reused {
+        /// The method that used it.
+        method: String,
+    },
+}
+
+/// Request ids (AIP-155): the record that makes a retried mutation return its first answer.
+///
+/// A mutation claims its request id first thing in its transaction. On PostgreSQL a concurrent
+/// duplicate blocks on the primary key until the first commits, then finds the stored answer;
+/// on SQLite writers are serialised anyway. The answer is stored in the same transaction as the
+/// change, so either both exist or neither does.
+#[async_trait]
+pub trait RequestRepository: Send {
+    /// Claims `request_id` for a request of `method` whose content is `fingerprint`.
+    async fn claim_request(
+        &mut self,
+        tenant: &TenantId,
+        request_id: &str,
+        method: &str,
+        fingerprint: &[u8],
+        now: SystemTime,
+    ) -> StoreResult<Claim>;
+
+    /// Looks a request id up without claiming it: what a retry would find.
+    async fn find_request(
+        &mut self,
+        tenant: &TenantId,
+        request_id: &str,
+        method: &str,
+        fingerprint: &[u8],
+    ) -> StoreResult<Option<Claim>>;
+
+    /// Deletes up to `limit` request ids created before `before`, oldest first, answering how
+    /// many: after that a retry runs again, and the id may be used for another request.
+    async fn purge_requests(&mut self, before: SystemTime, limit: i64) -> StoreResult<u64>;
+}
+
+/// How a provider call of a job ended, as the worker records it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JobOutcome {
+    /// The provider confirmed.
+    Succeeded,
+    /// The provider refused or failed for good.
+    Failed {
+        /// Why, in the provider's words.
+        reason: String,
+    },
+    /// Ask again later: the provider is still working (with its ticket), or failed in a way a
+    /// retry may fix.
+    Later {
+        /// When to ask again.
+        at: SystemTime,
+        /// The provider's ticket of the pending change.
+        ticket: Option<String>,
+        /// Consecutive retryable failures so far.
+        failures: i64,
+        /// The last transient error, if the call failed.
+        reason: Option<String>,
+    },
+}
+
+/// Operations, their provisioning jobs, and the leases workers claim jobs with.
+///
+/// A worker claims due jobs by setting a lease (its id and an expiry) on them in one statement;
+/// on PostgreSQL the rows are chosen with `FOR UPDATE SKIP LOCKED`, so replicas claiming at once
+/// take different jobs, and on SQLite the one writer does the same by construction. A job's
+/// outcome is written only while the lease is still the worker's: a worker that lost its lease
+/// (it was too slow, and another replica took the job over) changes nothing.
+#[async_trait]
+pub trait OperationRepository: Send {
+    /// An operation of the tenant, with its steps ordered by number.
+    async fn get_operation(
+        &mut self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> StoreResult<Option<Operation>>;
+
+    /// Locks an operation and answers it with its jobs' current states: two transactions
+    /// finishing different jobs of one operation then settle it one after the other.
+    async fn lock_operation(
+        &mut self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> StoreResult<Option<Operation>>;
+
+    /// Writes an operation's state and error.
+    async fn update_operation(
+        &mut self,
+        tenant: &TenantId,
+        operation: &Operation,
+    ) -> StoreResult<()>;
+
+    /// Claims up to `limit` due jobs for `owner` until `now + lease`: jobs never tried, and jobs
+    /// whose next attempt is due, that no live lease holds. Their operations turn RUNNING.
+    async fn claim_jobs(
+        &mut self,
+        owner: &str,
+        now: SystemTime,
+        lease: Duration,
+        limit: usize,
+    ) -> StoreResult<Vec<Job>>;
+
+    /// Records how a provider call of a claimed job ended, and releases the lease. Answers
+    /// false, changing nothing, when `owner` no longer holds the job's lease.
+    async fn finish_job(
+        &mut self,
+        job: &Job,
+        owner: &str,
+        outcome: &JobOutcome,
+        now: SystemTime,
+    ) -> StoreResult<bool>;
+
+    /// How many provisioning jobs are unfinished (for tests and health).
+    async fn unfinished_jobs(&mut self) -> StoreResult<i64>;
+}
+
+/// The audit trail.
+#[async_trait]
+pub trait AuditRepository: Send {
+    /// Lists events matching `filter`, newest first, before the event id `before`.
+    async fn list_audit(
+        &mut self,
+        tenant: &TenantId,
+        filter: &AuditFilter,
+        before: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<AuditEvent>>;
+}
+
+/// A notification claimed for delivery.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    /// The tenant it belongs to.
+    pub tenant_id: String,
+    /// The email.
+    pub notification: Notification,
+    /// Attempts made before this one.
+    pub attempts: i64,
+}
+
+/// Emails waiting to be delivered, and their delivery.
+#[async_trait]
+pub trait NotificationRepository: Send {
+    /// Every notification ever queued for a tenant, delivered or not, oldest first; only the
+    /// ones still waiting when `pending_only`.
+    async fn notifications(
+        &mut self,
+        tenant: &TenantId,
+        pending_only: bool,
+    ) -> StoreResult<Vec<Notification>>;
+
+    /// Claims up to `limit` due notifications for `owner` until `now + lease`.
+    async fn claim_notifications(
+        &mut self,
+        owner: &str,
+        now: SystemTime,
+        lease: Duration,
+        limit: usize,
+    ) -> StoreResult<Vec<Delivery>>;
+
+    /// Records a delivery attempt of a claimed notification: `Ok(())` sent, `Err` failed with
+    /// the next attempt at `retry_at` (or for good when `None`). Releases the lease; answers
+    /// false, changing nothing, when `owner` no longer holds it.
+    async fn finish_delivery(
+        &mut self,
+        delivery: &Delivery,
+        owner: &str,
+        result: Result<(), (&str, Option<SystemTime>)>,
+    ) -> StoreResult<bool>;
+}
+
+/// Where a listing of locations continues: after this creation time, then this id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocationCursor {
+    create_time: SystemTime,
+    id: String,
+}
+
+impl LocationCursor {
+    /// The cursor that continues after `location`.
+    pub fn after(location: &EmergencyLocation) -> Self {
+        Self {
+            create_time: location.create_time,
+            id: location.id.clone(),
+        }
+    }
+
+    /// Reads a cursor written by [`LocationCursor::encode`].
+    pub fn decode(text: &str) -> Option<Self> {
+        let (micros, id) = text.split_once(':')?;
+        let micros: u64 = micros.parse().ok()?;
+        Some(Self {
+            create_time: SystemTime::UNIX_EPOCH.checked_add(Duration::from_micros(micros))?,
+            id: id.to_owned(),
+        })
+    }
+
+    /// The cursor as text, for page tokens.
+    pub fn encode(&self) -> String {
+        let micros = self
+            .create_time
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_micros();
+        format!("{micros}:{}", self.id)
+    }
 }
 
 /// Opens the store that `url` names (`postgres://...` or `sqlite://...`), creating a SQLite file
@@ -216,66 +673,37 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-/// A transaction on either database; the queries live in the per-aggregate modules.
-///
-/// Dropping a transaction without [`Tx::commit`] rolls it back.
-pub struct Tx {
-    conn: sqlx::Transaction<'static, Any>,
-    dialect: Dialect,
+/// The form a name is compared in: lower-cased, in Rust, so both databases agree.
+fn key(text: &str) -> String {
+    text.to_lowercase()
 }
 
-impl fmt::Debug for Tx {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Tx")
-            .field("dialect", &self.dialect)
-            .finish()
+/// The first string after every string starting with `prefix`: the prefix with its last
+/// character incremented. Numbers are ASCII, so this never overflows a character.
+fn prefix_upper_bound(prefix: &str) -> String {
+    let mut bytes = prefix.as_bytes().to_vec();
+    if let Some(last) = bytes.last_mut() {
+        *last += 1;
     }
+    String::from_utf8(bytes).unwrap_or_default()
 }
 
-impl Tx {
-    pub(crate) fn new(conn: sqlx::Transaction<'static, Any>, dialect: Dialect) -> Self {
-        Self { conn, dialect }
+/// Escapes `%`, `_` and `\` so `text` matches literally in a `LIKE ... ESCAPE '\'` pattern.
+fn like_prefix(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 1);
+    for ch in text.chars() {
+        if matches!(ch, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(ch);
     }
-
-    /// Makes the transaction's writes durable.
-    pub async fn commit(self) -> StoreResult<()> {
-        self.conn.commit().await?;
-        Ok(())
-    }
-}
-
-/// `time` at the precision the store keeps (whole microseconds).
-pub fn stored_time(time: SystemTime) -> SystemTime {
-    from_micros(to_micros(time))
-}
-
-/// Microseconds since the Unix epoch: how times are stored.
-pub(crate) fn to_micros(time: SystemTime) -> i64 {
-    match time.duration_since(UNIX_EPOCH) {
-        Ok(since) => i64::try_from(since.as_micros()).unwrap_or(i64::MAX),
-        Err(before) => -i64::try_from(before.duration().as_micros()).unwrap_or(i64::MAX),
-    }
-}
-
-/// The time stored as `micros`.
-pub(crate) fn from_micros(micros: i64) -> SystemTime {
-    if micros >= 0 {
-        UNIX_EPOCH + Duration::from_micros(micros as u64)
-    } else {
-        UNIX_EPOCH - Duration::from_micros(micros.unsigned_abs())
-    }
+    pattern.push('%');
+    pattern
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn times_round_trip_at_microsecond_precision() {
-        let now = from_micros(to_micros(SystemTime::now()));
-        assert_eq!(from_micros(to_micros(now)), now);
-        assert_eq!(to_micros(UNIX_EPOCH), 0);
-    }
 
     #[test]
     fn passwords_stay_out_of_messages() {
@@ -284,5 +712,28 @@ mod tests {
             "postgres://app:***@db:5432/numbers"
         );
         assert_eq!(redact("sqlite://numbers.db"), "sqlite://numbers.db");
+    }
+
+    #[test]
+    fn prefix_bounds_enclose_exactly_the_prefixed_numbers() {
+        let upper = prefix_upper_bound("+1425");
+        assert_eq!(upper, "+1426");
+        assert!("+14255550101" < upper.as_str() && "+14255550101" >= "+1425");
+        assert!("+1426" >= upper.as_str());
+    }
+
+    #[test]
+    fn like_patterns_match_wildcards_literally() {
+        assert_eq!(like_prefix("50%_a\\"), "50\\%\\_a\\\\%");
+    }
+
+    #[test]
+    fn location_cursors_round_trip() {
+        let cursor = LocationCursor {
+            create_time: SystemTime::UNIX_EPOCH + Duration::from_micros(1_700_000_000_123_456),
+            id: "redmond:hq".into(),
+        };
+        assert_eq!(LocationCursor::decode(&cursor.encode()), Some(cursor));
+        assert_eq!(LocationCursor::decode("x:y"), None);
     }
 }

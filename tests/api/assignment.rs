@@ -6,13 +6,14 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, SystemTime};
 
+use number_management::demo;
 use number_management::domain::{self, Notification};
 use number_management::proto::v1 as pb;
 use tonic::{Code, Status};
 use tonic_types::StatusExt as _;
 
 use crate::calls::{assign, assign_request, change, change_request, remove, remove_request};
-use crate::helpers::{Backend, Client, TestApp, assert_error, number, violated_fields};
+use crate::helpers::{Backend, Client, TestApp, TestConfig, assert_error, number, violated_fields};
 use crate::on_both_stores;
 
 const TENANT: &str = "contoso";
@@ -202,7 +203,9 @@ async fn events_of(client: &mut Client, action: i32) -> Vec<pb::AuditEvent> {
 /// The emails queued for the demo tenant (delivered or not), oldest first.
 async fn notifications(app: &TestApp) -> Vec<Notification> {
     let mut tx = app.store.read().await.expect("read transaction");
-    tx.notifications(TENANT).await.expect("notifications")
+    tx.notifications(TENANT, false)
+        .await
+        .expect("notifications")
 }
 
 fn new_request_id() -> String {
@@ -1240,6 +1243,56 @@ async fn blocked_numbers_refuse_assignment(backend: Backend) {
         Code::FailedPrecondition,
         "NUMBER_BLOCKED",
     );
+}
+
+/// A block for days ends by itself: the number is assignable again once the days have passed,
+/// by the service's clock (moved here by hand rather than waited for).
+async fn blocks_for_days_end_by_themselves(backend: Backend) {
+    let app = TestApp::start_with_manual_clock(backend, TestConfig::default()).await;
+    demo::load(app.store.as_ref())
+        .await
+        .expect("the demo tenant");
+    let mut admin = app.admin(TENANT);
+    assign(&mut admin, assign_request(JOHN, CP_0101))
+        .await
+        .expect("assign");
+    remove(
+        &mut admin,
+        pb::RemovePhoneNumberRequest {
+            block_days: 1,
+            ..remove_request(JOHN, CP_0101)
+        },
+    )
+    .await
+    .expect("remove, blocked for a day");
+
+    app.advance(Duration::from_secs(86_400 - 60));
+    let mut admin = app.admin(TENANT); // a token valid at the new time
+    assert_eq!(
+        get_number(&mut admin, CP_0101)
+            .await
+            .assignment_blocked_state,
+        BLOCKED_UNTIL
+    );
+    refused!(
+        app,
+        assign(&mut admin, assign_request(JACK, CP_0101)),
+        Code::FailedPrecondition,
+        "NUMBER_BLOCKED",
+    );
+
+    app.advance(Duration::from_secs(120));
+    let mut admin = app.admin(TENANT);
+    assert_eq!(
+        get_number(&mut admin, CP_0101)
+            .await
+            .assignment_blocked_state,
+        NOT_BLOCKED
+    );
+    let response = assign(&mut admin, assign_request(JACK, CP_0101))
+        .await
+        .expect("the block has ended");
+    assert_eq!(response.phone_number.expect("number").assigned_to, JACK_ID);
 }
 
 /// RemovePhoneNumber answers the numbers as they are now stored: its answer and GetPhoneNumber
@@ -2824,6 +2877,7 @@ on_both_stores!(
     capability_must_fit_the_target,
     number_held_by_someone_else_is_refused,
     blocked_numbers_refuse_assignment,
+    blocks_for_days_end_by_themselves,
     remove_answers_the_block_as_stored,
     remove_refuses_bad_block_and_target_options,
     one_primary_number_per_user,

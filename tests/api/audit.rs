@@ -5,12 +5,13 @@
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
 
+use number_management::demo;
 use number_management::proto::v1 as pb;
 use prost_types::Timestamp;
 use prost_types::value::Kind;
 use tonic::{Code, Status};
 
-use crate::helpers::{Backend, Client, TestApp, assert_error, violated_fields};
+use crate::helpers::{Backend, Client, TestApp, TestConfig, assert_error, violated_fields};
 use crate::on_both_stores;
 
 const TENANT: &str = "contoso";
@@ -522,10 +523,15 @@ async fn every_change_writes_one_event_per_record(backend: Backend) {
 // ---- ListAuditEvents ---------------------------------------------------------------------------
 
 async fn lists_newest_first_with_filters(backend: Backend) {
-    let app = TestApp::spawn_demo(backend).await;
+    // The service's clock moves only when the test moves it, so the time filters' bounds fall
+    // exactly between the changes.
+    let app = TestApp::start_with_manual_clock(backend, TestConfig::default()).await;
+    demo::load(app.store.as_ref())
+        .await
+        .expect("the demo tenant");
     let mut admin = app.admin(TENANT);
-    let t0 = SystemTime::now();
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    let t0 = app.now();
+    app.advance(Duration::from_millis(1));
 
     let kim = upsert(
         &mut admin,
@@ -548,9 +554,8 @@ async fn lists_newest_first_with_filters(backend: Backend) {
         })
         .await
         .expect("move John's number");
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    let t1 = SystemTime::now();
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    app.advance(Duration::from_millis(1));
+    let t1 = app.now();
     admin
         .acquire_phone_numbers(acquire_request(2))
         .await
@@ -564,8 +569,8 @@ async fn lists_newest_first_with_filters(backend: Backend) {
     )
     .await
     .expect("update Kim");
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    let t2 = SystemTime::now();
+    app.advance(Duration::from_millis(1));
+    let t2 = app.now();
 
     // Newest first: ids and times go down.
     let all = all_events(&app, TENANT).await;

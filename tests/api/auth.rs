@@ -7,6 +7,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use futures::StreamExt as _;
 use number_management::auth::{Role, SigningKey};
+use number_management::demo;
 use number_management::domain::{AssignmentCategory, NumberType};
 use number_management::proto::v1 as pb;
 use number_management::proto::v1::number_management_client::NumberManagementClient;
@@ -20,7 +21,9 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_types::StatusExt as _;
 
-use crate::helpers::{Backend, TestApp, assert_error, assigned, number, violated_fields};
+use crate::helpers::{
+    Backend, TestApp, TestConfig, assert_error, assigned, number, violated_fields,
+};
 use crate::on_both_stores;
 
 const TENANT: &str = "contoso";
@@ -345,25 +348,27 @@ async fn bad_credentials_are_unauthenticated_on_every_rpc(backend: Backend) {
 }
 
 async fn expired_tokens_stop_working(backend: Backend) {
-    let app = TestApp::spawn_demo(backend).await;
-    // The test cannot sign with the server's key, so it waits for a short-lived token to expire;
-    // the service allows 30 seconds of clock skew.
+    let app = TestApp::start_with_manual_clock(backend, TestConfig::default()).await;
+    demo::load(app.store.as_ref())
+        .await
+        .expect("the demo tenant");
     let token = app
         .key
-        .mint(TENANT, "short-lived", Role::Admin, Duration::from_secs(1))
+        .mint(TENANT, "short-lived", Role::Admin, Duration::from_secs(60))
         .unwrap();
     let mut client = raw_client(&app, Some(&format!("Bearer {token}")));
+    // The service allows 30 seconds of clock skew beyond the token's lifetime.
+    app.advance(Duration::from_secs(85));
     let john = client
         .get_user(pb::GetUserRequest {
             identity: "john@contoso.com".into(),
         })
         .await
-        .expect("the fresh token works")
+        .expect("the token works within its lifetime and the skew allowance")
         .into_inner();
     assert_eq!(john.id, JOHN_ID);
 
-    tokio::time::sleep(Duration::from_secs(33)).await;
-
+    app.advance(Duration::from_secs(10));
     let status = assert_error(
         client
             .get_user(pb::GetUserRequest {

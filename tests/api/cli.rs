@@ -1,5 +1,6 @@
 //! The `numbers` command itself: start-up failures explained in one line, tokens minted on the
-//! command line, a real server started, used and stopped with SIGTERM, and the demo tenant.
+//! command line, a real server started, used and stopped with SIGTERM, the demo tenant, and
+//! `numbers bench` on a small load.
 //!
 //! These tests run the built binary; every server they start is killed when the test ends, even
 //! when it fails.
@@ -417,7 +418,10 @@ fn the_token_command_prints_a_token_last() {
     let token = mint(dir.path(), "contoso", "reader");
     // The key it signed with now lives in the data directory, and verifies the token.
     let key = SigningKey::load(&dir.path().join("token.key"), false).expect("the generated key");
-    let tenant_caller = |token: &str| match key.verify(token).expect("a token of this key") {
+    let tenant_caller = |token: &str| match key
+        .verify(token, std::time::SystemTime::now())
+        .expect("a token of this key")
+    {
         Principal::Tenant(caller) => caller,
         other => panic!("not a tenant token: {other:?}"),
     };
@@ -720,4 +724,72 @@ async fn the_demo_prints_a_working_command_and_loads_once() {
     .expect("the second token works");
     let (status, _) = server.terminate();
     assert!(status.success(), "{status:?}");
+}
+
+// ---- the benchmark -----------------------------------------------------------------------------
+
+/// `numbers bench` on a small load: it starts its own server, runs every phase, and reports one
+/// JSON object per phase without a failed call. Timings are not checked.
+fn bench_runs_every_phase_cleanly(store: &str) {
+    let mut command = numbers_command([
+        "bench",
+        "--store",
+        store,
+        "--users",
+        "40",
+        "--latency-calls",
+        "5",
+        "--duration",
+        "0.5",
+        "--concurrency",
+        "4",
+        "--read-concurrency",
+        "2",
+        "--connections",
+        "1",
+        "--format",
+        "json",
+    ]);
+    // numbers_command clears NUMBERS_*; the PostgreSQL tests' server is named explicitly.
+    if let Ok(url) = std::env::var("NUMBERS_TEST_POSTGRES_URL") {
+        command.args(["--postgres-url", &url]);
+    }
+    let finished = run(command, Duration::from_secs(120));
+    assert!(
+        finished.status.success(),
+        "numbers bench failed: {finished:?}"
+    );
+    let phases: Vec<serde_json::Value> = finished
+        .stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("one JSON object per line"))
+        .collect();
+    let names: Vec<_> = phases.iter().map(|p| p["phase"].as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "users", "latency", "assign", "get", "list", "change", "remove"
+        ]
+        .map(Some),
+        "{finished:?}"
+    );
+    for phase in &phases {
+        assert_eq!(phase["store"], store, "{phase}");
+        assert!(phase["calls"].as_u64().is_some_and(|c| c > 0), "{phase}");
+        assert_eq!(phase["errors"], 0, "{phase}");
+    }
+    assert!(
+        finished.stderr.contains("server peak resident memory"),
+        "{finished:?}"
+    );
+}
+
+#[test]
+fn bench_runs_every_phase_cleanly_on_sqlite() {
+    bench_runs_every_phase_cleanly("sqlite");
+}
+
+#[test]
+fn bench_runs_every_phase_cleanly_on_postgres() {
+    bench_runs_every_phase_cleanly("postgres");
 }

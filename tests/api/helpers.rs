@@ -9,7 +9,11 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use number_management::app::Application;
 use number_management::auth::{Role, SigningKey};
+use number_management::clock::{Clock, ManualClock, SystemClock};
+use number_management::config::{LogFormat, Settings};
+use number_management::demo;
 use number_management::domain::{
     ActivationState, Assignment, AssignmentCategory, Block, Capabilities, Capability, E164,
     NumberType, Operator, PhoneNumber, TargetKind,
@@ -17,12 +21,9 @@ use number_management::domain::{
 use number_management::proto::v1 as pb;
 use number_management::proto::v1::number_management_client::NumberManagementClient;
 use number_management::proto::v1::operator_connect_client::OperatorConnectClient;
-use number_management::routing::Providers;
 use number_management::server::HealthSettings;
-use number_management::service::{Mailer, Service, SmtpSettings, WorkerSettings};
+use number_management::service::{SmtpSettings, WorkerSettings};
 use number_management::store::{self, Store};
-use number_management::{demo, server};
-use numbers_calling_plan::CallingPlan;
 use numbers_remote::RemoteSettings;
 use sqlx::Connection as _;
 use tokio::sync::watch;
@@ -186,6 +187,8 @@ pub struct TestConfig {
     pub remote: RemoteSettings,
     /// How health checks follow the database.
     pub health: HealthSettings,
+    /// A clock the test moves by hand; the system's clock when none.
+    pub clock: Option<Arc<ManualClock>>,
 }
 
 impl TestConfig {
@@ -219,6 +222,7 @@ impl Default for TestConfig {
                 ..RemoteSettings::default()
             },
             health: HealthSettings::default(),
+            clock: None,
         }
     }
 }
@@ -227,8 +231,11 @@ impl Default for TestConfig {
 pub struct TestApp {
     pub store: Arc<dyn Store>,
     pub key: SigningKey,
+    /// The clock the service tells the time by, when the test moves it by hand.
+    pub clock: Option<Arc<ManualClock>>,
     channel: Channel,
     shutdown: Option<watch::Sender<()>>,
+    _data_dir: tempfile::TempDir,
     // Dropped last: the database outlives the server using it.
     _database: TestDatabase,
 }
@@ -264,56 +271,36 @@ impl TestApp {
         if std::env::var_os("TEST_LOG").is_some() {
             number_management::telemetry::init(number_management::config::LogFormat::Human);
         }
-        let store: Arc<dyn Store> = store::open(url).await.expect("open the test store").into();
-        let key = SigningKey::from_secret(uuid::Uuid::new_v4().as_bytes().repeat(2).as_slice());
-        let listener = server::bind("127.0.0.1:0".parse().unwrap())
-            .await
-            .expect("bind a free port");
-        let address = listener.local_addr().unwrap();
-        let (shutdown, stopped) = watch::channel(());
-        let until_stopped = move || {
-            let mut stopped = stopped.clone();
-            async move {
-                let _ = stopped.changed().await;
-            }
+        let data_dir = tempfile::tempdir().expect("temporary directory");
+        let settings = Settings {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: data_dir.path().to_owned(),
+            database_url: url.to_owned(),
+            log_format: LogFormat::Human,
+            token_key_file: data_dir.path().join("token.key"),
+            generate_token_key: true,
+            operators: config.operators,
+            calling_plan_catalogue: None,
+            worker: config.worker,
+            smtp: config.smtp,
+            remote: config.remote,
+            health: config.health,
+            demo: false,
         };
-        let providers = Providers::new(
-            CallingPlan::with_default_catalogue(),
-            &config.operators,
-            &config.remote,
-        )
-        .expect("the providers");
-        let service = Service::new(store.clone(), config.operators, providers);
-        let mailer = Mailer::new(config.smtp.as_ref()).expect("a mailer");
-        tokio::spawn({
-            let (service, worker, until) =
-                (service.clone(), config.worker.clone(), until_stopped());
-            async move {
-                service
-                    .run_provisioning("test-worker", &worker, until)
-                    .await
-            }
-        });
-        tokio::spawn({
-            let (service, worker, until) =
-                (service.clone(), config.worker.clone(), until_stopped());
-            async move {
-                service
-                    .run_notifications("test-mailer", &mailer, &worker, until)
-                    .await
-            }
-        });
-        tokio::spawn({
-            let (service, worker, until) = (service.clone(), config.worker, until_stopped());
-            async move { service.run_housekeeping(&worker, until).await }
-        });
-        tokio::spawn(server::run(
-            listener,
-            service,
-            key.clone(),
-            config.health,
-            until_stopped(),
-        ));
+        let clock = config.clock.clone().map_or_else(
+            || Arc::new(SystemClock) as Arc<dyn Clock>,
+            |c| c as Arc<dyn Clock>,
+        );
+        let application = Application::build(settings, clock)
+            .await
+            .expect("build the application");
+        let address = application.address().expect("a bound address");
+        let store = application.store().clone();
+        let key = application.key().clone();
+        let (shutdown, mut stopped) = watch::channel(());
+        tokio::spawn(application.run(async move {
+            let _ = stopped.changed().await;
+        }));
         let channel = Channel::from_shared(format!("http://{address}"))
             .unwrap()
             .connect()
@@ -322,9 +309,40 @@ impl TestApp {
         Self {
             store,
             key,
+            clock: config.clock,
             channel,
             shutdown: Some(shutdown),
+            _data_dir: data_dir,
             _database: database,
+        }
+    }
+
+    /// Starts the service as `config` says, telling the time by a clock the test moves with
+    /// [`TestApp::advance`].
+    pub async fn start_with_manual_clock(backend: Backend, config: TestConfig) -> Self {
+        Self::start(
+            backend,
+            TestConfig {
+                clock: Some(Arc::new(ManualClock::new())),
+                ..config
+            },
+        )
+        .await
+    }
+
+    /// Moves the service's clock forward: the app must run on a manual clock.
+    pub fn advance(&self, by: Duration) {
+        self.clock
+            .as_ref()
+            .expect("the app runs on the system clock: start it with a manual one")
+            .advance(by);
+    }
+
+    /// The service's current time.
+    pub fn now(&self) -> SystemTime {
+        match &self.clock {
+            Some(clock) => clock.now(),
+            None => SystemClock.now(),
         }
     }
 
@@ -352,10 +370,14 @@ impl TestApp {
         app
     }
 
-    /// A token for `tenant` with `role`.
+    /// A token for `tenant` with `role`, valid for ten minutes by the service's clock.
     pub fn token(&self, tenant: &str, role: Role) -> String {
+        let ahead = self
+            .now()
+            .duration_since(SystemTime::now())
+            .unwrap_or_default();
         self.key
-            .mint(tenant, "test", role, Duration::from_secs(600))
+            .mint(tenant, "test", role, Duration::from_secs(600) + ahead)
             .expect("mint a token")
     }
 
@@ -394,9 +416,13 @@ impl TestApp {
     pub async fn seed_numbers(&self, tenant: &str, numbers: &[PhoneNumber]) {
         let mut tx = self.store.write().await.expect("write transaction");
         for number in numbers {
-            tx.insert_number(tenant, number)
-                .await
-                .expect("insert number");
+            assert!(
+                tx.insert_number(tenant, number)
+                    .await
+                    .expect("insert number"),
+                "{} was in the inventory already",
+                number.number
+            );
         }
         tx.commit().await.expect("commit");
     }

@@ -172,7 +172,7 @@ async fn an_assignment_emails_the_user_over_smtp(backend: Backend) {
     );
     let mut read = app.store.read().await.unwrap();
     assert!(
-        read.pending_notifications("contoso")
+        read.notifications("contoso", true)
             .await
             .unwrap()
             .is_empty()
@@ -201,7 +201,7 @@ async fn emails_wait_for_a_server_that_is_down(backend: Backend) {
     assert!(maildir_is_empty(smtp.maildir.path()));
     {
         let mut read = app.store.read().await.unwrap();
-        let pending = read.pending_notifications("contoso").await.unwrap();
+        let pending = read.notifications("contoso", true).await.unwrap();
         assert_eq!(pending.len(), 1, "the email is still waiting");
         assert_eq!(pending[0].recipient, "john@contoso.com");
     }
@@ -215,7 +215,7 @@ async fn emails_wait_for_a_server_that_is_down(backend: Backend) {
     assert_eq!(header(&messages[0], "X-RcptTo"), Some("john@contoso.com"));
     let mut read = app.store.read().await.unwrap();
     assert!(
-        read.pending_notifications("contoso")
+        read.notifications("contoso", true)
             .await
             .unwrap()
             .is_empty()
@@ -229,7 +229,7 @@ async fn without_a_server_emails_go_to_the_log(backend: Backend) {
     loop {
         let mut read = app.store.read().await.unwrap();
         if read
-            .pending_notifications("contoso")
+            .notifications("contoso", true)
             .await
             .unwrap()
             .is_empty()

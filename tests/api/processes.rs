@@ -413,19 +413,6 @@ struct JobRow {
 
 /// Every provisioning job of `tenant`, read straight from the database at `url`.
 async fn jobs(url: &str, tenant: &str) -> Vec<JobRow> {
-    sqlx::any::install_default_drivers();
-    let mut conn = sqlx::AnyConnection::connect(url)
-        .await
-        .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
-    let sql = if url.starts_with("postgres") {
-        "SELECT phone_number, state, completed_by, lease_owner, ticket FROM provisioning_jobs \
-         WHERE tenant_id = $1 \
-         ORDER BY phone_number, id"
-    } else {
-        "SELECT phone_number, state, completed_by, lease_owner, ticket FROM provisioning_jobs \
-         WHERE tenant_id = ? \
-         ORDER BY phone_number, id"
-    };
     type Row = (
         String,
         String,
@@ -433,12 +420,27 @@ async fn jobs(url: &str, tenant: &str) -> Vec<JobRow> {
         Option<String>,
         Option<String>,
     );
-    let rows: Vec<Row> = sqlx::query_as(sql)
-        .bind(tenant.to_owned())
-        .fetch_all(&mut conn)
-        .await
-        .expect("read the provisioning jobs");
-    let _ = conn.close().await;
+    const SQL: &str = "SELECT phone_number, state, completed_by, lease_owner, ticket \
+         FROM provisioning_jobs WHERE tenant_id = $1 ORDER BY phone_number, id";
+    let rows: Vec<Row> = if url.starts_with("postgres") {
+        let mut conn = sqlx::PgConnection::connect(url)
+            .await
+            .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
+        sqlx::query_as(SQL)
+            .bind(tenant)
+            .fetch_all(&mut conn)
+            .await
+            .expect("read the provisioning jobs")
+    } else {
+        let mut conn = sqlx::SqliteConnection::connect(url)
+            .await
+            .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
+        sqlx::query_as(SQL)
+            .bind(tenant)
+            .fetch_all(&mut conn)
+            .await
+            .expect("read the provisioning jobs")
+    };
     rows.into_iter()
         .map(
             |(phone_number, state, completed_by, lease_owner, ticket)| JobRow {

@@ -6,13 +6,17 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use number_management::clock::{Clock as _, SystemClock};
 use number_management::domain::{
     ActivationState, AssignmentCategory, AssignmentStatus, AuditAction, CivicAddress, Country,
-    Identity, Job, License, NumberFilter, NumberType, Operation, OperationState, OperatorConsent,
-    PhoneNumber, ProvisioningAction, TargetKind, UserFilter, UserUpsert, ValidationStatus,
+    Identity, Job, License, Notification, NumberFilter, NumberType, Operation, OperationState,
+    OperatorConsent, ProvisioningAction, TargetKind, UserFilter, UserUpsert, ValidationStatus,
     validate_address,
 };
-use number_management::store::{Claim, JobOutcome, LocationCursor, Store, StoreError};
+use number_management::store::{
+    Changes, Claim, Delivery, JobOutcome, LocationCursor, NewOperation, Store, StoreError, Tx,
+};
+use serde_json::json;
 
 use crate::helpers::{Backend, TestDatabase, assigned, number};
 use crate::on_both_stores;
@@ -333,60 +337,72 @@ async fn locations_filter_by_city_and_country_per_tenant(backend: Backend) {
 async fn numbers_are_unique_per_tenant(backend: Backend) {
     let (_db, store) = store(backend).await;
     let mut tx = store.write().await.unwrap();
-    tx.insert_number(T1, &number("+14255550101", NumberType::DirectRouting))
-        .await
-        .unwrap();
+    assert!(
+        tx.insert_number(T1, &number("+14255550101", NumberType::DirectRouting))
+            .await
+            .unwrap()
+    );
     // The same Direct Routing number may exist in another tenant.
-    tx.insert_number(T2, &number("+14255550101", NumberType::DirectRouting))
-        .await
-        .unwrap();
+    assert!(
+        tx.insert_number(T2, &number("+14255550101", NumberType::DirectRouting))
+            .await
+            .unwrap()
+    );
     tx.commit().await.unwrap();
 
+    // A second row for one number in one tenant is never written.
     let mut tx = store.write().await.unwrap();
     assert!(
-        tx.insert_number(T1, &number("+14255550101", NumberType::CallingPlan))
+        !tx.insert_number(T1, &number("+14255550101", NumberType::CallingPlan))
             .await
-            .is_err(),
+            .unwrap(),
         "a second row for one number in one tenant"
+    );
+    let kept = tx.get_number(T1, "+14255550101").await.unwrap().unwrap();
+    assert_eq!(kept.number_type, NumberType::DirectRouting);
+    // A Calling Plan or Operator Connect number is in one tenant only.
+    assert!(
+        tx.insert_number(T1, &number("+14255550102", NumberType::CallingPlan))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !tx.insert_number(T2, &number("+14255550102", NumberType::CallingPlan))
+            .await
+            .unwrap(),
+        "a provider number in two tenants"
     );
 }
 
 async fn numbers_allow_one_primary_per_target(backend: Backend) {
     let (_db, store) = store(backend).await;
     add_user(store.as_ref(), T1, "u1", "john@contoso.com").await;
+    let now = SystemTime::now();
     let mut tx = store.write().await.unwrap();
-    tx.insert_number(
-        T1,
-        &assigned(
-            number("+14255550101", NumberType::CallingPlan),
-            "u1",
-            AssignmentCategory::Primary,
-        ),
-    )
-    .await
-    .unwrap();
+    for n in ["+14255550101", "+14255550102", "+14255550103"] {
+        assert!(
+            tx.insert_number(T1, &number(n, NumberType::CallingPlan))
+                .await
+                .unwrap()
+        );
+    }
+    let give = |n: &str, category| {
+        assigned(number(n, NumberType::CallingPlan), "u1", category).changed(now)
+    };
     // A private number besides the primary is fine.
-    tx.insert_number(
-        T1,
-        &assigned(
-            number("+14255550103", NumberType::CallingPlan),
-            "u1",
-            AssignmentCategory::Private,
-        ),
-    )
-    .await
-    .unwrap();
-    let error = tx
-        .insert_number(
-            T1,
-            &assigned(
-                number("+14255550102", NumberType::CallingPlan),
-                "u1",
-                AssignmentCategory::Primary,
-            ),
-        )
-        .await
-        .unwrap_err();
+    let changes = Changes {
+        numbers: vec![
+            give("+14255550101", AssignmentCategory::Primary),
+            give("+14255550103", AssignmentCategory::Private),
+        ],
+        ..Changes::default()
+    };
+    tx.apply(T1, &changes).await.unwrap();
+    let second_primary = Changes {
+        numbers: vec![give("+14255550102", AssignmentCategory::Primary)],
+        ..Changes::default()
+    };
+    let error = tx.apply(T1, &second_primary).await.unwrap_err();
     assert!(
         error.is_constraint("phone_numbers_one_primary_per_target"),
         "{error:?}"
@@ -550,7 +566,7 @@ async fn request_ids_replay_and_refuse_reuse(backend: Backend) {
             .unwrap(),
         Claim::New
     );
-    tx.save_response(T1, "r1", "{\"answer\":1}").await.unwrap();
+    answer(&mut tx, "r1", json!({"answer": 1})).await;
     tx.commit().await.unwrap();
 
     let mut tx = store.write().await.unwrap();
@@ -558,7 +574,7 @@ async fn request_ids_replay_and_refuse_reuse(backend: Backend) {
         tx.claim_request(T1, "r1", "UpsertUser", b"a", now)
             .await
             .unwrap(),
-        Claim::Replay("{\"answer\":1}".into())
+        Claim::Replay(json!({"answer": 1}))
     );
     assert_eq!(
         tx.claim_request(T1, "r1", "UpsertUser", b"b", now)
@@ -602,7 +618,7 @@ async fn expired_request_ids_are_purged_in_batches(backend: Backend) {
                 .unwrap(),
             Claim::New
         );
-        tx.save_response(T1, id, "{}").await.unwrap();
+        answer(&mut tx, id, json!({})).await;
     }
     tx.commit().await.unwrap();
 
@@ -621,7 +637,7 @@ async fn expired_request_ids_are_purged_in_batches(backend: Backend) {
         tx.find_request(T1, "old-3", "UpsertUser", b"a")
             .await
             .unwrap(),
-        Some(Claim::Replay("{}".into()))
+        Some(Claim::Replay(json!({})))
     );
     assert_eq!(tx.purge_requests(now - day, 2).await.unwrap(), 1);
     assert_eq!(tx.purge_requests(now - day, 2).await.unwrap(), 0);
@@ -633,7 +649,7 @@ async fn expired_request_ids_are_purged_in_batches(backend: Backend) {
         tx.claim_request(T1, "recent", "UpsertUser", b"a", now)
             .await
             .unwrap(),
-        Claim::Replay("{}".into())
+        Claim::Replay(json!({}))
     );
     assert_eq!(
         tx.claim_request(T1, "old-3", "UpsertUser", b"b", now)
@@ -676,7 +692,7 @@ async fn concurrent_claims_of_one_request_id_have_one_winner(backend: Backend) {
                     .unwrap();
                 if claim == Claim::New {
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    tx.save_response(T1, "r1", "first").await.unwrap();
+                    answer(&mut tx, "r1", json!("first")).await;
                 }
                 tx.commit().await.unwrap();
                 claim
@@ -695,7 +711,7 @@ async fn concurrent_claims_of_one_request_id_have_one_winner(backend: Backend) {
     assert_eq!(
         claims
             .iter()
-            .filter(|c| **c == Claim::Replay("first".into()))
+            .filter(|c| **c == Claim::Replay(json!("first")))
             .count(),
         7,
         "every other claim sees the winner's answer: {claims:?}"
@@ -820,43 +836,58 @@ async fn pages_cover_large_inventories_without_gaps(backend: Backend) {
 /// An operation with `count` jobs for numbers +1425555090x of tenant T1, all due now.
 async fn operation_with_jobs(store: &dyn Store, count: usize) -> (String, Vec<Job>) {
     let now = SystemTime::now();
-    let operation = Operation {
-        id: uuid::Uuid::now_v7().to_string(),
-        kind: AuditAction::AssignPhoneNumber,
-        state: OperationState::Pending,
-        error: None,
-        steps: vec![],
-        create_time: now,
-        update_time: now,
-    };
-    let mut tx = store.write().await.unwrap();
-    tx.insert_operation(T1, &operation, None, "test")
-        .await
-        .unwrap();
-    let mut jobs = Vec::new();
-    for i in 0..count {
-        let job = Job {
+    let id = uuid::Uuid::now_v7().to_string();
+    let jobs: Vec<Job> = (0..count)
+        .map(|i| Job {
             id: uuid::Uuid::now_v7().to_string(),
             tenant_id: T1.into(),
-            operation_id: operation.id.clone(),
+            operation_id: id.clone(),
             phone_number: format!("+1425555090{i}"),
             action: ProvisioningAction::Activate,
             provider_id: "litware-mobile".into(),
             target_id: String::new(),
             emergency_location_id: None,
             previous_location_id: None,
+            state: OperationState::Pending,
+            reason: None,
             ticket: None,
             attempts: 0,
             failures: 0,
             create_time: now,
-        };
-        tx.insert_job(&job, OperationState::Pending, None, now)
-            .await
-            .unwrap();
-        jobs.push(job);
-    }
+        })
+        .collect();
+    let operation = Operation::new(id.clone(), AuditAction::AssignPhoneNumber, &jobs, now);
+    assert_eq!(operation.state, OperationState::Pending);
+    let changes = Changes {
+        operation: Some(NewOperation {
+            operation,
+            jobs: jobs.clone(),
+            request_id: None,
+            actor: "test".into(),
+        }),
+        ..Changes::default()
+    };
+    let mut tx = store.write().await.unwrap();
+    tx.apply(T1, &changes).await.unwrap();
     tx.commit().await.unwrap();
-    (operation.id, jobs)
+    (id, jobs)
+}
+
+/// Stores `response` as the answer to the request id `id` of T1, claimed in `tx`.
+async fn answer(tx: &mut Tx, id: &str, response: serde_json::Value) {
+    let changes = Changes {
+        response: Some((id.to_owned(), response)),
+        ..Changes::default()
+    };
+    tx.apply(T1, &changes).await.unwrap();
+}
+
+/// Settles an operation's state from its jobs', as the provisioning worker does.
+async fn settle(tx: &mut Tx, id: &str, now: SystemTime) -> OperationState {
+    let mut operation = tx.lock_operation(T1, id).await.unwrap().unwrap();
+    operation.settle(now);
+    tx.update_operation(T1, &operation).await.unwrap();
+    operation.state
 }
 
 async fn claim(store: &dyn Store, owner: &str, lease: Duration, limit: usize) -> Vec<Job> {
@@ -928,7 +959,7 @@ async fn outcomes_count_only_under_a_live_lease(backend: Backend) {
             .unwrap()
     );
     assert_eq!(
-        tx.refresh_operation(T1, &operation, now).await.unwrap(),
+        settle(&mut tx, &operation, now).await,
         OperationState::Succeeded
     );
     tx.commit().await.unwrap();
@@ -955,7 +986,7 @@ async fn retried_jobs_wait_until_their_next_attempt(backend: Backend) {
     let mut tx = store.write().await.unwrap();
     assert!(tx.finish_job(&job, "w", &later, now).await.unwrap());
     assert_eq!(
-        tx.refresh_operation(T1, &operation, now).await.unwrap(),
+        settle(&mut tx, &operation, now).await,
         OperationState::Running
     );
     tx.commit().await.unwrap();
@@ -983,41 +1014,151 @@ async fn retried_jobs_wait_until_their_next_attempt(backend: Backend) {
     assert_eq!(step.reason.as_deref(), Some("operator unavailable"));
 }
 
-async fn enterprise_voice_follows_the_numbers_in_service(backend: Backend) {
+async fn writes_happen_only_at_the_version_read(backend: Backend) {
     let (_db, store) = store(backend).await;
     add_user(store.as_ref(), T1, "u1", "john@contoso.com").await;
-    let now = SystemTime::now();
-    let mut pending = assigned(
-        number("+14255550101", NumberType::OperatorConnect),
-        "u1",
-        AssignmentCategory::Primary,
-    );
-    pending.activation_state = ActivationState::AssignmentPending;
+    let now = SystemClock.now();
+    let free = number("+14255550101", NumberType::CallingPlan);
     let mut tx = store.write().await.unwrap();
-    tx.insert_number(T1, &pending).await.unwrap();
-    let user = tx.refresh_enterprise_voice(T1, "u1", now).await.unwrap();
+    assert!(tx.insert_number(T1, &free).await.unwrap());
+    let user = tx
+        .find_user(T1, &Identity::Id("u1".into()))
+        .await
+        .unwrap()
+        .unwrap();
+    let held = assigned(free.clone(), "u1", AssignmentCategory::Primary).changed(now);
+    let (user, voice_changed) = user.holding(std::slice::from_ref(&held), true, now);
+    assert!(voice_changed && user.enterprise_voice_enabled);
+    let changes = Changes {
+        numbers: vec![held.clone()],
+        users: vec![user.clone()],
+        ..Changes::default()
+    };
+    tx.apply(T1, &changes).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let mut read = store.read().await.unwrap();
+    let stored = read.get_number(T1, "+14255550101").await.unwrap().unwrap();
+    assert_eq!(stored.version, 2);
+    assert!(stored.is_held_by("u1"));
+    assert_eq!(stored.update_time, held.update_time);
+    let stored = read
+        .find_user(T1, &Identity::Id("u1".into()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored, user, "the user reads back as written");
+    drop(read);
+
+    // The same change again is at a version that is gone: refused, nothing written.
+    for stale in [
+        Changes {
+            numbers: vec![held.clone()],
+            ..Changes::default()
+        },
+        Changes {
+            users: vec![user.clone()],
+            ..Changes::default()
+        },
+    ] {
+        let mut tx = store.write().await.unwrap();
+        let error = tx.apply(T1, &stale).await.unwrap_err();
+        assert!(matches!(error, StoreError::Stale(_)), "{error:?}");
+    }
+}
+
+async fn emails_are_claimed_under_leases_and_retried(backend: Backend) {
+    let (_db, store) = store(backend).await;
+    let now = SystemClock.now();
+    let email = |to: &str| Notification {
+        id: uuid::Uuid::now_v7().to_string(),
+        recipient: to.to_owned(),
+        subject: "Your phone number is +14255550101".into(),
+        body: "Hello".into(),
+        phone_number: "+14255550101".into(),
+        create_time: now,
+    };
+    let (john, jack) = (email("john@contoso.com"), email("jack@contoso.com"));
+    let mut tx = store.write().await.unwrap();
+    let changes = Changes {
+        notifications: vec![john.clone(), jack.clone()],
+        ..Changes::default()
+    };
+    tx.apply(T1, &changes).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let claim = |owner: &'static str, at: SystemTime| {
+        let store = store.clone();
+        async move {
+            let mut tx = store.write().await.unwrap();
+            let claimed = tx
+                .claim_notifications(owner, at, Duration::from_secs(30), 10)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+            claimed
+        }
+    };
+    let finish = |delivery: Delivery,
+                  owner: &'static str,
+                  result: Result<(), (&'static str, Option<SystemTime>)>| {
+        let store = store.clone();
+        async move {
+            let mut tx = store.write().await.unwrap();
+            let recorded = tx.finish_delivery(&delivery, owner, result).await.unwrap();
+            tx.commit().await.unwrap();
+            recorded
+        }
+    };
+    let pending = || {
+        let store = store.clone();
+        async move {
+            let mut read = store.read().await.unwrap();
+            read.notifications(T1, true)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|n| n.recipient)
+                .collect::<Vec<_>>()
+        }
+    };
+
+    let first = claim("w1", now).await;
+    assert_eq!(first.len(), 2, "both are due");
+    assert_eq!(first[0].tenant_id, T1);
     assert!(
-        !user.enterprise_voice_enabled,
-        "a pending number does not enable the user"
+        claim("w2", now).await.is_empty(),
+        "leased emails are not due"
     );
-    let activated = PhoneNumber {
-        activation_state: ActivationState::Activated,
-        ..pending.clone()
-    };
-    let activated = tx.update_number(T1, &activated, now).await.unwrap();
-    let user = tx.refresh_enterprise_voice(T1, "u1", now).await.unwrap();
-    assert!(user.enterprise_voice_enabled);
-    let version = user.version;
-    // Nothing changed: the user is not rewritten.
-    let user = tx.refresh_enterprise_voice(T1, "u1", now).await.unwrap();
-    assert_eq!(user.version, version);
-    let removed = PhoneNumber {
-        assignment: None,
-        ..activated
-    };
-    tx.update_number(T1, &removed, now).await.unwrap();
-    let user = tx.refresh_enterprise_voice(T1, "u1", now).await.unwrap();
-    assert!(!user.enterprise_voice_enabled);
+    // w1 is too slow: its leases end and w2 takes the emails over.
+    let taken = claim("w2", now + Duration::from_secs(31)).await;
+    assert_eq!(taken.len(), 2);
+    assert!(
+        !finish(first[0].clone(), "w1", Ok(())).await,
+        "a lost lease records nothing"
+    );
+    let (sent, retried): (Vec<_>, Vec<_>) = taken
+        .into_iter()
+        .partition(|d| d.notification.id == john.id);
+    assert!(finish(sent[0].clone(), "w2", Ok(())).await);
+    let retry_at = now + Duration::from_secs(60);
+    assert!(finish(retried[0].clone(), "w2", Err(("timeout", Some(retry_at)))).await);
+    assert_eq!(pending().await, ["jack@contoso.com"]);
+    assert!(
+        claim("w3", now + Duration::from_secs(45)).await.is_empty(),
+        "a retry waits for its time"
+    );
+    let again = claim("w3", retry_at).await;
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].attempts, 1, "the failed attempt counts");
+    assert_eq!(again[0].notification, jack);
+    assert!(finish(again[0].clone(), "w3", Err(("mailbox unknown", None))).await);
+    assert!(
+        pending().await.is_empty(),
+        "a permanent failure ends the attempts"
+    );
+    let mut read = store.read().await.unwrap();
+    assert_eq!(read.notifications(T1, false).await.unwrap().len(), 2);
 }
 
 on_both_stores!(
@@ -1041,7 +1182,8 @@ on_both_stores!(
     workers_claiming_at_once_take_different_jobs,
     outcomes_count_only_under_a_live_lease,
     retried_jobs_wait_until_their_next_attempt,
-    enterprise_voice_follows_the_numbers_in_service,
+    writes_happen_only_at_the_version_read,
+    emails_are_claimed_under_leases_and_retried,
 );
 
 /// A PostgreSQL connection that the server ends (as on a restart) is the database being away,

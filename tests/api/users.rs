@@ -1143,11 +1143,12 @@ async fn upsert_refuses_a_request_id_reused_for_another_request(backend: Backend
 
 async fn request_ids_are_forgotten_after_their_retention(backend: Backend) {
     let defaults = TestConfig::default();
-    let app = TestApp::start(
+    let retention = Duration::from_secs(2);
+    let app = TestApp::start_with_manual_clock(
         backend,
         TestConfig {
             worker: WorkerSettings {
-                request_id_retention: Duration::from_secs(2),
+                request_id_retention: retention,
                 ..defaults.worker.clone()
             },
             ..defaults
@@ -1164,13 +1165,16 @@ async fn request_ids_are_forgotten_after_their_retention(backend: Backend) {
         .await
         .expect("first");
     // Within the retention the id is remembered: another request with it is refused.
+    app.advance(retention / 2);
     assert_error(
         upsert(&mut admin, with_id(feed_user("jack@contoso.com", "Jack"))).await,
         Code::FailedPrecondition,
         "REQUEST_ID_REUSED",
     );
 
-    // The housekeeping task forgets it (every half second for a retention of two).
+    // Once the retention has passed, the housekeeping task (which looks every half second
+    // for a retention of two) forgets it.
+    app.advance(retention);
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let mut tx = app.store.read().await.expect("read transaction");
@@ -1185,7 +1189,7 @@ async fn request_ids_are_forgotten_after_their_retention(backend: Backend) {
             Instant::now() < deadline,
             "the request id is still remembered well after its retention"
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
     // Then the id is free: the request runs as a new one.

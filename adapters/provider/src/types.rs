@@ -155,7 +155,7 @@ impl Capability {
     }
 }
 
-/// A set of [`Capability`] values, stored as a small bit mask.
+/// A set of [`Capability`] values.
 #[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct Capabilities(u8);
 
@@ -168,16 +168,6 @@ impl Capabilities {
     /// Every capability.
     pub const fn all() -> Self {
         Self(7)
-    }
-
-    /// Rebuilds a set from its bit mask, ignoring unknown bits.
-    pub const fn from_bits(bits: i64) -> Self {
-        Self((bits & 7) as u8)
-    }
-
-    /// The bit mask, as stored.
-    pub const fn bits(self) -> i64 {
-        self.0 as i64
     }
 
     /// Whether `capability` is in the set.
@@ -261,7 +251,7 @@ mod tests {
             .collect();
         assert!(set.contains(Capability::UserAssignment));
         assert!(!set.contains(Capability::VoiceApplicationAssignment));
-        assert_eq!(Capabilities::from_bits(set.bits()), set);
+        assert_eq!(set.iter().collect::<Capabilities>(), set);
         assert!(Capabilities::all().contains_all(set));
         assert!(!set.contains_all(Capabilities::all()));
     }

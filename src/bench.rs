@@ -1,0 +1,1087 @@
+//! `numbers bench`: a closed-loop load generator that drives the real `numbers serve` process
+//! through the public gRPC API and reports, per phase, throughput, latency percentiles and
+//! errors by code.
+//!
+//! It measures what a client sees, with everything a deployment pays for: the server's own
+//! process and default logging, request ids, queued notification emails, the audit trail. By
+//! default it starts the server itself (this executable, `serve`) on a fresh database and removes
+//! everything afterwards; `--server` measures one that is already running.
+
+use std::collections::BTreeMap;
+use std::fmt::Display;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::ValueEnum as _;
+use clap::builder::RangedU64ValueParser;
+use sqlx::Connection as _;
+use tonic::Status;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+use crate::auth::{Role, SigningKey};
+use crate::proto::v1 as pb;
+use crate::proto::v1::number_management_client::NumberManagementClient;
+
+/// The tenant of the server the bench starts.
+const TENANT: &str = "bench";
+/// How many numbers each block of fresh numbers holds (see [`number`]).
+const BLOCK: u64 = 1_000_000;
+/// How long the started server has to answer health checks.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the started server has to stop after SIGTERM before it is killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+const AFTER_HELP: &str = "\
+Phases, in this order: users (UpsertUser of --users + --latency-calls users), latency \
+(AssignPhoneNumber by one client, one call at a time), assign (a fresh Direct Routing number for \
+each of --users users; also the rate over each quarter of the calls), get (GetPhoneNumber of \
+random assigned numbers, for --duration), list (ListPhoneNumbers, pages of 100 under a random \
+prefix, for --duration), change (ChangePhoneNumber of half the users to a fresh number), remove \
+(RemovePhoneNumber with remove_all of every user). A phase that needs an earlier phase's data \
+(latency and assign need users; get, list, change and remove need assign) runs it first, \
+unreported. Failed calls are reported, by gRPC code, and do not fail the command.";
+
+/// The flags of `numbers bench`.
+#[derive(Clone, Debug, clap::Args)]
+#[command(after_help = AFTER_HELP)]
+pub struct BenchArgs {
+    /// The database of the server it starts: a fresh SQLite file, or a fresh PostgreSQL
+    /// database, dropped afterwards [default: sqlite]. With --server, only names it in the
+    /// report.
+    #[arg(long, value_enum)]
+    pub store: Option<StoreKind>,
+
+    /// The PostgreSQL server on which --store postgres creates its database.
+    #[arg(
+        long,
+        env = "NUMBERS_TEST_POSTGRES_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres",
+        value_name = "URL"
+    )]
+    pub postgres_url: String,
+
+    /// Measure the server already running at ADDR (host:port) instead of starting one.
+    #[arg(long, value_name = "ADDR", requires = "token")]
+    pub server: Option<String>,
+
+    /// An admin token for --server, of a tenant the bench has not used before (the users and
+    /// numbers it creates have fixed names): `numbers token --tenant bench-2 --role admin`.
+    #[arg(long, requires = "server")]
+    pub token: Option<String>,
+
+    /// Requests in flight in the write phases.
+    #[arg(long, default_value_t = 32, value_parser = at_least_one())]
+    pub concurrency: usize,
+
+    /// Requests in flight in the read phases (get, list).
+    #[arg(long, default_value_t = 8, value_parser = at_least_one())]
+    pub read_concurrency: usize,
+
+    /// HTTP/2 connections the requests in flight are spread over.
+    #[arg(long, default_value_t = 4, value_parser = at_least_one())]
+    pub connections: usize,
+
+    /// Fresh users (and numbers) of the assign, change and remove phases.
+    #[arg(long, default_value_t = 10_000, value_parser = at_least_one())]
+    pub users: usize,
+
+    /// Calls of the latency phase.
+    #[arg(long, default_value_t = 300, value_parser = at_least_one())]
+    pub latency_calls: usize,
+
+    /// Seconds each read phase runs (fractions allowed).
+    #[arg(long, default_value = "10", value_parser = seconds, value_name = "SECS")]
+    pub duration: Duration,
+
+    /// The phases to run, as a comma list.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "users,latency,assign,get,list,change,remove"
+    )]
+    pub phases: Vec<Phase>,
+
+    /// How results are printed: a table, or one JSON object per phase and line (other notes then
+    /// go to standard error).
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+fn at_least_one() -> RangedU64ValueParser<usize> {
+    RangedU64ValueParser::new().range(1..=BLOCK)
+}
+
+fn seconds(text: &str) -> Result<Duration, String> {
+    text.parse::<f64>()
+        .ok()
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("{text:?} is not a positive number of seconds"))
+}
+
+/// The database behind the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum StoreKind {
+    /// A SQLite file.
+    Sqlite,
+    /// A PostgreSQL database.
+    Postgres,
+}
+
+/// How results are printed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// A table for people.
+    Text,
+    /// One JSON object per phase and line, for scripts.
+    Json,
+}
+
+/// A phase of the bench, in the order they run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Phase {
+    /// UpsertUser of every user the other phases use.
+    Users,
+    /// AssignPhoneNumber, one call at a time.
+    Latency,
+    /// AssignPhoneNumber of a fresh number to each user.
+    Assign,
+    /// GetPhoneNumber of random assigned numbers.
+    Get,
+    /// ListPhoneNumbers under random prefixes.
+    List,
+    /// ChangePhoneNumber of half the users.
+    Change,
+    /// RemovePhoneNumber (remove_all) of every user.
+    Remove,
+}
+
+impl Phase {
+    fn name(self) -> &'static str {
+        match self {
+            Phase::Users => "users",
+            Phase::Latency => "latency",
+            Phase::Assign => "assign",
+            Phase::Get => "get",
+            Phase::List => "list",
+            Phase::Change => "change",
+            Phase::Remove => "remove",
+        }
+    }
+
+    /// The earlier phase whose data this one works on.
+    fn needs(self) -> Option<Phase> {
+        match self {
+            Phase::Users => None,
+            Phase::Latency | Phase::Assign => Some(Phase::Users),
+            Phase::Get | Phase::List | Phase::Change | Phase::Remove => Some(Phase::Assign),
+        }
+    }
+}
+
+/// The phases to run, in order, each with whether it is reported (selected) or only setup.
+fn plan(selected: &[Phase]) -> Vec<(Phase, bool)> {
+    // A phase only needs earlier ones, so one pass from the last phase back finds them all.
+    let mut needed = selected.to_vec();
+    for phase in Phase::value_variants().iter().rev() {
+        if needed.contains(phase)
+            && let Some(earlier) = phase.needs()
+        {
+            needed.push(earlier);
+        }
+    }
+    Phase::value_variants()
+        .iter()
+        .filter(|phase| needed.contains(phase))
+        .map(|&phase| (phase, selected.contains(&phase)))
+        .collect()
+}
+
+/// Runs `numbers bench`.
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let out = Output(args.format);
+    if let (Some(address), Some(token)) = (&args.server, &args.token) {
+        let store = args.store.map_or("external", |s| store_name(s));
+        return measure(&args, address, token, store, out).await;
+    }
+
+    let store = args.store.unwrap_or(StoreKind::Sqlite);
+    let mut server = Server::start(store, &args.postgres_url, out).await?;
+    out.note(format_args!(
+        "started numbers serve (pid {}) at {}; its log: {}",
+        server.pid,
+        server.address,
+        server.log.display()
+    ));
+    let result = tokio::select! {
+        result = measure(&args, &server.address, &server.token, store_name(store), out) => result,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+    };
+    let died = server.exited_early();
+    out.note(format_args!(
+        "server peak resident memory (VmHWM): {}",
+        server.peak_memory().as_deref().unwrap_or("unknown")
+    ));
+    if let Ok(log) = std::fs::read_to_string(&server.log) {
+        out.note(format_args!(
+            "server log: {} lines, {} bytes",
+            log.lines().count(),
+            log.len()
+        ));
+    }
+    server.stop(out).await;
+    match died {
+        Some(error) => Err(error),
+        None => result,
+    }
+}
+
+fn store_name(store: StoreKind) -> &'static str {
+    match store {
+        StoreKind::Sqlite => "sqlite",
+        StoreKind::Postgres => "postgres",
+    }
+}
+
+/// Where people's notes go: standard output with the table, standard error when standard
+/// output is JSON lines.
+#[derive(Clone, Copy, Debug)]
+struct Output(Format);
+
+impl Output {
+    fn note(self, line: impl Display) {
+        match self.0 {
+            Format::Text => println!("{line}"),
+            Format::Json => eprintln!("{line}"),
+        }
+    }
+}
+
+// ---- the phases --------------------------------------------------------------------------------
+
+/// Runs the planned phases against the server at `address` and prints each reported one.
+async fn measure(
+    args: &BenchArgs,
+    address: &str,
+    token: &str,
+    store: &str,
+    out: Output,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.users + args.latency_calls <= BLOCK as usize,
+        "--users and --latency-calls together must be at most {BLOCK}"
+    );
+    let clients = connect(address, token, args.connections).await?;
+    let plan = plan(&args.phases);
+    out.note(format_args!(
+        "numbers bench: store {store}, users {}, in flight {} (reads {}), connections {}, \
+         cores {}",
+        args.users,
+        args.concurrency,
+        args.read_concurrency,
+        args.connections,
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+    ));
+    let setup: Vec<_> = plan
+        .iter()
+        .filter(|(_, reported)| !reported)
+        .map(|(phase, _)| phase.name())
+        .collect();
+    if !setup.is_empty() {
+        out.note(format_args!("setup, not reported: {}", setup.join(", ")));
+    }
+    if args.format == Format::Text {
+        println!("{TABLE_HEADER}");
+    }
+    for (phase, reported) in plan {
+        let concurrency = match phase {
+            Phase::Latency => 1,
+            Phase::Get | Phase::List => args.read_concurrency,
+            _ => args.concurrency,
+        };
+        let outcome = run_phase(phase, args, &clients, concurrency).await;
+        if reported {
+            let report = Report {
+                phase,
+                store,
+                concurrency,
+                outcome,
+            };
+            match args.format {
+                Format::Text => println!("{}", report.text()),
+                Format::Json => println!("{}", report.json()),
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn run_phase(
+    phase: Phase,
+    args: &BenchArgs,
+    clients: &[Client],
+    concurrency: usize,
+) -> Outcome {
+    let users = args.users;
+    match phase {
+        Phase::Users => {
+            drive(
+                clients,
+                concurrency,
+                Load::Calls(users + args.latency_calls),
+                |mut client, i| async move {
+                    let request = pb::UpsertUserRequest {
+                        user: Some(pb::User {
+                            user_principal_name: user(i),
+                            usage_location: "US".into(),
+                            licenses: vec![
+                                pb::user::License::PhoneSystem as i32,
+                                pb::user::License::CallingPlan as i32,
+                            ],
+                            ..Default::default()
+                        }),
+                        request_id: request_id(),
+                        ..Default::default()
+                    };
+                    client.upsert_user(request).await.map(drop)
+                },
+            )
+            .await
+        }
+        // The latency users follow the assign phase's.
+        Phase::Latency => {
+            drive(
+                &clients[..1],
+                1,
+                Load::Calls(args.latency_calls),
+                move |mut client, i| async move {
+                    let request = assign(user(users + i), number(Block::Latency, i));
+                    client.assign_phone_number(request).await.map(drop)
+                },
+            )
+            .await
+        }
+        Phase::Assign => {
+            drive(
+                clients,
+                concurrency,
+                Load::Calls(users),
+                |mut client, i| async move {
+                    let request = assign(user(i), number(Block::Assign, i));
+                    client.assign_phone_number(request).await.map(drop)
+                },
+            )
+            .await
+        }
+        Phase::Get => {
+            drive(
+                clients,
+                concurrency,
+                Load::For(args.duration),
+                move |mut client, _| {
+                    let phone_number = number(Block::Assign, rand::random_range(0..users));
+                    async move {
+                        let request = pb::GetPhoneNumberRequest { phone_number };
+                        client.get_phone_number(request).await.map(drop)
+                    }
+                },
+            )
+            .await
+        }
+        // The numbers that share all but the last three digits of a random assigned one: up to
+        // a thousand, so every page is full once there are enough users.
+        Phase::List => {
+            drive(
+                clients,
+                concurrency,
+                Load::For(args.duration),
+                move |mut client, _| {
+                    let mut number_prefix = number(Block::Assign, rand::random_range(0..users));
+                    number_prefix.truncate(number_prefix.len() - 3);
+                    async move {
+                        let request = pb::ListPhoneNumbersRequest {
+                            number_prefix,
+                            page_size: 100,
+                            ..Default::default()
+                        };
+                        client.list_phone_numbers(request).await.map(drop)
+                    }
+                },
+            )
+            .await
+        }
+        Phase::Change => {
+            drive(
+                clients,
+                concurrency,
+                Load::Calls(users / 2),
+                |mut client, i| async move {
+                    let request = pb::ChangePhoneNumberRequest {
+                        identity: user(i),
+                        phone_number: number(Block::Change, i),
+                        phone_number_type: pb::NumberType::DirectRouting as i32,
+                        request_id: request_id(),
+                        ..Default::default()
+                    };
+                    client.change_phone_number(request).await.map(drop)
+                },
+            )
+            .await
+        }
+        Phase::Remove => {
+            drive(
+                clients,
+                concurrency,
+                Load::Calls(users),
+                |mut client, i| async move {
+                    let request = pb::RemovePhoneNumberRequest {
+                        identity: user(i),
+                        remove_all: true,
+                        request_id: request_id(),
+                        ..Default::default()
+                    };
+                    client.remove_phone_number(request).await.map(drop)
+                },
+            )
+            .await
+        }
+    }
+}
+
+/// The `i`th user's principal name.
+fn user(i: usize) -> String {
+    format!("u{i:06}@bench.example")
+}
+
+/// Fresh Direct Routing numbers, a block of [`BLOCK`] valid US numbers per use (a test below
+/// checks both ends of each block with libphonenumber).
+#[derive(Clone, Copy, Debug)]
+enum Block {
+    Latency,
+    Assign,
+    Change,
+}
+
+/// The `i`th number of `block`, in E.164.
+fn number(block: Block, i: usize) -> String {
+    let prefix = match block {
+        Block::Latency => "+12062",
+        Block::Assign => "+14252",
+        Block::Change => "+14253",
+    };
+    format!("{prefix}{i:06}")
+}
+
+/// The Direct Routing number (entering the inventory now) for `identity`, every other field at
+/// its default, as a client sends it.
+fn assign(identity: String, phone_number: String) -> pb::AssignPhoneNumberRequest {
+    pb::AssignPhoneNumberRequest {
+        identity,
+        phone_number,
+        phone_number_type: pb::NumberType::DirectRouting as i32,
+        request_id: request_id(),
+        ..Default::default()
+    }
+}
+
+/// A fresh request id, as every client sends with a change.
+fn request_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+// ---- load and measurement ----------------------------------------------------------------------
+
+/// Adds `authorization: Bearer <token>` to every call.
+#[derive(Clone)]
+struct Bearer(MetadataValue<Ascii>);
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+        request
+            .metadata_mut()
+            .insert("authorization", self.0.clone());
+        Ok(request)
+    }
+}
+
+type Client = NumberManagementClient<InterceptedService<Channel, Bearer>>;
+
+/// One client per HTTP/2 connection.
+async fn connect(address: &str, token: &str, connections: usize) -> anyhow::Result<Vec<Client>> {
+    let bearer = Bearer(
+        format!("Bearer {token}")
+            .parse()
+            .context("the token is not ASCII")?,
+    );
+    let mut clients = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        let channel = endpoint(address)?
+            .timeout(Duration::from_secs(60))
+            .connect()
+            .await
+            .with_context(|| format!("cannot connect to {address}"))?;
+        clients.push(NumberManagementClient::with_interceptor(
+            channel,
+            bearer.clone(),
+        ));
+    }
+    Ok(clients)
+}
+
+fn endpoint(address: &str) -> anyhow::Result<tonic::transport::Endpoint> {
+    let uri = if address.contains("://") {
+        address.to_owned()
+    } else {
+        format!("http://{address}")
+    };
+    Ok(Channel::from_shared(uri)
+        .with_context(|| format!("{address:?} is not a server address"))?
+        .connect_timeout(Duration::from_secs(5)))
+}
+
+/// How long a phase runs.
+#[derive(Clone, Copy, Debug)]
+enum Load {
+    /// Until this many calls were made.
+    Calls(usize),
+    /// Until this much time passed (calls in flight then finish).
+    For(Duration),
+}
+
+/// What a phase's calls came to.
+#[derive(Debug, Default)]
+struct Outcome {
+    /// The phase's wall time.
+    elapsed: Duration,
+    /// Each call's latency.
+    latencies: Vec<Duration>,
+    /// When each call finished, from the phase's start.
+    finished: Vec<Duration>,
+    /// Failed calls by gRPC code: how many, and the first one's message.
+    errors: BTreeMap<String, (usize, String)>,
+}
+
+impl Outcome {
+    fn record(&mut self, latency: Duration, finished: Duration, result: Result<(), Status>) {
+        self.latencies.push(latency);
+        self.finished.push(finished);
+        if let Err(status) = result {
+            self.errors
+                .entry(code_name(status.code()))
+                .or_insert_with(|| (0, status.message().to_owned()))
+                .0 += 1;
+        }
+    }
+
+    fn merge(&mut self, other: Outcome) {
+        self.latencies.extend(other.latencies);
+        self.finished.extend(other.finished);
+        for (code, (count, message)) in other.errors {
+            self.errors.entry(code).or_insert((0, message)).0 += count;
+        }
+    }
+}
+
+/// Runs `call(client, i)` for i = 0, 1, 2... with `concurrency` calls in flight (a closed loop:
+/// each worker sends its next call when its last one is answered), spread over `clients`.
+async fn drive<F, Fut>(clients: &[Client], concurrency: usize, load: Load, call: F) -> Outcome
+where
+    F: Fn(Client, usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), Status>> + Send,
+{
+    let call = Arc::new(call);
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut workers = tokio::task::JoinSet::new();
+    for worker in 0..concurrency {
+        let (client, call, next) = (
+            clients[worker % clients.len()].clone(),
+            call.clone(),
+            next.clone(),
+        );
+        workers.spawn(async move {
+            let mut outcome = Outcome::default();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let done = match load {
+                    Load::Calls(calls) => i >= calls,
+                    Load::For(duration) => start.elapsed() >= duration,
+                };
+                if done {
+                    return outcome;
+                }
+                let began = Instant::now();
+                let result = call(client.clone(), i).await;
+                outcome.record(began.elapsed(), start.elapsed(), result);
+            }
+        });
+    }
+    let mut outcome = Outcome::default();
+    while let Some(worker) = workers.join_next().await {
+        outcome.merge(worker.expect("a bench worker panicked"));
+    }
+    outcome.elapsed = start.elapsed();
+    outcome.latencies.sort_unstable();
+    outcome.finished.sort_unstable();
+    outcome
+}
+
+/// A gRPC code as the protocol spells it: `ALREADY_EXISTS`.
+fn code_name(code: tonic::Code) -> String {
+    let mut name = String::new();
+    for (i, c) in format!("{code:?}").chars().enumerate() {
+        if c.is_uppercase() && i > 0 {
+            name.push('_');
+        }
+        name.push(c.to_ascii_uppercase());
+    }
+    name
+}
+
+// ---- the report --------------------------------------------------------------------------------
+
+const TABLE_HEADER: &str =
+    "phase        calls  errors     secs    calls/s   p50 ms   p95 ms   p99 ms   max ms";
+
+/// One phase's figures.
+#[derive(Debug)]
+struct Report<'a> {
+    phase: Phase,
+    store: &'a str,
+    concurrency: usize,
+    outcome: Outcome,
+}
+
+impl Report<'_> {
+    fn calls(&self) -> usize {
+        self.outcome.latencies.len()
+    }
+
+    fn errors(&self) -> usize {
+        self.outcome.errors.values().map(|(count, _)| count).sum()
+    }
+
+    fn rate(&self) -> f64 {
+        self.calls() as f64 / self.outcome.elapsed.as_secs_f64()
+    }
+
+    /// The latency at quantile `q` in milliseconds (nearest rank), 0 without calls.
+    fn percentile_ms(&self, q: f64) -> f64 {
+        let sorted = &self.outcome.latencies;
+        if sorted.is_empty() {
+            return 0.0;
+        }
+        let rank = (q * sorted.len() as f64).ceil() as usize;
+        sorted[rank.clamp(1, sorted.len()) - 1].as_secs_f64() * 1000.0
+    }
+
+    /// Calls per second over each quarter of the calls, by when they finished: how the rate
+    /// changes as the phase goes on (the assign phase's inventory grows).
+    fn quarter_rates(&self) -> Vec<f64> {
+        let finished = &self.outcome.finished;
+        if finished.len() < 4 {
+            return Vec::new();
+        }
+        let mut began = Duration::ZERO;
+        (1..=4)
+            .map(|quarter| {
+                let (first, last) = (
+                    (quarter - 1) * finished.len() / 4,
+                    quarter * finished.len() / 4,
+                );
+                let ended = finished[last - 1];
+                let rate = (last - first) as f64 / (ended - began).as_secs_f64();
+                began = ended;
+                rate
+            })
+            .collect()
+    }
+
+    fn text(&self) -> String {
+        let mut text = format!(
+            "{:<8} {:>9} {:>7} {:>8.2} {:>10.0} {:>8.2} {:>8.2} {:>8.2} {:>8.2}",
+            self.phase.name(),
+            self.calls(),
+            self.errors(),
+            self.outcome.elapsed.as_secs_f64(),
+            self.rate(),
+            self.percentile_ms(0.50),
+            self.percentile_ms(0.95),
+            self.percentile_ms(0.99),
+            self.percentile_ms(1.0),
+        );
+        let indent = "\n         ";
+        if self.phase == Phase::Assign && !self.quarter_rates().is_empty() {
+            let rates: Vec<_> = self
+                .quarter_rates()
+                .iter()
+                .map(|r| format!("{r:.0}"))
+                .collect();
+            text += &format!(
+                "{indent}calls/s by quarter of the calls: {}",
+                rates.join(", ")
+            );
+        }
+        if !self.outcome.errors.is_empty() {
+            let by_code: Vec<_> = self
+                .outcome
+                .errors
+                .iter()
+                .map(|(code, (count, _))| format!("{code} {count}"))
+                .collect();
+            text += &format!("{indent}errors: {} ({})", self.errors(), by_code.join(", "));
+            for (code, (_, message)) in &self.outcome.errors {
+                text += &format!("{indent}  first {code}: {}", truncated(message));
+            }
+        }
+        text
+    }
+
+    fn json(&self) -> serde_json::Value {
+        let ms = |q| round(self.percentile_ms(q));
+        let mut json = serde_json::json!({
+            "phase": self.phase.name(),
+            "store": self.store,
+            "concurrency": self.concurrency,
+            "calls": self.calls(),
+            "errors": self.errors(),
+            "errors_by_code": self.outcome.errors.iter()
+                .map(|(code, (count, _))| (code.clone(), serde_json::json!(count)))
+                .collect::<serde_json::Map<_, _>>(),
+            "first_errors": self.outcome.errors.iter()
+                .map(|(code, (_, message))| (code.clone(), serde_json::json!(truncated(message))))
+                .collect::<serde_json::Map<_, _>>(),
+            "seconds": round(self.outcome.elapsed.as_secs_f64()),
+            "rate": round(self.rate()),
+            "p50_ms": ms(0.50),
+            "p95_ms": ms(0.95),
+            "p99_ms": ms(0.99),
+            "max_ms": ms(1.0),
+        });
+        if self.phase == Phase::Assign {
+            json["rate_by_quarter"] = self.quarter_rates().into_iter().map(round).collect();
+        }
+        json
+    }
+}
+
+fn round(value: f64) -> f64 {
+    (value * 1000.0).round() / 1000.0
+}
+
+fn truncated(message: &str) -> String {
+    const MAX: usize = 200;
+    match message.char_indices().nth(MAX) {
+        Some((at, _)) => format!("{}...", &message[..at]),
+        None => message.to_owned(),
+    }
+}
+
+// ---- the server it starts ----------------------------------------------------------------------
+
+/// A `numbers serve` child process on a fresh database, and the temporary directory that holds
+/// its data, key and log. [`Server::stop`] ends it; dropping it kills the process.
+#[derive(Debug)]
+struct Server {
+    child: tokio::process::Child,
+    pid: u32,
+    address: String,
+    token: String,
+    log: PathBuf,
+    database: Database,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    /// Starts the server and waits until it answers health checks with SERVING.
+    async fn start(store: StoreKind, postgres_url: &str, out: Output) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("numbers-bench-")
+            .tempdir()
+            .context("cannot create a temporary directory")?;
+        let key_file = dir.path().join("token.key");
+        let token = SigningKey::load(&key_file, true)?.mint(
+            TENANT,
+            "bench",
+            Role::Admin,
+            Duration::from_secs(24 * 3600),
+        )?;
+        let address = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .context("cannot find a free port")?
+            .to_string();
+        let log = dir.path().join("server.log");
+        let database = Database::create(store, dir.path(), postgres_url).await?;
+        let child = match spawn(&address, database.url(), dir.path(), &key_file, &log) {
+            Ok(child) => child,
+            Err(error) => {
+                if let Err(left) = database.remove().await {
+                    out.note(format_args!("{left:#}"));
+                }
+                return Err(error);
+            }
+        };
+        let mut server = Self {
+            pid: child.id().unwrap_or_default(),
+            child,
+            address,
+            token,
+            log,
+            database,
+            _dir: dir,
+        };
+        if let Err(error) = server.wait_until_serving().await {
+            server.stop(out).await;
+            return Err(error);
+        }
+        Ok(server)
+    }
+
+    async fn wait_until_serving(&mut self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                anyhow::bail!(
+                    "numbers serve exited with {status} before serving; the end of its log:\n{}",
+                    log_tail(&self.log)
+                );
+            }
+            if serving(&self.address).await {
+                return Ok(());
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "numbers serve did not answer health checks with SERVING within {} s; the end \
+                 of its log:\n{}",
+                START_TIMEOUT.as_secs(),
+                log_tail(&self.log)
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The error to report if the server ended before being told to.
+    fn exited_early(&mut self) -> Option<anyhow::Error> {
+        let status = self.child.try_wait().ok()??;
+        Some(anyhow::anyhow!(
+            "numbers serve exited during the run with {status}; the end of its log:\n{}",
+            log_tail(&self.log)
+        ))
+    }
+
+    /// The server's peak resident memory, from /proc (Linux).
+    fn peak_memory(&self) -> Option<String> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        Some(line.trim_start_matches("VmHWM:").trim().to_owned())
+    }
+
+    /// Sends SIGTERM, waits for the exit (killing the server if it takes too long), drops the
+    /// database and removes the temporary directory. Problems are noted, not returned: the
+    /// figures are already printed.
+    async fn stop(mut self, out: Output) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            if let Some(pid) = rustix::process::Pid::from_raw(self.pid as i32) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            }
+            if tokio::time::timeout(STOP_TIMEOUT, self.child.wait())
+                .await
+                .is_err()
+            {
+                out.note(format_args!(
+                    "numbers serve did not stop within {} s of SIGTERM; killed",
+                    STOP_TIMEOUT.as_secs()
+                ));
+                let _ = self.child.kill().await;
+            }
+        }
+        if let Err(error) = self.database.remove().await {
+            out.note(format_args!("{error:#}"));
+        }
+    }
+}
+
+fn spawn(
+    address: &str,
+    database_url: &str,
+    data_dir: &Path,
+    key_file: &Path,
+    log: &Path,
+) -> anyhow::Result<tokio::process::Child> {
+    let log_file = std::fs::File::create(log)
+        .with_context(|| format!("cannot create the server log {}", log.display()))?;
+    let exe = std::env::current_exe().context("cannot find the numbers executable")?;
+    tokio::process::Command::new(&exe)
+        .arg("serve")
+        .args(["--listen", address, "--database-url", database_url])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--token-key-file")
+        .arg(key_file)
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone()?)
+        .stderr(log_file)
+        .kill_on_drop(true)
+        // Its own process group: Ctrl-C reaches the bench, which then stops the server.
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("cannot start {} serve", exe.display()))
+}
+
+/// Whether the server at `address` answers its health check with SERVING.
+async fn serving(address: &str) -> bool {
+    let Ok(channel) = endpoint(address) else {
+        return false;
+    };
+    let Ok(channel) = channel.connect().await else {
+        return false;
+    };
+    HealthClient::new(channel)
+        .check(HealthCheckRequest::default())
+        .await
+        .is_ok_and(|answer| answer.into_inner().status == ServingStatus::Serving as i32)
+}
+
+/// The last lines of the server's log.
+fn log_tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<_> = text.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
+/// The fresh database of the server the bench starts.
+#[derive(Debug)]
+enum Database {
+    /// A file in the temporary directory, removed with it.
+    Sqlite { url: String },
+    /// A database created on a PostgreSQL server, dropped at the end.
+    Postgres {
+        url: String,
+        admin_url: String,
+        name: String,
+    },
+}
+
+impl Database {
+    async fn create(store: StoreKind, dir: &Path, admin_url: &str) -> anyhow::Result<Self> {
+        match store {
+            StoreKind::Sqlite => Ok(Database::Sqlite {
+                url: format!("sqlite://{}", dir.join("numbers.db").display()),
+            }),
+            StoreKind::Postgres => {
+                let (server, _) = admin_url
+                    .rsplit_once('/')
+                    .context("--postgres-url must end with /database")?;
+                let name = format!("numbers_bench_{}", uuid::Uuid::new_v4().simple());
+                let mut admin = sqlx::PgConnection::connect(admin_url)
+                    .await
+                    .with_context(|| format!("cannot connect to PostgreSQL at {admin_url}"))?;
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&mut admin)
+                    .await
+                    .with_context(|| format!("cannot create the database {name}"))?;
+                let _ = admin.close().await;
+                Ok(Database::Postgres {
+                    url: format!("{server}/{name}"),
+                    admin_url: admin_url.to_owned(),
+                    name,
+                })
+            }
+        }
+    }
+
+    fn url(&self) -> &str {
+        match self {
+            Database::Sqlite { url } | Database::Postgres { url, .. } => url,
+        }
+    }
+
+    async fn remove(&self) -> anyhow::Result<()> {
+        if let Database::Postgres {
+            admin_url, name, ..
+        } = self
+        {
+            let mut admin = sqlx::PgConnection::connect(admin_url).await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
+            .execute(&mut admin)
+            .await
+            .with_context(|| format!("cannot drop the bench database {name}"))?;
+            let _ = admin.close().await;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::E164;
+
+    #[test]
+    fn every_block_holds_valid_us_numbers() {
+        for block in [Block::Latency, Block::Assign, Block::Change] {
+            for i in [0, BLOCK as usize / 2, BLOCK as usize - 1] {
+                let text = number(block, i);
+                let parsed = E164::parse(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
+                assert_eq!(parsed.country().as_str(), "US", "{text}");
+                assert_eq!(parsed.canonical(), text);
+            }
+        }
+    }
+
+    #[test]
+    fn a_phase_brings_the_phases_it_needs_unreported() {
+        assert_eq!(
+            plan(&[Phase::Remove, Phase::Get]),
+            [
+                (Phase::Users, false),
+                (Phase::Assign, false),
+                (Phase::Get, true),
+                (Phase::Remove, true),
+            ]
+        );
+        assert_eq!(
+            plan(&[Phase::Latency]),
+            [(Phase::Users, false), (Phase::Latency, true)]
+        );
+    }
+
+    #[test]
+    fn codes_are_spelled_as_in_the_protocol() {
+        assert_eq!(code_name(tonic::Code::AlreadyExists), "ALREADY_EXISTS");
+        assert_eq!(code_name(tonic::Code::Ok), "OK");
+        assert_eq!(code_name(tonic::Code::Unavailable), "UNAVAILABLE");
+    }
+
+    #[test]
+    fn percentiles_take_the_nearest_rank() {
+        let report = Report {
+            phase: Phase::Get,
+            store: "sqlite",
+            concurrency: 1,
+            outcome: Outcome {
+                elapsed: Duration::from_secs(1),
+                latencies: (1..=100).map(Duration::from_millis).collect(),
+                ..Outcome::default()
+            },
+        };
+        assert_eq!(report.percentile_ms(0.50), 50.0);
+        assert_eq!(report.percentile_ms(0.99), 99.0);
+        assert_eq!(report.percentile_ms(1.0), 100.0);
+        assert_eq!(report.rate(), 100.0);
+    }
+}

@@ -1,0 +1,162 @@
+//! Emergency locations on PostgreSQL.
+
+use async_trait::async_trait;
+use sqlx::{FromRow, Postgres, QueryBuilder};
+use time::OffsetDateTime;
+
+use super::{PgTx, system_time, timestamp};
+use crate::domain::{
+    CivicAddress, Country, EmergencyLocation, NewEmergencyLocation, TenantId, ValidationStatus,
+};
+use crate::store::{LocationCursor, LocationRepository, StoreError, StoreResult, key};
+
+macro_rules! location_columns {
+    () => {
+        "id, company_name, house_number, house_number_suffix, pre_directional, street_name, \
+         street_suffix, post_directional, city, state_or_province, postal_code, country, \
+         description, validation_status, create_time"
+    };
+}
+
+#[derive(FromRow)]
+struct LocationRow {
+    id: String,
+    company_name: String,
+    house_number: String,
+    house_number_suffix: String,
+    pre_directional: String,
+    street_name: String,
+    street_suffix: String,
+    post_directional: String,
+    city: String,
+    state_or_province: String,
+    postal_code: String,
+    country: String,
+    description: String,
+    validation_status: String,
+    create_time: OffsetDateTime,
+}
+
+impl TryFrom<LocationRow> for EmergencyLocation {
+    type Error = StoreError;
+
+    fn try_from(row: LocationRow) -> StoreResult<Self> {
+        let what = format!("emergency location {}", row.id);
+        Ok(EmergencyLocation {
+            country: Country::parse(&row.country).map_err(|e| StoreError::corrupt(&what, e))?,
+            validation_status: row
+                .validation_status
+                .parse::<ValidationStatus>()
+                .map_err(|e| StoreError::corrupt(&what, e))?,
+            address: CivicAddress {
+                company_name: row.company_name,
+                house_number: row.house_number,
+                house_number_suffix: row.house_number_suffix,
+                pre_directional: row.pre_directional,
+                street_name: row.street_name,
+                street_suffix: row.street_suffix,
+                post_directional: row.post_directional,
+                city: row.city,
+                state_or_province: row.state_or_province,
+                postal_code: row.postal_code,
+                country: row.country,
+            },
+            id: row.id,
+            description: row.description,
+            create_time: system_time(row.create_time),
+        })
+    }
+}
+
+#[async_trait]
+impl LocationRepository for PgTx {
+    async fn insert_location(
+        &mut self,
+        tenant: &TenantId,
+        id: &str,
+        location: &NewEmergencyLocation,
+        status: ValidationStatus,
+        now: std::time::SystemTime,
+    ) -> StoreResult<EmergencyLocation> {
+        let a = &location.address;
+        let row: LocationRow = sqlx::query_as(concat!(
+            "INSERT INTO emergency_locations (tenant_id, id, company_name, house_number, \
+             house_number_suffix, pre_directional, street_name, street_suffix, \
+             post_directional, city, city_key, state_or_province, postal_code, country, \
+             description, validation_status, create_time) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
+             RETURNING ",
+            location_columns!()
+        ))
+        .bind(tenant) // $1
+        .bind(id) // $2
+        .bind(&a.company_name) // $3
+        .bind(&a.house_number) // $4
+        .bind(&a.house_number_suffix) // $5
+        .bind(&a.pre_directional) // $6
+        .bind(&a.street_name) // $7
+        .bind(&a.street_suffix) // $8
+        .bind(&a.post_directional) // $9
+        .bind(&a.city) // $10
+        .bind(key(&a.city)) // $11
+        .bind(&a.state_or_province) // $12
+        .bind(&a.postal_code) // $13
+        .bind(location.country.as_str()) // $14
+        .bind(&location.description) // $15
+        .bind(status.as_str()) // $16
+        .bind(timestamp(now)) // $17
+        .fetch_one(self.conn())
+        .await?;
+        row.try_into()
+    }
+
+    async fn get_location(
+        &mut self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> StoreResult<Option<EmergencyLocation>> {
+        let row: Option<LocationRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            location_columns!(),
+            " FROM emergency_locations WHERE tenant_id = $1 AND id = $2"
+        ))
+        .bind(tenant)
+        .bind(id)
+        .fetch_optional(self.conn())
+        .await?;
+        row.map(TryInto::try_into).transpose()
+    }
+
+    async fn list_locations(
+        &mut self,
+        tenant: &TenantId,
+        city: Option<&str>,
+        country: Option<Country>,
+        after: Option<&LocationCursor>,
+        limit: usize,
+    ) -> StoreResult<Vec<EmergencyLocation>> {
+        let mut sql = QueryBuilder::<Postgres>::new(concat!(
+            "SELECT ",
+            location_columns!(),
+            " FROM emergency_locations WHERE tenant_id = "
+        ));
+        sql.push_bind(tenant);
+        if let Some(city) = city {
+            sql.push(" AND city_key = ").push_bind(key(city));
+        }
+        if let Some(country) = country {
+            sql.push(" AND country = ").push_bind(country.as_str());
+        }
+        if let Some(after) = after {
+            sql.push(" AND (create_time, id) > (")
+                .push_bind(timestamp(after.create_time))
+                .push(", ")
+                .push_bind(after.id.clone())
+                .push(")");
+        }
+        sql.push(" ORDER BY create_time, id LIMIT ")
+            .push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
+        let rows: Vec<LocationRow> = sql.build_query_as().fetch_all(self.conn()).await?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+}

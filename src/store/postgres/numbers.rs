@@ -1,0 +1,449 @@
+//! The phone number inventory on PostgreSQL.
+
+use std::collections::HashSet;
+
+use async_trait::async_trait;
+use sqlx::postgres::PgRow;
+use sqlx::{FromRow, Postgres, QueryBuilder, Row as _};
+use time::OffsetDateTime;
+
+use super::{PgTx, system_time, timestamp, uuid};
+use crate::domain::{
+    Assignment, Block, Capabilities, Capability, Country, E164, NumberFilter, PhoneNumber, TenantId,
+};
+use crate::store::{NumberRepository, StoreError, StoreResult, prefix_upper_bound};
+
+/// The columns of a number and of its holder, from `phone_numbers n LEFT JOIN users u`.
+macro_rules! number_columns {
+    () => {
+        "n.phone_number, n.base_number, n.country, n.number_type, n.operator_id, n.city, \
+         n.capabilities, n.assigned_to, u.user_principal_name AS holder_upn, \
+         u.kind AS holder_kind, n.assignment_category, n.activation_state, \
+         n.emergency_location_id, n.location_update_supported, n.blocked_until, \
+         n.blocked_forever, n.operation_id, n.version, n.create_time, n.update_time"
+    };
+}
+pub(super) use number_columns;
+
+/// A number and its holder, as `number_columns!` reads them.
+pub(super) struct NumberRow {
+    phone_number: String,
+    base_number: String,
+    country: String,
+    number_type: String,
+    operator_id: Option<String>,
+    city: String,
+    capabilities: Vec<String>,
+    assigned_to: Option<String>,
+    holder_upn: Option<String>,
+    holder_kind: Option<String>,
+    assignment_category: Option<String>,
+    activation_state: String,
+    emergency_location_id: Option<String>,
+    location_update_supported: bool,
+    blocked_until: Option<OffsetDateTime>,
+    blocked_forever: bool,
+    operation_id: Option<uuid::Uuid>,
+    version: i64,
+    create_time: OffsetDateTime,
+    update_time: OffsetDateTime,
+}
+
+impl NumberRow {
+    /// Reads the number's columns named with `prefix` (for rows that also hold other
+    /// columns of the same names).
+    pub(super) fn from_prefixed(row: &PgRow, prefix: &str) -> sqlx::Result<Self> {
+        let column = |name: &str| format!("{prefix}{name}");
+        Ok(Self {
+            phone_number: row.try_get(column("phone_number").as_str())?,
+            base_number: row.try_get(column("base_number").as_str())?,
+            country: row.try_get(column("country").as_str())?,
+            number_type: row.try_get(column("number_type").as_str())?,
+            operator_id: row.try_get(column("operator_id").as_str())?,
+            city: row.try_get(column("city").as_str())?,
+            capabilities: row.try_get(column("capabilities").as_str())?,
+            assigned_to: row.try_get(column("assigned_to").as_str())?,
+            holder_upn: row.try_get(column("holder_upn").as_str())?,
+            holder_kind: row.try_get(column("holder_kind").as_str())?,
+            assignment_category: row.try_get(column("assignment_category").as_str())?,
+            activation_state: row.try_get(column("activation_state").as_str())?,
+            emergency_location_id: row.try_get(column("emergency_location_id").as_str())?,
+            location_update_supported: row.try_get(column("location_update_supported").as_str())?,
+            blocked_until: row.try_get(column("blocked_until").as_str())?,
+            blocked_forever: row.try_get(column("blocked_forever").as_str())?,
+            operation_id: row.try_get(column("operation_id").as_str())?,
+            version: row.try_get(column("version").as_str())?,
+            create_time: row.try_get(column("create_time").as_str())?,
+            update_time: row.try_get(column("update_time").as_str())?,
+        })
+    }
+}
+
+impl<'r> FromRow<'r, PgRow> for NumberRow {
+    fn from_row(row: &'r PgRow) -> sqlx::Result<Self> {
+        Self::from_prefixed(row, "")
+    }
+}
+
+impl TryFrom<NumberRow> for PhoneNumber {
+    type Error = StoreError;
+
+    fn try_from(row: NumberRow) -> StoreResult<Self> {
+        let what = format!("number {}", row.phone_number);
+        let corrupt = |e: String| StoreError::corrupt(&what, e);
+        let assignment = match (row.assigned_to, row.assignment_category) {
+            (Some(target_id), Some(category)) => Some(Assignment {
+                target_id,
+                target_user_principal_name: row.holder_upn.unwrap_or_default(),
+                target_kind: row
+                    .holder_kind
+                    .as_deref()
+                    .unwrap_or("USER")
+                    .parse()
+                    .map_err(|e| StoreError::corrupt(&what, e))?,
+                category: category
+                    .parse()
+                    .map_err(|e| StoreError::corrupt(&what, e))?,
+            }),
+            _ => None,
+        };
+        let block = match (row.blocked_forever, row.blocked_until) {
+            (true, _) => Block::Forever,
+            (false, Some(until)) => Block::Until(system_time(until)),
+            (false, None) => Block::None,
+        };
+        let capabilities = row
+            .capabilities
+            .iter()
+            .map(|c| c.parse::<Capability>())
+            .collect::<Result<Capabilities, _>>()
+            .map_err(|e| StoreError::corrupt(&what, e))?;
+        Ok(PhoneNumber {
+            number: E164::from_parts(
+                &row.phone_number,
+                &row.base_number,
+                Country::parse(&row.country).map_err(corrupt)?,
+            )
+            .map_err(corrupt)?,
+            number_type: row
+                .number_type
+                .parse()
+                .map_err(|e| StoreError::corrupt(&what, e))?,
+            operator_id: row.operator_id,
+            city: row.city,
+            capabilities,
+            assignment,
+            activation_state: row
+                .activation_state
+                .parse()
+                .map_err(|e| StoreError::corrupt(&what, e))?,
+            emergency_location_id: row.emergency_location_id,
+            location_update_supported: row.location_update_supported,
+            block,
+            operation_id: row.operation_id.map(|id| id.to_string()),
+            version: row.version,
+            create_time: system_time(row.create_time),
+            update_time: system_time(row.update_time),
+        })
+    }
+}
+
+/// Reads every row as a number.
+pub(super) fn numbers(rows: Vec<NumberRow>) -> StoreResult<Vec<PhoneNumber>> {
+    rows.into_iter().map(TryInto::try_into).collect()
+}
+
+/// The capabilities as a `text[]`.
+fn capability_names(capabilities: Capabilities) -> Vec<&'static str> {
+    capabilities.iter().map(Capability::as_str).collect()
+}
+
+/// The two columns a block is kept in: `blocked_until` and `blocked_forever`.
+fn block_columns(block: Block) -> (Option<OffsetDateTime>, bool) {
+    match block {
+        Block::None => (None, false),
+        Block::Until(until) => (Some(timestamp(until)), false),
+        Block::Forever => (None, true),
+    }
+}
+
+/// The partial index condition of each capability (see the migrations): the listing repeats it
+/// word for word, so PostgreSQL walks that index.
+fn capability_condition(capability: Capability) -> &'static str {
+    match capability {
+        Capability::UserAssignment => "n.capabilities @> '{USER_ASSIGNMENT}'",
+        Capability::VoiceApplicationAssignment => {
+            "n.capabilities @> '{VOICE_APPLICATION_ASSIGNMENT}'"
+        }
+        Capability::ConferenceAssignment => "n.capabilities @> '{CONFERENCE_ASSIGNMENT}'",
+    }
+}
+
+impl PgTx {
+    /// Writes a number as it will be, if the stored record is still at the version before.
+    pub(super) async fn update_number(
+        &mut self,
+        tenant: &TenantId,
+        number: &PhoneNumber,
+    ) -> StoreResult<()> {
+        let assignment = number.assignment.as_ref();
+        let (blocked_until, blocked_forever) = block_columns(number.block);
+        let updated = sqlx::query(
+            "UPDATE phone_numbers SET assigned_to = $3, assignment_category = $4, \
+             assignment_status = $5, activation_state = $6, emergency_location_id = $7, \
+             location_update_supported = $8, capabilities = $9, city = $10, \
+             blocked_until = $11, blocked_forever = $12, operation_id = $13, version = $14, \
+             update_time = $15 \
+             WHERE tenant_id = $1 AND phone_number = $2 AND version = $14 - 1",
+        )
+        .bind(tenant) // $1
+        .bind(number.number.canonical()) // $2
+        .bind(assignment.map(|a| &a.target_id)) // $3
+        .bind(assignment.map(|a| a.category.as_str())) // $4
+        .bind(number.assignment_status().as_str()) // $5
+        .bind(number.activation_state.as_str()) // $6
+        .bind(&number.emergency_location_id) // $7
+        .bind(number.location_update_supported) // $8
+        .bind(capability_names(number.capabilities)) // $9
+        .bind(&number.city) // $10
+        .bind(blocked_until) // $11
+        .bind(blocked_forever) // $12
+        .bind(number.operation_id.as_deref().and_then(uuid)) // $13
+        .bind(number.version) // $14
+        .bind(timestamp(number.update_time)) // $15
+        .execute(self.conn())
+        .await?;
+        if updated.rows_affected() != 1 {
+            return Err(StoreError::Stale(number.number.canonical()));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl NumberRepository for PgTx {
+    async fn get_number(
+        &mut self,
+        tenant: &TenantId,
+        number: &str,
+    ) -> StoreResult<Option<PhoneNumber>> {
+        let row: Option<NumberRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            number_columns!(),
+            " FROM phone_numbers n \
+             LEFT JOIN users u ON u.tenant_id = n.tenant_id AND u.id = n.assigned_to \
+             WHERE n.tenant_id = $1 AND n.phone_number = $2"
+        ))
+        .bind(tenant)
+        .bind(number)
+        .fetch_optional(self.conn())
+        .await?;
+        row.map(TryInto::try_into).transpose()
+    }
+
+    async fn get_numbers(
+        &mut self,
+        tenant: &TenantId,
+        numbers: &[String],
+    ) -> StoreResult<Vec<PhoneNumber>> {
+        if numbers.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<NumberRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            number_columns!(),
+            " FROM phone_numbers n \
+             LEFT JOIN users u ON u.tenant_id = n.tenant_id AND u.id = n.assigned_to \
+             WHERE n.tenant_id = $1 AND n.phone_number = ANY($2) ORDER BY n.phone_number"
+        ))
+        .bind(tenant)
+        .bind(numbers)
+        .fetch_all(self.conn())
+        .await?;
+        self::numbers(rows)
+    }
+
+    async fn lock_numbers(
+        &mut self,
+        tenant: &TenantId,
+        numbers: &[String],
+    ) -> StoreResult<Vec<PhoneNumber>> {
+        if numbers.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<NumberRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            number_columns!(),
+            " FROM phone_numbers n \
+             LEFT JOIN users u ON u.tenant_id = n.tenant_id AND u.id = n.assigned_to \
+             WHERE n.tenant_id = $1 AND n.phone_number = ANY($2) \
+             ORDER BY n.phone_number FOR UPDATE OF n"
+        ))
+        .bind(tenant)
+        .bind(numbers)
+        .fetch_all(self.conn())
+        .await?;
+        self::numbers(rows)
+    }
+
+    async fn lock_numbers_on_base(
+        &mut self,
+        tenant: &TenantId,
+        base: &str,
+        also: Option<&str>,
+    ) -> StoreResult<Vec<PhoneNumber>> {
+        let rows: Vec<NumberRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            number_columns!(),
+            " FROM phone_numbers n \
+             LEFT JOIN users u ON u.tenant_id = n.tenant_id AND u.id = n.assigned_to \
+             WHERE n.tenant_id = $1 AND (n.base_number = $2 OR n.phone_number = $3) \
+             ORDER BY n.phone_number FOR UPDATE OF n"
+        ))
+        .bind(tenant)
+        .bind(base)
+        .bind(also)
+        .fetch_all(self.conn())
+        .await?;
+        self::numbers(rows)
+    }
+
+    async fn insert_number(
+        &mut self,
+        tenant: &TenantId,
+        number: &PhoneNumber,
+    ) -> StoreResult<bool> {
+        let assignment = number.assignment.as_ref();
+        let (blocked_until, blocked_forever) = block_columns(number.block);
+        let inserted = sqlx::query(
+            "INSERT INTO phone_numbers (tenant_id, phone_number, base_number, number_type, \
+             operator_id, country, city, capabilities, assigned_to, assignment_category, \
+             assignment_status, activation_state, emergency_location_id, \
+             location_update_supported, blocked_until, blocked_forever, operation_id, version, \
+             create_time, update_time) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
+             $17, $18, $19, $20) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(tenant) // $1
+        .bind(number.number.canonical()) // $2
+        .bind(number.number.base()) // $3
+        .bind(number.number_type.as_str()) // $4
+        .bind(&number.operator_id) // $5
+        .bind(number.country().as_str()) // $6
+        .bind(&number.city) // $7
+        .bind(capability_names(number.capabilities)) // $8
+        .bind(assignment.map(|a| &a.target_id)) // $9
+        .bind(assignment.map(|a| a.category.as_str())) // $10
+        .bind(number.assignment_status().as_str()) // $11
+        .bind(number.activation_state.as_str()) // $12
+        .bind(&number.emergency_location_id) // $13
+        .bind(number.location_update_supported) // $14
+        .bind(blocked_until) // $15
+        .bind(blocked_forever) // $16
+        .bind(number.operation_id.as_deref().and_then(uuid)) // $17
+        .bind(number.version) // $18
+        .bind(timestamp(number.create_time)) // $19
+        .bind(timestamp(number.update_time)) // $20
+        .execute(self.conn())
+        .await?;
+        Ok(inserted.rows_affected() == 1)
+    }
+
+    async fn delete_numbers(&mut self, tenant: &TenantId, numbers: &[String]) -> StoreResult<()> {
+        sqlx::query("DELETE FROM phone_numbers WHERE tenant_id = $1 AND phone_number = ANY($2)")
+            .bind(tenant)
+            .bind(numbers)
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+
+    async fn provider_numbers_taken(&mut self, numbers: &[String]) -> StoreResult<HashSet<String>> {
+        if numbers.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let taken: Vec<String> = sqlx::query_scalar(
+            "SELECT phone_number FROM phone_numbers \
+             WHERE number_type <> 'DIRECT_ROUTING' AND phone_number = ANY($1)",
+        )
+        .bind(numbers)
+        .fetch_all(self.conn())
+        .await?;
+        Ok(taken.into_iter().collect())
+    }
+
+    async fn assigned_numbers_of_operator(
+        &mut self,
+        tenant: &TenantId,
+        operator_id: &str,
+    ) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT count(*) FROM phone_numbers \
+             WHERE tenant_id = $1 AND operator_id = $2 AND assigned_to IS NOT NULL",
+        )
+        .bind(tenant)
+        .bind(operator_id)
+        .fetch_one(self.conn())
+        .await?)
+    }
+
+    async fn list_numbers(
+        &mut self,
+        tenant: &TenantId,
+        filter: &NumberFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<PhoneNumber>> {
+        let mut sql = QueryBuilder::<Postgres>::new(concat!(
+            "SELECT ",
+            number_columns!(),
+            " FROM phone_numbers n \
+             LEFT JOIN users u ON u.tenant_id = n.tenant_id AND u.id = n.assigned_to \
+             WHERE n.tenant_id = "
+        ));
+        sql.push_bind(tenant);
+        if let Some(holder) = &filter.assigned_to {
+            sql.push(" AND n.assigned_to = ").push_bind(holder);
+        }
+        if let Some(number_type) = filter.number_type {
+            sql.push(" AND n.number_type = ")
+                .push_bind(number_type.as_str());
+        }
+        if let Some(status) = filter.assignment_status {
+            sql.push(" AND n.assignment_status = ")
+                .push_bind(status.as_str());
+        }
+        if let Some(state) = filter.activation_state {
+            sql.push(" AND n.activation_state = ")
+                .push_bind(state.as_str());
+        }
+        if let Some(country) = filter.country {
+            sql.push(" AND n.country = ").push_bind(country.as_str());
+        }
+        if let Some(operator) = &filter.operator_id {
+            sql.push(" AND n.operator_id = ").push_bind(operator);
+        }
+        if let Some(location) = &filter.emergency_location_id {
+            sql.push(" AND n.emergency_location_id = ")
+                .push_bind(location);
+        }
+        for capability in filter.capabilities.iter() {
+            sql.push(" AND ").push(capability_condition(capability));
+        }
+        if let Some(prefix) = &filter.number_prefix {
+            // A range rather than LIKE, so the primary key's order serves it.
+            sql.push(" AND n.phone_number >= ")
+                .push_bind(prefix)
+                .push(" AND n.phone_number < ")
+                .push_bind(prefix_upper_bound(prefix));
+        }
+        if let Some(after) = after {
+            sql.push(" AND n.phone_number > ").push_bind(after);
+        }
+        sql.push(" ORDER BY n.phone_number LIMIT ")
+            .push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
+        let rows: Vec<NumberRow> = sql.build_query_as().fetch_all(self.conn()).await?;
+        numbers(rows)
+    }
+}

@@ -1,0 +1,339 @@
+//! Operations, provisioning jobs and their leases on PostgreSQL.
+
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use sqlx::FromRow;
+use time::OffsetDateTime;
+
+use super::{PgTx, system_time, timestamp, uuid};
+use crate::domain::{Job, Operation, OperationState, OperationStep, TenantId};
+use crate::store::{JobOutcome, NewOperation, OperationRepository, StoreError, StoreResult};
+
+macro_rules! job_columns {
+    () => {
+        "id, tenant_id, operation_id, phone_number, action, provider_id, target_id, \
+         emergency_location_id, previous_location_id, state, ticket, reason, attempts, failures, \
+         create_time"
+    };
+}
+
+#[derive(FromRow)]
+struct JobRow {
+    id: uuid::Uuid,
+    tenant_id: String,
+    operation_id: uuid::Uuid,
+    phone_number: String,
+    action: String,
+    provider_id: String,
+    target_id: String,
+    emergency_location_id: Option<String>,
+    previous_location_id: Option<String>,
+    state: String,
+    ticket: Option<String>,
+    reason: Option<String>,
+    attempts: i64,
+    failures: i64,
+    create_time: OffsetDateTime,
+}
+
+impl TryFrom<JobRow> for Job {
+    type Error = StoreError;
+
+    fn try_from(row: JobRow) -> StoreResult<Self> {
+        let what = format!("job {}", row.id);
+        Ok(Job {
+            id: row.id.to_string(),
+            tenant_id: row.tenant_id,
+            operation_id: row.operation_id.to_string(),
+            phone_number: row.phone_number,
+            action: row
+                .action
+                .parse()
+                .map_err(|e| StoreError::corrupt(&what, e))?,
+            provider_id: row.provider_id,
+            target_id: row.target_id,
+            emergency_location_id: row.emergency_location_id,
+            previous_location_id: row.previous_location_id,
+            state: row
+                .state
+                .parse()
+                .map_err(|e| StoreError::corrupt(&what, e))?,
+            reason: row.reason,
+            ticket: row.ticket,
+            attempts: row.attempts,
+            failures: row.failures,
+            create_time: system_time(row.create_time),
+        })
+    }
+}
+
+/// An operation joined with one of its jobs (or with none).
+#[derive(FromRow)]
+struct OperationRow {
+    kind: String,
+    state: String,
+    error: Option<String>,
+    create_time: OffsetDateTime,
+    update_time: OffsetDateTime,
+    phone_number: Option<String>,
+    action: Option<String>,
+    provider_id: Option<String>,
+    job_state: Option<String>,
+    reason: Option<String>,
+    attempts: Option<i64>,
+}
+
+/// Reads the rows of an operation and its jobs, ordered by number.
+fn operation(id: &str, rows: Vec<OperationRow>) -> StoreResult<Option<Operation>> {
+    let what = format!("operation {id}");
+    let corrupt = |e: numbers_provider::ParseEnumError| StoreError::corrupt(&what, e);
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let mut operation = Operation {
+        id: id.to_owned(),
+        kind: first.kind.parse().map_err(corrupt)?,
+        state: first.state.parse().map_err(corrupt)?,
+        error: first.error.clone(),
+        steps: Vec::with_capacity(rows.len()),
+        create_time: system_time(first.create_time),
+        update_time: system_time(first.update_time),
+    };
+    for row in rows {
+        if let (Some(phone_number), Some(action), Some(provider_id), Some(state)) =
+            (row.phone_number, row.action, row.provider_id, row.job_state)
+        {
+            operation.steps.push(OperationStep {
+                phone_number,
+                action: action.parse().map_err(corrupt)?,
+                provider_id,
+                state: state.parse().map_err(corrupt)?,
+                reason: row.reason,
+                attempts: row.attempts.unwrap_or_default(),
+            });
+        }
+    }
+    Ok(Some(operation))
+}
+
+impl PgTx {
+    /// Records a new operation and its jobs, in one statement. Jobs still to do are due at
+    /// once.
+    pub(super) async fn insert_operation(
+        &mut self,
+        tenant: &TenantId,
+        new: &NewOperation,
+    ) -> StoreResult<()> {
+        let operation = &new.operation;
+        let jobs = &new.jobs;
+        let id = uuid(&operation.id)
+            .ok_or_else(|| StoreError::corrupt("operation", "its id is not a UUID"))?;
+        let job_ids: Vec<Option<uuid::Uuid>> = jobs.iter().map(|j| uuid(&j.id)).collect();
+        sqlx::query(
+            "WITH operation AS (\
+             INSERT INTO operations (tenant_id, id, kind, state, error, request_id, actor, \
+             create_time, update_time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)) \
+             INSERT INTO provisioning_jobs (id, tenant_id, operation_id, phone_number, action, \
+             provider_id, target_id, emergency_location_id, previous_location_id, state, ticket, \
+             reason, attempts, failures, next_attempt_time, create_time, update_time) \
+             SELECT j.id, $1, $2, j.phone_number, j.action, j.provider_id, j.target_id, \
+             j.emergency_location_id, j.previous_location_id, j.state, j.ticket, j.reason, \
+             j.attempts, j.failures, $8, $8, $8 \
+             FROM unnest($9::uuid[], $10::text[], $11::text[], $12::text[], $13::text[], \
+             $14::text[], $15::text[], $16::text[], $17::text[], $18::text[], $19::bigint[], \
+             $20::bigint[]) AS j(id, phone_number, action, provider_id, target_id, \
+             emergency_location_id, previous_location_id, state, ticket, reason, attempts, \
+             failures)",
+        )
+        .bind(tenant) // $1
+        .bind(id) // $2
+        .bind(operation.kind.as_str()) // $3
+        .bind(operation.state.as_str()) // $4
+        .bind(&operation.error) // $5
+        .bind(&new.request_id) // $6
+        .bind(&new.actor) // $7
+        .bind(timestamp(operation.create_time)) // $8
+        .bind(job_ids) // $9
+        .bind(jobs.iter().map(|j| &j.phone_number).collect::<Vec<_>>()) // $10
+        .bind(jobs.iter().map(|j| j.action.as_str()).collect::<Vec<_>>()) // $11
+        .bind(jobs.iter().map(|j| &j.provider_id).collect::<Vec<_>>()) // $12
+        .bind(jobs.iter().map(|j| &j.target_id).collect::<Vec<_>>()) // $13
+        .bind(
+            jobs.iter()
+                .map(|j| j.emergency_location_id.as_deref())
+                .collect::<Vec<_>>(),
+        ) // $14
+        .bind(
+            jobs.iter()
+                .map(|j| j.previous_location_id.as_deref())
+                .collect::<Vec<_>>(),
+        ) // $15
+        .bind(jobs.iter().map(|j| j.state.as_str()).collect::<Vec<_>>()) // $16
+        .bind(jobs.iter().map(|j| j.ticket.as_deref()).collect::<Vec<_>>()) // $17
+        .bind(jobs.iter().map(|j| j.reason.as_deref()).collect::<Vec<_>>()) // $18
+        .bind(jobs.iter().map(|j| j.attempts).collect::<Vec<_>>()) // $19
+        .bind(jobs.iter().map(|j| j.failures).collect::<Vec<_>>()) // $20
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl OperationRepository for PgTx {
+    async fn get_operation(
+        &mut self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> StoreResult<Option<Operation>> {
+        let Some(key) = uuid(id) else {
+            return Ok(None);
+        };
+        let rows: Vec<OperationRow> = sqlx::query_as(
+            "SELECT o.kind, o.state, o.error, o.create_time, o.update_time, j.phone_number, \
+             j.action, j.provider_id, j.state AS job_state, j.reason, j.attempts \
+             FROM operations o \
+             LEFT JOIN provisioning_jobs j ON j.tenant_id = o.tenant_id AND j.operation_id = o.id \
+             WHERE o.tenant_id = $1 AND o.id = $2 \
+             ORDER BY j.phone_number, j.id",
+        )
+        .bind(tenant)
+        .bind(key)
+        .fetch_all(self.conn())
+        .await?;
+        operation(id, rows)
+    }
+
+    async fn lock_operation(
+        &mut self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> StoreResult<Option<Operation>> {
+        let Some(key) = uuid(id) else {
+            return Ok(None);
+        };
+        // Lock first, then read the jobs in a statement of their own: under READ COMMITTED it
+        // sees the jobs that a transaction which held the lock before committed.
+        sqlx::query("SELECT id FROM operations WHERE tenant_id = $1 AND id = $2 FOR UPDATE")
+            .bind(tenant)
+            .bind(key)
+            .fetch_optional(self.conn())
+            .await?;
+        self.get_operation(tenant, id).await
+    }
+
+    async fn update_operation(
+        &mut self,
+        tenant: &TenantId,
+        operation: &Operation,
+    ) -> StoreResult<()> {
+        let Some(key) = uuid(&operation.id) else {
+            return Ok(());
+        };
+        sqlx::query(
+            "UPDATE operations SET state = $3, error = $4, update_time = $5 \
+             WHERE tenant_id = $1 AND id = $2",
+        )
+        .bind(tenant)
+        .bind(key)
+        .bind(operation.state.as_str())
+        .bind(&operation.error)
+        .bind(timestamp(operation.update_time))
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    async fn claim_jobs(
+        &mut self,
+        owner: &str,
+        now: SystemTime,
+        lease: Duration,
+        limit: usize,
+    ) -> StoreResult<Vec<Job>> {
+        // The claimed jobs' operations are running now, if they were not yet.
+        let rows: Vec<JobRow> = sqlx::query_as(concat!(
+            "WITH claimed AS (\
+             UPDATE provisioning_jobs SET lease_owner = $1, lease_expires = $2, state = 'RUNNING' \
+             WHERE id IN (SELECT id FROM provisioning_jobs \
+             WHERE state IN ('PENDING', 'RUNNING') AND next_attempt_time <= $3 \
+             AND (lease_expires IS NULL OR lease_expires <= $3) \
+             ORDER BY next_attempt_time LIMIT $4 FOR UPDATE SKIP LOCKED) \
+             RETURNING *), \
+             running AS (UPDATE operations o SET state = 'RUNNING', update_time = $3 \
+             FROM claimed c WHERE o.tenant_id = c.tenant_id AND o.id = c.operation_id \
+             AND o.state = 'PENDING') \
+             SELECT ",
+            job_columns!(),
+            " FROM claimed"
+        ))
+        .bind(owner)
+        .bind(timestamp(now + lease))
+        .bind(timestamp(now))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(self.conn())
+        .await?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+
+    async fn finish_job(
+        &mut self,
+        job: &Job,
+        owner: &str,
+        outcome: &JobOutcome,
+        now: SystemTime,
+    ) -> StoreResult<bool> {
+        let (state, reason, next, ticket, failures) = match outcome {
+            JobOutcome::Succeeded => (OperationState::Succeeded, None, now, None, job.failures),
+            JobOutcome::Failed { reason } => (
+                OperationState::Failed,
+                Some(reason.as_str()),
+                now,
+                None,
+                job.failures,
+            ),
+            JobOutcome::Later {
+                at,
+                ticket,
+                failures,
+                reason,
+            } => (
+                OperationState::Running,
+                reason.as_deref(),
+                *at,
+                ticket.as_deref(),
+                *failures,
+            ),
+        };
+        let Some(id) = uuid(&job.id) else {
+            return Ok(false);
+        };
+        let finished = sqlx::query(
+            "UPDATE provisioning_jobs SET state = $3, reason = $4, ticket = $5, failures = $6, \
+             attempts = attempts + 1, next_attempt_time = $7, lease_owner = NULL, \
+             lease_expires = NULL, completed_by = $8, update_time = $9 \
+             WHERE id = $1 AND lease_owner = $2 AND state IN ('PENDING', 'RUNNING')",
+        )
+        .bind(id) // $1
+        .bind(owner) // $2
+        .bind(state.as_str()) // $3
+        .bind(reason) // $4
+        .bind(ticket) // $5
+        .bind(failures) // $6
+        .bind(timestamp(next)) // $7
+        .bind(state.is_final().then_some(owner)) // $8
+        .bind(timestamp(now)) // $9
+        .execute(self.conn())
+        .await?;
+        Ok(finished.rows_affected() == 1)
+    }
+
+    async fn unfinished_jobs(&mut self) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT count(*) FROM provisioning_jobs WHERE state IN ('PENDING', 'RUNNING')",
+        )
+        .fetch_one(self.conn())
+        .await?)
+    }
+}

@@ -1,0 +1,107 @@
+//! The audit trail on SQLite.
+
+use async_trait::async_trait;
+use sqlx::types::Json;
+use sqlx::{FromRow, QueryBuilder, Sqlite};
+
+use super::{SqliteTx, micros, system_time};
+use crate::domain::{AuditEvent, AuditFilter, TenantId};
+use crate::store::{AuditRepository, StoreError, StoreResult};
+
+#[derive(FromRow)]
+struct AuditRow {
+    id: String,
+    time: i64,
+    actor: String,
+    action: String,
+    phone_number: Option<String>,
+    user_id: Option<String>,
+    request_id: Option<String>,
+    before: Option<Json<serde_json::Value>>,
+    after: Option<Json<serde_json::Value>>,
+}
+
+impl TryFrom<AuditRow> for AuditEvent {
+    type Error = StoreError;
+
+    fn try_from(row: AuditRow) -> StoreResult<Self> {
+        Ok(AuditEvent {
+            action: row
+                .action
+                .parse()
+                .map_err(|e| StoreError::corrupt(format!("audit event {}", row.id), e))?,
+            id: row.id,
+            time: system_time(row.time),
+            actor: row.actor,
+            phone_number: row.phone_number,
+            user_id: row.user_id,
+            request_id: row.request_id,
+            before: row.before.map(|json| json.0),
+            after: row.after.map(|json| json.0),
+        })
+    }
+}
+
+impl SqliteTx {
+    /// Records an event.
+    pub(super) async fn insert_audit(
+        &mut self,
+        tenant: &TenantId,
+        event: &AuditEvent,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO audit_events (tenant_id, id, time, actor, action, phone_number, \
+             user_id, request_id, before, after) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(tenant) // $1
+        .bind(&event.id) // $2
+        .bind(micros(event.time)) // $3
+        .bind(&event.actor) // $4
+        .bind(event.action.as_str()) // $5
+        .bind(&event.phone_number) // $6
+        .bind(&event.user_id) // $7
+        .bind(&event.request_id) // $8
+        .bind(event.before.as_ref().map(Json)) // $9
+        .bind(event.after.as_ref().map(Json)) // $10
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl AuditRepository for SqliteTx {
+    async fn list_audit(
+        &mut self,
+        tenant: &TenantId,
+        filter: &AuditFilter,
+        before: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<AuditEvent>> {
+        let mut sql = QueryBuilder::<Sqlite>::new(
+            "SELECT id, time, actor, action, phone_number, user_id, request_id, before, after \
+             FROM audit_events WHERE tenant_id = ",
+        );
+        sql.push_bind(tenant);
+        if let Some(number) = &filter.phone_number {
+            sql.push(" AND phone_number = ").push_bind(number);
+        }
+        if let Some(user) = &filter.user_id {
+            sql.push(" AND user_id = ").push_bind(user);
+        }
+        if let Some(start) = filter.start {
+            sql.push(" AND time >= ").push_bind(micros(start));
+        }
+        if let Some(end) = filter.end {
+            sql.push(" AND time < ").push_bind(micros(end));
+        }
+        if let Some(before) = before {
+            sql.push(" AND id < ").push_bind(before);
+        }
+        sql.push(" ORDER BY id DESC LIMIT ")
+            .push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
+        let rows: Vec<AuditRow> = sql.build_query_as().fetch_all(self.conn()).await?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+}

@@ -1,0 +1,146 @@
+//! Notifications waiting to be delivered, on SQLite.
+
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use sqlx::FromRow;
+
+use super::{SqliteTx, micros, system_time};
+use crate::domain::{Notification, TenantId};
+use crate::store::{Delivery, NotificationRepository, StoreResult};
+
+macro_rules! notification_columns {
+    () => {
+        "tenant_id, id, recipient, subject, body, phone_number, create_time, attempts"
+    };
+}
+
+#[derive(FromRow)]
+struct NotificationRow {
+    tenant_id: String,
+    id: String,
+    recipient: String,
+    subject: String,
+    body: String,
+    phone_number: String,
+    create_time: i64,
+    attempts: i64,
+}
+
+impl From<NotificationRow> for Delivery {
+    fn from(row: NotificationRow) -> Self {
+        Delivery {
+            tenant_id: row.tenant_id,
+            notification: Notification {
+                id: row.id,
+                recipient: row.recipient,
+                subject: row.subject,
+                body: row.body,
+                phone_number: row.phone_number,
+                create_time: system_time(row.create_time),
+            },
+            attempts: row.attempts,
+        }
+    }
+}
+
+impl SqliteTx {
+    /// Queues a notification for delivery, due at once.
+    pub(super) async fn insert_notification(
+        &mut self,
+        tenant: &TenantId,
+        notification: &Notification,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO notifications (tenant_id, id, recipient, subject, body, phone_number, \
+             create_time, next_attempt_time) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+        )
+        .bind(tenant)
+        .bind(&notification.id)
+        .bind(&notification.recipient)
+        .bind(&notification.subject)
+        .bind(&notification.body)
+        .bind(&notification.phone_number)
+        .bind(micros(notification.create_time))
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl NotificationRepository for SqliteTx {
+    async fn notifications(
+        &mut self,
+        tenant: &TenantId,
+        pending_only: bool,
+    ) -> StoreResult<Vec<Notification>> {
+        let rows: Vec<NotificationRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            notification_columns!(),
+            " FROM notifications WHERE tenant_id = $1 AND (state = 'PENDING' OR NOT $2) \
+             ORDER BY id"
+        ))
+        .bind(tenant)
+        .bind(pending_only)
+        .fetch_all(self.conn())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| Delivery::from(row).notification)
+            .collect())
+    }
+
+    async fn claim_notifications(
+        &mut self,
+        owner: &str,
+        now: SystemTime,
+        lease: Duration,
+        limit: usize,
+    ) -> StoreResult<Vec<Delivery>> {
+        let rows: Vec<NotificationRow> = sqlx::query_as(concat!(
+            "UPDATE notifications SET lease_owner = $1, lease_expires = $2 \
+             WHERE (tenant_id, id) IN (SELECT tenant_id, id FROM notifications \
+             WHERE state = 'PENDING' AND next_attempt_time <= $3 \
+             AND (lease_expires IS NULL OR lease_expires <= $3) \
+             ORDER BY next_attempt_time LIMIT $4) \
+             RETURNING ",
+            notification_columns!()
+        ))
+        .bind(owner)
+        .bind(micros(now + lease))
+        .bind(micros(now))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(self.conn())
+        .await?;
+        Ok(rows.into_iter().map(Delivery::from).collect())
+    }
+
+    async fn finish_delivery(
+        &mut self,
+        delivery: &Delivery,
+        owner: &str,
+        result: Result<(), (&str, Option<SystemTime>)>,
+    ) -> StoreResult<bool> {
+        let (state, error, next) = match result {
+            Ok(()) => ("SENT", None, None),
+            Err((error, Some(at))) => ("PENDING", Some(error), Some(micros(at))),
+            Err((error, None)) => ("FAILED", Some(error), None),
+        };
+        let finished = sqlx::query(
+            "UPDATE notifications SET state = $4, last_error = $5, attempts = attempts + 1, \
+             lease_owner = NULL, lease_expires = NULL, \
+             next_attempt_time = coalesce($6, next_attempt_time) \
+             WHERE tenant_id = $1 AND id = $2 AND lease_owner = $3",
+        )
+        .bind(&delivery.tenant_id) // $1
+        .bind(&delivery.notification.id) // $2
+        .bind(owner) // $3
+        .bind(state) // $4
+        .bind(error) // $5
+        .bind(next) // $6
+        .execute(self.conn())
+        .await?;
+        Ok(finished.rows_affected() == 1)
+    }
+}

@@ -55,7 +55,7 @@ async fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Serve(args) => match Settings::for_serve(&args) {
             Ok(settings) => {
-                telemetry::init(settings.log_format);
+                let _log = telemetry::init(settings.log_format);
                 app::serve(settings).await
             }
             Err(error) => Err(error),

@@ -97,6 +97,14 @@ ALTER TABLE phone_numbers
         assignment_status IN ('UNASSIGNED', 'USER_ASSIGNED', 'VOICE_APPLICATION_ASSIGNED')
         AND (assigned_to IS NULL) = (assignment_status = 'UNASSIGNED'));
 
+-- At most one primary number per target, checked at the end of each statement rather than row
+-- by row: a change that moves the primary from one number to another in one statement is
+-- checked once both rows are written.
+DROP INDEX phone_numbers_one_primary_per_target;
+ALTER TABLE phone_numbers ADD CONSTRAINT phone_numbers_one_primary_per_target
+    EXCLUDE USING btree (tenant_id WITH =, assigned_to WITH =)
+    WHERE (assignment_category = 'PRIMARY') DEFERRABLE INITIALLY IMMEDIATE;
+
 -- One index per ListPhoneNumbers filter, each ending in the number, so a page of any filter is
 -- a walk along one index in number order, at any depth. A number prefix walks the primary key.
 DROP INDEX phone_numbers_by_location;

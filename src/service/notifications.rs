@@ -21,6 +21,9 @@ use crate::domain::{Notification, backoff};
 use crate::error::Result;
 use crate::store::{Delivery, Queue};
 
+/// How long the mail worker, once woken, waits for more emails to send in the same batch.
+const EMAIL_GATHERING: Duration = Duration::from_millis(100);
+
 /// How to reach the SMTP server.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -118,12 +121,13 @@ impl Mailer {
     async fn send(&self, notification: &Notification) -> std::result::Result<(), SendError> {
         match self {
             Mailer::Log => {
+                // The body names the user and the number: only debug logs carry it.
                 tracing::info!(
                     to = %notification.recipient,
-                    subject = %notification.subject,
-                    body = %notification.body,
-                    "email (no SMTP server configured)"
+                    number = %notification.phone_number,
+                    "email not sent: no SMTP server is configured"
                 );
+                tracing::debug!(subject = %notification.subject, body = %notification.body, "email");
                 Ok(())
             }
             Mailer::Smtp { transport, from } => {
@@ -140,14 +144,12 @@ impl Mailer {
                         message: e.to_string(),
                         permanent: true,
                     })?;
-                transport
-                    .send(message)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| SendError {
-                        permanent: e.is_permanent(),
-                        message: e.to_string(),
-                    })
+                transport.send(message).await.map_err(|e| SendError {
+                    permanent: e.is_permanent(),
+                    message: e.to_string(),
+                })?;
+                tracing::info!(to = %notification.recipient, number = %notification.phone_number, "email sent");
+                Ok(())
             }
         }
     }
@@ -176,7 +178,11 @@ impl Service {
             }
             tokio::select! {
                 () = &mut shutdown => break,
-                () = self.store.work_written(Queue::Emails) => {}
+                () = self.store.work_written(Queue::Emails) => {
+                    // Emails are not urgent: gather the ones written meanwhile and send them
+                    // as a batch, rather than a claim and a record per change.
+                    tokio::time::sleep(EMAIL_GATHERING).await;
+                }
                 () = tokio::time::sleep(settings.idle_poll) => {}
             }
         }
@@ -198,46 +204,44 @@ impl Service {
             tx.commit().await?;
             claimed
         };
-        let count = deliveries.len();
+        let mut outcomes = Vec::with_capacity(deliveries.len());
         for delivery in deliveries {
             let result = mailer.send(&delivery.notification).await;
-            self.record_delivery(owner, settings, &delivery, result)
-                .await?;
+            outcomes.push((delivery, result));
         }
-        Ok(count)
+        // The batch's outcomes are recorded together. An email sent just before a crash is sent
+        // again once its lease ends: delivery is at least once.
+        let mut tx = self.store.write().await?;
+        for (delivery, result) in &outcomes {
+            let outcome = self.outcome(settings, delivery, result);
+            tx.finish_delivery(delivery, owner, outcome).await?;
+        }
+        tx.commit().await?;
+        Ok(outcomes.len())
     }
 
-    async fn record_delivery(
+    /// How a delivery attempt went, as recorded: sent, or failed with the time of the next
+    /// attempt (none when the failure is permanent or attempts are used up).
+    fn outcome<'a>(
         &self,
-        owner: &str,
         settings: &WorkerSettings,
         delivery: &Delivery,
-        result: std::result::Result<(), SendError>,
-    ) -> Result<()> {
-        let email = &delivery.notification;
-        let outcome = match &result {
-            Ok(()) => {
-                tracing::info!(to = %email.recipient, number = %email.phone_number, "email sent");
-                Ok(())
-            }
-            Err(error) => {
-                let attempts = delivery.attempts + 1;
-                let retry_at = (!error.permanent && attempts < settings.max_failures).then(|| {
-                    self.now()
-                        + backoff(
-                            attempts,
-                            settings.backoff_base,
-                            settings.backoff_max,
-                            rand::random(),
-                        )
-                });
-                tracing::warn!(to = %email.recipient, error = %error.message, attempts, retry = retry_at.is_some(), "email not sent");
-                Err((error.message.as_str(), retry_at))
-            }
+        result: &'a std::result::Result<(), SendError>,
+    ) -> std::result::Result<(), (&'a str, Option<std::time::SystemTime>)> {
+        let Err(error) = result else {
+            return Ok(());
         };
-        let mut tx = self.store.write().await?;
-        tx.finish_delivery(delivery, owner, outcome).await?;
-        tx.commit().await?;
-        Ok(())
+        let attempts = delivery.attempts + 1;
+        let retry_at = (!error.permanent && attempts < settings.max_failures).then(|| {
+            self.now()
+                + backoff(
+                    attempts,
+                    settings.backoff_base,
+                    settings.backoff_max,
+                    rand::random(),
+                )
+        });
+        tracing::warn!(to = %delivery.notification.recipient, error = %error.message, attempts, retry = retry_at.is_some(), "email not sent");
+        Err((error.message.as_str(), retry_at))
     }
 }

@@ -80,10 +80,12 @@ impl From<sqlx::Error> for StoreError {
         use sqlx::error::ErrorKind;
         match &error {
             sqlx::Error::Database(db) => {
+                // 23P01: an exclusion constraint (the deferrable one-primary rule).
                 if matches!(
                     db.kind(),
                     ErrorKind::UniqueViolation | ErrorKind::CheckViolation
-                ) {
+                ) || db.code().as_deref() == Some("23P01")
+                {
                     return StoreError::Constraint {
                         constraint: constraint_name(db.constraint(), db.message()),
                     };

@@ -269,7 +269,8 @@ impl TestApp {
     /// one leading to it another way, such as through a proxy).
     pub async fn start_on(database: TestDatabase, url: &str, config: TestConfig) -> Self {
         if std::env::var_os("TEST_LOG").is_some() {
-            number_management::telemetry::init(number_management::config::LogFormat::Human);
+            // The writer lives as long as the test process.
+            std::mem::forget(number_management::telemetry::init(LogFormat::Human));
         }
         let data_dir = tempfile::tempdir().expect("temporary directory");
         let settings = Settings {

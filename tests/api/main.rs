@@ -24,4 +24,5 @@ mod processes;
 mod provisioning;
 mod store;
 mod transport;
+mod upgrade;
 mod users;

@@ -43,67 +43,6 @@ impl TryFrom<AuditRow> for AuditEvent {
     }
 }
 
-impl PgTx {
-    /// Records events, in one statement.
-    pub(super) async fn insert_audit(
-        &mut self,
-        tenant: &TenantId,
-        events: &[AuditEvent],
-    ) -> StoreResult<()> {
-        if events.is_empty() {
-            return Ok(());
-        }
-        let ids = events
-            .iter()
-            .map(|e| uuid(&e.id).ok_or_else(|| StoreError::corrupt("audit event", "not a UUID")))
-            .collect::<StoreResult<Vec<_>>>()?;
-        sqlx::query(
-            "INSERT INTO audit_events (tenant_id, id, time, actor, action, phone_number, \
-             user_id, request_id, before, after) \
-             SELECT $1, e.* FROM unnest($2::uuid[], $3::timestamptz[], $4::text[], $5::text[], \
-             $6::text[], $7::text[], $8::text[], $9::jsonb[], $10::jsonb[]) AS e",
-        )
-        .bind(tenant) // $1
-        .bind(ids) // $2
-        .bind(events.iter().map(|e| timestamp(e.time)).collect::<Vec<_>>()) // $3
-        .bind(events.iter().map(|e| &e.actor).collect::<Vec<_>>()) // $4
-        .bind(events.iter().map(|e| e.action.as_str()).collect::<Vec<_>>()) // $5
-        .bind(
-            events
-                .iter()
-                .map(|e| e.phone_number.as_deref())
-                .collect::<Vec<_>>(),
-        ) // $6
-        .bind(
-            events
-                .iter()
-                .map(|e| e.user_id.as_deref())
-                .collect::<Vec<_>>(),
-        ) // $7
-        .bind(
-            events
-                .iter()
-                .map(|e| e.request_id.as_deref())
-                .collect::<Vec<_>>(),
-        ) // $8
-        .bind(
-            events
-                .iter()
-                .map(|e| e.before.as_ref().map(Json))
-                .collect::<Vec<_>>(),
-        ) // $9
-        .bind(
-            events
-                .iter()
-                .map(|e| e.after.as_ref().map(Json))
-                .collect::<Vec<_>>(),
-        ) // $10
-        .execute(self.conn())
-        .await?;
-        Ok(())
-    }
-}
-
 #[async_trait]
 impl AuditRepository for PgTx {
     async fn list_audit(

@@ -10,6 +10,7 @@
 //! workers through `LISTEN`/`NOTIFY` on the channel `numbers_work`, sent by triggers at commit.
 
 mod audit;
+mod changes;
 mod consents;
 mod locations;
 mod notifications;
@@ -44,7 +45,8 @@ const WORK_CHANNEL: &str = "numbers_work";
 pub struct PostgresStore {
     pool: PgPool,
     wakeups: Arc<Wakeups>,
-    listener: tokio::task::JoinHandle<()>,
+    /// The listener that wakes the workers, and the keeper of planner statistics.
+    background: [tokio::task::JoinHandle<()>; 2],
 }
 
 impl PostgresStore {
@@ -82,11 +84,14 @@ impl PostgresStore {
             .await
             .with_context(|| format!("cannot migrate the database at {}", redact(url)))?;
         let wakeups = Arc::new(Wakeups::default());
-        let listener = tokio::spawn(listen(pool.clone(), wakeups.clone()));
+        let background = [
+            tokio::spawn(listen(pool.clone(), wakeups.clone())),
+            tokio::spawn(keep_statistics(pool.clone())),
+        ];
         Ok(Self {
             pool,
             wakeups,
-            listener,
+            background,
         })
     }
 }
@@ -124,9 +129,60 @@ async fn listen(pool: PgPool, wakeups: Arc<Wakeups>) {
     }
 }
 
+/// How often young tables' statistics are looked at.
+const STATISTICS_EVERY: Duration = Duration::from_secs(5);
+
+/// Tables up to this many rows count as young.
+const YOUNG_TABLE_ROWS: f32 = 1_000_000.0;
+
+/// Keeps the planner's statistics of young tables fresh.
+///
+/// Statements are prepared once per connection and, after five runs, PostgreSQL keeps one
+/// generic plan for them, planned with the statistics of that moment. A table that is new, or
+/// still small, has statistics that say little (a fresh table looks empty, and every index
+/// looks as good as any other for it), and autovacuum analyses it only once a minute at best:
+/// until then plans made early can scan a whole tenant where one row was wanted, and get slower
+/// as the table grows. Analysing a table invalidates the plans that use it, so they are made
+/// again with what the table now holds. This task analyses a young table as soon as a tenth
+/// of it changed (autovacuum's own threshold, looked at every few seconds rather than every
+/// minute); older tables are left to autovacuum. Every replica may run it: analysing a table
+/// twice is harmless.
+async fn keep_statistics(pool: PgPool) {
+    loop {
+        tokio::time::sleep(STATISTICS_EVERY).await;
+        let due: Result<Vec<String>, sqlx::Error> = sqlx::query_scalar(
+            "SELECT s.relname::text FROM pg_stat_user_tables s \
+             JOIN pg_class c ON c.oid = s.relid \
+             WHERE s.schemaname = current_schema() \
+             AND s.n_mod_since_analyze > 50 + 0.1 * greatest(c.reltuples, 0) \
+             AND c.reltuples < $1",
+        )
+        .bind(YOUNG_TABLE_ROWS)
+        .fetch_all(&pool)
+        .await;
+        let tables = match due {
+            Ok(tables) => tables,
+            Err(sqlx::Error::PoolClosed) => return,
+            Err(error) => {
+                tracing::debug!(%error, "cannot read table statistics");
+                continue;
+            }
+        };
+        for table in tables {
+            // The name comes from the catalogue, quoted as an identifier.
+            let analyze = format!("ANALYZE \"{}\"", table.replace('"', "\"\""));
+            if let Err(error) = pool.execute(sqlx::AssertSqlSafe(analyze)).await {
+                tracing::debug!(%error, %table, "cannot analyse");
+            }
+        }
+    }
+}
+
 impl Drop for PostgresStore {
     fn drop(&mut self) {
-        self.listener.abort();
+        for task in &self.background {
+            task.abort();
+        }
     }
 }
 
@@ -158,7 +214,9 @@ impl Store for PostgresStore {
     }
 
     async fn close(&self) {
-        self.listener.abort();
+        for task in &self.background {
+            task.abort();
+        }
         self.pool.close().await;
     }
 }
@@ -190,23 +248,7 @@ impl PgTx {
 #[async_trait]
 impl Transaction for PgTx {
     async fn apply(&mut self, tenant: &TenantId, changes: &Changes) -> StoreResult<()> {
-        for number in &changes.numbers {
-            self.update_number(tenant, number).await?;
-        }
-        for user in &changes.users {
-            self.update_user(tenant, user).await?;
-        }
-        if let Some(operation) = &changes.operation {
-            self.insert_operation(tenant, operation).await?;
-        }
-        self.insert_audit(tenant, &changes.audit).await?;
-        for notification in &changes.notifications {
-            self.insert_notification(tenant, notification).await?;
-        }
-        if let Some((request_id, response)) = &changes.response {
-            self.save_response(tenant, request_id, response).await?;
-        }
-        Ok(())
+        self.write_changes(tenant, changes).await
     }
 
     async fn commit(self: Box<Self>) -> StoreResult<()> {

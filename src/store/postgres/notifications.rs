@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 
 use super::{PgTx, system_time, timestamp, uuid};
 use crate::domain::{Notification, TenantId};
-use crate::store::{Delivery, NotificationRepository, StoreError, StoreResult};
+use crate::store::{Delivery, NotificationRepository, StoreResult};
 
 macro_rules! notification_columns {
     () => {
@@ -42,32 +42,6 @@ impl From<NotificationRow> for Delivery {
             },
             attempts: row.attempts,
         }
-    }
-}
-
-impl PgTx {
-    /// Queues a notification for delivery, due at once.
-    pub(super) async fn insert_notification(
-        &mut self,
-        tenant: &TenantId,
-        notification: &Notification,
-    ) -> StoreResult<()> {
-        let id = uuid(&notification.id)
-            .ok_or_else(|| StoreError::corrupt("notification", "its id is not a UUID"))?;
-        sqlx::query(
-            "INSERT INTO notifications (tenant_id, id, recipient, subject, body, phone_number, \
-             create_time, next_attempt_time) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
-        )
-        .bind(tenant)
-        .bind(id)
-        .bind(&notification.recipient)
-        .bind(&notification.subject)
-        .bind(&notification.body)
-        .bind(&notification.phone_number)
-        .bind(timestamp(notification.create_time))
-        .execute(self.conn())
-        .await?;
-        Ok(())
     }
 }
 

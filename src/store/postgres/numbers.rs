@@ -9,7 +9,8 @@ use time::OffsetDateTime;
 
 use super::{PgTx, system_time, timestamp, uuid};
 use crate::domain::{
-    Assignment, Block, Capabilities, Capability, Country, E164, NumberFilter, PhoneNumber, TenantId,
+    Assignment, Block, Capabilities, Capability, Country, E164, NumberFilter, NumberType,
+    PhoneNumber, TenantId,
 };
 use crate::store::{NumberRepository, StoreError, StoreResult, prefix_upper_bound};
 
@@ -24,6 +25,24 @@ macro_rules! number_columns {
     };
 }
 pub(super) use number_columns;
+
+/// Inserts a number (parameters `$1` to `$20`) unless the tenant has it, resolving a concurrent
+/// insert by `conflict`.
+macro_rules! insert_number_unless {
+    ($conflict:literal) => {
+        concat!(
+            "INSERT INTO phone_numbers (tenant_id, phone_number, base_number, number_type, \
+             operator_id, country, city, capabilities, assigned_to, assignment_category, \
+             assignment_status, activation_state, emergency_location_id, \
+             location_update_supported, blocked_until, blocked_forever, operation_id, version, \
+             create_time, update_time) \
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+             $18, $19, $20 \
+             WHERE NOT EXISTS (SELECT 1 FROM phone_numbers WHERE tenant_id = $1 AND phone_number = $2) ",
+            $conflict
+        )
+    };
+}
 
 /// A number and its holder, as `number_columns!` reads them.
 pub(super) struct NumberRow {
@@ -179,47 +198,6 @@ fn capability_condition(capability: Capability) -> &'static str {
     }
 }
 
-impl PgTx {
-    /// Writes a number as it will be, if the stored record is still at the version before.
-    pub(super) async fn update_number(
-        &mut self,
-        tenant: &TenantId,
-        number: &PhoneNumber,
-    ) -> StoreResult<()> {
-        let assignment = number.assignment.as_ref();
-        let (blocked_until, blocked_forever) = block_columns(number.block);
-        let updated = sqlx::query(
-            "UPDATE phone_numbers SET assigned_to = $3, assignment_category = $4, \
-             assignment_status = $5, activation_state = $6, emergency_location_id = $7, \
-             location_update_supported = $8, capabilities = $9, city = $10, \
-             blocked_until = $11, blocked_forever = $12, operation_id = $13, version = $14, \
-             update_time = $15 \
-             WHERE tenant_id = $1 AND phone_number = $2 AND version = $14 - 1",
-        )
-        .bind(tenant) // $1
-        .bind(number.number.canonical()) // $2
-        .bind(assignment.map(|a| &a.target_id)) // $3
-        .bind(assignment.map(|a| a.category.as_str())) // $4
-        .bind(number.assignment_status().as_str()) // $5
-        .bind(number.activation_state.as_str()) // $6
-        .bind(&number.emergency_location_id) // $7
-        .bind(number.location_update_supported) // $8
-        .bind(capability_names(number.capabilities)) // $9
-        .bind(&number.city) // $10
-        .bind(blocked_until) // $11
-        .bind(blocked_forever) // $12
-        .bind(number.operation_id.as_deref().and_then(uuid)) // $13
-        .bind(number.version) // $14
-        .bind(timestamp(number.update_time)) // $15
-        .execute(self.conn())
-        .await?;
-        if updated.rows_affected() != 1 {
-            return Err(StoreError::Stale(number.number.canonical()));
-        }
-        Ok(())
-    }
-}
-
 #[async_trait]
 impl NumberRepository for PgTx {
     async fn get_number(
@@ -297,7 +275,8 @@ impl NumberRepository for PgTx {
             number_columns!(),
             " FROM phone_numbers n \
              LEFT JOIN users u ON u.tenant_id = n.tenant_id AND u.id = n.assigned_to \
-             WHERE n.tenant_id = $1 AND (n.base_number = $2 OR n.phone_number = $3) \
+             WHERE n.tenant_id = $1 AND n.phone_number IN (SELECT phone_number FROM phone_numbers \
+             WHERE tenant_id = $1 AND base_number = $2 UNION ALL SELECT $3::text) \
              ORDER BY n.phone_number FOR UPDATE OF n"
         ))
         .bind(tenant)
@@ -315,38 +294,38 @@ impl NumberRepository for PgTx {
     ) -> StoreResult<bool> {
         let assignment = number.assignment.as_ref();
         let (blocked_until, blocked_forever) = block_columns(number.block);
-        let inserted = sqlx::query(
-            "INSERT INTO phone_numbers (tenant_id, phone_number, base_number, number_type, \
-             operator_id, country, city, capabilities, assigned_to, assignment_category, \
-             assignment_status, activation_state, emergency_location_id, \
-             location_update_supported, blocked_until, blocked_forever, operation_id, version, \
-             create_time, update_time) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
-             $17, $18, $19, $20) \
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(tenant) // $1
-        .bind(number.number.canonical()) // $2
-        .bind(number.number.base()) // $3
-        .bind(number.number_type.as_str()) // $4
-        .bind(&number.operator_id) // $5
-        .bind(number.country().as_str()) // $6
-        .bind(&number.city) // $7
-        .bind(capability_names(number.capabilities)) // $8
-        .bind(assignment.map(|a| &a.target_id)) // $9
-        .bind(assignment.map(|a| a.category.as_str())) // $10
-        .bind(number.assignment_status().as_str()) // $11
-        .bind(number.activation_state.as_str()) // $12
-        .bind(&number.emergency_location_id) // $13
-        .bind(number.location_update_supported) // $14
-        .bind(blocked_until) // $15
-        .bind(blocked_forever) // $16
-        .bind(number.operation_id.as_deref().and_then(uuid)) // $17
-        .bind(number.version) // $18
-        .bind(timestamp(number.create_time)) // $19
-        .bind(timestamp(number.update_time)) // $20
-        .execute(self.conn())
-        .await?;
+        // A number is taken when the tenant has it, or, for a provider number, when any
+        // tenant does (the partial unique index of provider numbers is then the arbiter).
+        let sql = if number.number_type == NumberType::DirectRouting {
+            insert_number_unless!("ON CONFLICT (tenant_id, phone_number) DO NOTHING")
+        } else {
+            insert_number_unless!(
+                "ON CONFLICT (phone_number) WHERE number_type <> 'DIRECT_ROUTING' DO NOTHING"
+            )
+        };
+        let inserted = sqlx::query(sql)
+            .bind(tenant) // $1
+            .bind(number.number.canonical()) // $2
+            .bind(number.number.base()) // $3
+            .bind(number.number_type.as_str()) // $4
+            .bind(&number.operator_id) // $5
+            .bind(number.country().as_str()) // $6
+            .bind(&number.city) // $7
+            .bind(capability_names(number.capabilities)) // $8
+            .bind(assignment.map(|a| &a.target_id)) // $9
+            .bind(assignment.map(|a| a.category.as_str())) // $10
+            .bind(number.assignment_status().as_str()) // $11
+            .bind(number.activation_state.as_str()) // $12
+            .bind(&number.emergency_location_id) // $13
+            .bind(number.location_update_supported) // $14
+            .bind(blocked_until) // $15
+            .bind(blocked_forever) // $16
+            .bind(number.operation_id.as_deref().and_then(uuid)) // $17
+            .bind(number.version) // $18
+            .bind(timestamp(number.create_time)) // $19
+            .bind(timestamp(number.update_time)) // $20
+            .execute(self.conn())
+            .await?;
         Ok(inserted.rows_affected() == 1)
     }
 

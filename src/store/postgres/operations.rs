@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 
 use super::{PgTx, system_time, timestamp, uuid};
 use crate::domain::{Job, Operation, OperationState, OperationStep, TenantId};
-use crate::store::{JobOutcome, NewOperation, OperationRepository, StoreError, StoreResult};
+use crate::store::{JobOutcome, OperationRepository, StoreError, StoreResult};
 
 macro_rules! job_columns {
     () => {
@@ -115,69 +115,6 @@ fn operation(id: &str, rows: Vec<OperationRow>) -> StoreResult<Option<Operation>
         }
     }
     Ok(Some(operation))
-}
-
-impl PgTx {
-    /// Records a new operation and its jobs, in one statement. Jobs still to do are due at
-    /// once.
-    pub(super) async fn insert_operation(
-        &mut self,
-        tenant: &TenantId,
-        new: &NewOperation,
-    ) -> StoreResult<()> {
-        let operation = &new.operation;
-        let jobs = &new.jobs;
-        let id = uuid(&operation.id)
-            .ok_or_else(|| StoreError::corrupt("operation", "its id is not a UUID"))?;
-        let job_ids: Vec<Option<uuid::Uuid>> = jobs.iter().map(|j| uuid(&j.id)).collect();
-        sqlx::query(
-            "WITH operation AS (\
-             INSERT INTO operations (tenant_id, id, kind, state, error, request_id, actor, \
-             create_time, update_time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)) \
-             INSERT INTO provisioning_jobs (id, tenant_id, operation_id, phone_number, action, \
-             provider_id, target_id, emergency_location_id, previous_location_id, state, ticket, \
-             reason, attempts, failures, next_attempt_time, create_time, update_time) \
-             SELECT j.id, $1, $2, j.phone_number, j.action, j.provider_id, j.target_id, \
-             j.emergency_location_id, j.previous_location_id, j.state, j.ticket, j.reason, \
-             j.attempts, j.failures, $8, $8, $8 \
-             FROM unnest($9::uuid[], $10::text[], $11::text[], $12::text[], $13::text[], \
-             $14::text[], $15::text[], $16::text[], $17::text[], $18::text[], $19::bigint[], \
-             $20::bigint[]) AS j(id, phone_number, action, provider_id, target_id, \
-             emergency_location_id, previous_location_id, state, ticket, reason, attempts, \
-             failures)",
-        )
-        .bind(tenant) // $1
-        .bind(id) // $2
-        .bind(operation.kind.as_str()) // $3
-        .bind(operation.state.as_str()) // $4
-        .bind(&operation.error) // $5
-        .bind(&new.request_id) // $6
-        .bind(&new.actor) // $7
-        .bind(timestamp(operation.create_time)) // $8
-        .bind(job_ids) // $9
-        .bind(jobs.iter().map(|j| &j.phone_number).collect::<Vec<_>>()) // $10
-        .bind(jobs.iter().map(|j| j.action.as_str()).collect::<Vec<_>>()) // $11
-        .bind(jobs.iter().map(|j| &j.provider_id).collect::<Vec<_>>()) // $12
-        .bind(jobs.iter().map(|j| &j.target_id).collect::<Vec<_>>()) // $13
-        .bind(
-            jobs.iter()
-                .map(|j| j.emergency_location_id.as_deref())
-                .collect::<Vec<_>>(),
-        ) // $14
-        .bind(
-            jobs.iter()
-                .map(|j| j.previous_location_id.as_deref())
-                .collect::<Vec<_>>(),
-        ) // $15
-        .bind(jobs.iter().map(|j| j.state.as_str()).collect::<Vec<_>>()) // $16
-        .bind(jobs.iter().map(|j| j.ticket.as_deref()).collect::<Vec<_>>()) // $17
-        .bind(jobs.iter().map(|j| j.reason.as_deref()).collect::<Vec<_>>()) // $18
-        .bind(jobs.iter().map(|j| j.attempts).collect::<Vec<_>>()) // $19
-        .bind(jobs.iter().map(|j| j.failures).collect::<Vec<_>>()) // $20
-        .execute(self.conn())
-        .await?;
-        Ok(())
-    }
 }
 
 #[async_trait]

@@ -165,28 +165,6 @@ macro_rules! upsert_user_on {
     };
 }
 
-impl PgTx {
-    /// Writes a user's new version and enterprise voice flag, if the stored record is still
-    /// at the version before.
-    pub(super) async fn update_user(&mut self, tenant: &TenantId, user: &User) -> StoreResult<()> {
-        let updated = sqlx::query(
-            "UPDATE users SET enterprise_voice_enabled = $3, version = $4, update_time = $5 \
-             WHERE tenant_id = $1 AND id = $2 AND version = $4 - 1",
-        )
-        .bind(tenant) // $1
-        .bind(&user.id) // $2
-        .bind(user.enterprise_voice_enabled) // $3
-        .bind(user.version) // $4
-        .bind(timestamp(user.update_time)) // $5
-        .execute(self.conn())
-        .await?;
-        if updated.rows_affected() != 1 {
-            return Err(StoreError::Stale(format!("user {}", user.id)));
-        }
-        Ok(())
-    }
-}
-
 /// Reads the rows of `lock_user_by!`: the user, the numbers it holds, and whether they were
 /// read before a concurrent change of the user (see `lock_user_by!`).
 fn holder(rows: Vec<PgRow>) -> StoreResult<Option<(Holder, bool)>> {

@@ -42,34 +42,6 @@ impl TryFrom<AuditRow> for AuditEvent {
     }
 }
 
-impl SqliteTx {
-    /// Records an event.
-    pub(super) async fn insert_audit(
-        &mut self,
-        tenant: &TenantId,
-        event: &AuditEvent,
-    ) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO audit_events (tenant_id, id, time, actor, action, phone_number, \
-             user_id, request_id, before, after) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(tenant) // $1
-        .bind(&event.id) // $2
-        .bind(micros(event.time)) // $3
-        .bind(&event.actor) // $4
-        .bind(event.action.as_str()) // $5
-        .bind(&event.phone_number) // $6
-        .bind(&event.user_id) // $7
-        .bind(&event.request_id) // $8
-        .bind(event.before.as_ref().map(Json)) // $9
-        .bind(event.after.as_ref().map(Json)) // $10
-        .execute(self.conn())
-        .await?;
-        Ok(())
-    }
-}
-
 #[async_trait]
 impl AuditRepository for SqliteTx {
     async fn list_audit(

@@ -10,6 +10,7 @@
 //! (microseconds since the Unix epoch), TEXT holding JSON arrays for lists.
 
 mod audit;
+mod changes;
 mod consents;
 mod locations;
 mod notifications;
@@ -164,27 +165,14 @@ impl SqliteTx {
 #[async_trait]
 impl Transaction for SqliteTx {
     async fn apply(&mut self, tenant: &TenantId, changes: &Changes) -> StoreResult<()> {
-        for number in &changes.numbers {
-            self.update_number(tenant, number).await?;
+        self.write_changes(tenant, changes).await?;
+        if let Some(operation) = &changes.operation
+            && operation.jobs.iter().any(|j| !j.state.is_final())
+        {
+            self.wrote.push(Queue::Jobs);
         }
-        for user in &changes.users {
-            self.update_user(tenant, user).await?;
-        }
-        if let Some(operation) = &changes.operation {
-            self.insert_operation(tenant, operation).await?;
-            if operation.jobs.iter().any(|j| !j.state.is_final()) {
-                self.wrote.push(Queue::Jobs);
-            }
-        }
-        for event in &changes.audit {
-            self.insert_audit(tenant, event).await?;
-        }
-        for notification in &changes.notifications {
-            self.insert_notification(tenant, notification).await?;
+        if !changes.notifications.is_empty() {
             self.wrote.push(Queue::Emails);
-        }
-        if let Some((request_id, response)) = &changes.response {
-            self.save_response(tenant, request_id, response).await?;
         }
         Ok(())
     }

@@ -44,30 +44,6 @@ impl From<NotificationRow> for Delivery {
     }
 }
 
-impl SqliteTx {
-    /// Queues a notification for delivery, due at once.
-    pub(super) async fn insert_notification(
-        &mut self,
-        tenant: &TenantId,
-        notification: &Notification,
-    ) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO notifications (tenant_id, id, recipient, subject, body, phone_number, \
-             create_time, next_attempt_time) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
-        )
-        .bind(tenant)
-        .bind(&notification.id)
-        .bind(&notification.recipient)
-        .bind(&notification.subject)
-        .bind(&notification.body)
-        .bind(&notification.phone_number)
-        .bind(micros(notification.create_time))
-        .execute(self.conn())
-        .await?;
-        Ok(())
-    }
-}
-
 #[async_trait]
 impl NotificationRepository for SqliteTx {
     async fn notifications(

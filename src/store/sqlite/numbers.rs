@@ -158,47 +158,6 @@ fn capability_condition(capability: Capability) -> &'static str {
     }
 }
 
-impl SqliteTx {
-    /// Writes a number as it will be, if the stored record is still at the version before.
-    pub(super) async fn update_number(
-        &mut self,
-        tenant: &TenantId,
-        number: &PhoneNumber,
-    ) -> StoreResult<()> {
-        let assignment = number.assignment.as_ref();
-        let (blocked_until, blocked_forever) = block_columns(number.block);
-        let updated = sqlx::query(
-            "UPDATE phone_numbers SET assigned_to = $3, assignment_category = $4, \
-             assignment_status = $5, activation_state = $6, emergency_location_id = $7, \
-             location_update_supported = $8, capabilities = $9, city = $10, \
-             blocked_until = $11, blocked_forever = $12, operation_id = $13, version = $14, \
-             update_time = $15 \
-             WHERE tenant_id = $1 AND phone_number = $2 AND version = $14 - 1",
-        )
-        .bind(tenant) // $1
-        .bind(number.number.canonical()) // $2
-        .bind(assignment.map(|a| &a.target_id)) // $3
-        .bind(assignment.map(|a| a.category.as_str())) // $4
-        .bind(number.assignment_status().as_str()) // $5
-        .bind(number.activation_state.as_str()) // $6
-        .bind(&number.emergency_location_id) // $7
-        .bind(number.location_update_supported) // $8
-        .bind(capability_list(number.capabilities)) // $9
-        .bind(&number.city) // $10
-        .bind(blocked_until) // $11
-        .bind(blocked_forever) // $12
-        .bind(&number.operation_id) // $13
-        .bind(number.version) // $14
-        .bind(micros(number.update_time)) // $15
-        .execute(self.conn())
-        .await?;
-        if updated.rows_affected() != 1 {
-            return Err(StoreError::Stale(number.number.canonical()));
-        }
-        Ok(())
-    }
-}
-
 #[async_trait]
 impl NumberRepository for SqliteTx {
     async fn get_number(
@@ -245,7 +204,9 @@ impl NumberRepository for SqliteTx {
         also: Option<&str>,
     ) -> StoreResult<Vec<PhoneNumber>> {
         let rows: Vec<NumberRow> = sqlx::query_as(select_numbers!(
-            "(n.base_number = $2 OR n.phone_number = $3) ORDER BY n.phone_number"
+            "n.phone_number IN (SELECT phone_number FROM phone_numbers \
+             WHERE tenant_id = $1 AND base_number = $2 UNION ALL SELECT $3) \
+             ORDER BY n.phone_number"
         ))
         .bind(tenant)
         .bind(base)

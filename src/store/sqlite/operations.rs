@@ -7,7 +7,7 @@ use sqlx::FromRow;
 
 use super::{SqliteTx, json_list, micros, system_time};
 use crate::domain::{Job, Operation, OperationState, OperationStep, TenantId};
-use crate::store::{JobOutcome, NewOperation, OperationRepository, StoreError, StoreResult};
+use crate::store::{JobOutcome, OperationRepository, StoreError, StoreResult};
 
 macro_rules! job_columns {
     () => {
@@ -114,60 +114,6 @@ fn operation(id: &str, rows: Vec<OperationRow>) -> StoreResult<Option<Operation>
         }
     }
     Ok(Some(operation))
-}
-
-impl SqliteTx {
-    /// Records a new operation and its jobs. Jobs still to do are due at once.
-    pub(super) async fn insert_operation(
-        &mut self,
-        tenant: &TenantId,
-        new: &NewOperation,
-    ) -> StoreResult<()> {
-        let operation = &new.operation;
-        let now = micros(operation.create_time);
-        sqlx::query(
-            "INSERT INTO operations (tenant_id, id, kind, state, error, request_id, actor, \
-             create_time, update_time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
-        )
-        .bind(tenant)
-        .bind(&operation.id)
-        .bind(operation.kind.as_str())
-        .bind(operation.state.as_str())
-        .bind(&operation.error)
-        .bind(&new.request_id)
-        .bind(&new.actor)
-        .bind(now)
-        .execute(self.conn())
-        .await?;
-        for job in &new.jobs {
-            sqlx::query(
-                "INSERT INTO provisioning_jobs (id, tenant_id, operation_id, phone_number, \
-                 action, provider_id, target_id, emergency_location_id, previous_location_id, \
-                 state, ticket, reason, attempts, failures, next_attempt_time, create_time, \
-                 update_time) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15, \
-                 $15)",
-            )
-            .bind(&job.id) // $1
-            .bind(tenant) // $2
-            .bind(&operation.id) // $3
-            .bind(&job.phone_number) // $4
-            .bind(job.action.as_str()) // $5
-            .bind(&job.provider_id) // $6
-            .bind(&job.target_id) // $7
-            .bind(&job.emergency_location_id) // $8
-            .bind(&job.previous_location_id) // $9
-            .bind(job.state.as_str()) // $10
-            .bind(&job.ticket) // $11
-            .bind(&job.reason) // $12
-            .bind(job.attempts) // $13
-            .bind(job.failures) // $14
-            .bind(now) // $15
-            .execute(self.conn())
-            .await?;
-        }
-        Ok(())
-    }
 }
 
 #[async_trait]

@@ -10,26 +10,6 @@ use super::{SqliteTx, micros};
 use crate::domain::TenantId;
 use crate::store::{Claim, RequestRepository, StoreResult};
 
-impl SqliteTx {
-    /// Stores the answer to a claimed request id.
-    pub(super) async fn save_response(
-        &mut self,
-        tenant: &TenantId,
-        request_id: &str,
-        response: &serde_json::Value,
-    ) -> StoreResult<()> {
-        sqlx::query(
-            "UPDATE request_ids SET response = $3 WHERE tenant_id = $1 AND request_id = $2",
-        )
-        .bind(tenant)
-        .bind(request_id)
-        .bind(Json(response))
-        .execute(self.conn())
-        .await?;
-        Ok(())
-    }
-}
-
 #[async_trait]
 impl RequestRepository for SqliteTx {
     async fn claim_request(

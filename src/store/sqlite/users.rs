@@ -114,28 +114,6 @@ impl TryFrom<UserRow> for User {
     }
 }
 
-impl SqliteTx {
-    /// Writes a user's new version and enterprise voice flag, if the stored record is still
-    /// at the version before.
-    pub(super) async fn update_user(&mut self, tenant: &TenantId, user: &User) -> StoreResult<()> {
-        let updated = sqlx::query(
-            "UPDATE users SET enterprise_voice_enabled = $3, version = $4, update_time = $5 \
-             WHERE tenant_id = $1 AND id = $2 AND version = $4 - 1",
-        )
-        .bind(tenant) // $1
-        .bind(&user.id) // $2
-        .bind(user.enterprise_voice_enabled) // $3
-        .bind(user.version) // $4
-        .bind(micros(user.update_time)) // $5
-        .execute(self.conn())
-        .await?;
-        if updated.rows_affected() != 1 {
-            return Err(StoreError::Stale(format!("user {}", user.id)));
-        }
-        Ok(())
-    }
-}
-
 #[async_trait]
 impl UserRepository for SqliteTx {
     async fn find_user(

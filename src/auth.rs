@@ -212,6 +212,16 @@ impl SigningKey {
     /// Verifies a token and returns whom it names, if it has not expired at `now` (allowing
     /// 30 seconds of clock skew).
     pub fn verify(&self, token: &str, now: SystemTime) -> Result<Principal, Error> {
+        self.verify_until(token, now)
+            .map(|(principal, _)| principal)
+    }
+
+    /// Verifies a token like [`SigningKey::verify`], answering also until when it is valid.
+    pub fn verify_until(
+        &self,
+        token: &str,
+        now: SystemTime,
+    ) -> Result<(Principal, SystemTime), Error> {
         const LEEWAY: Duration = Duration::from_secs(30);
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[ISSUER]);
@@ -240,29 +250,34 @@ impl SigningKey {
             id.as_ref()
                 .is_some_and(|id| !id.is_empty() && id.len() <= 128)
         };
-        match claims.role {
+        let principal = match claims.role {
             Role::Admin | Role::Reader if valid_id(&claims.tenant) && claims.operator.is_none() => {
-                Ok(Principal::Tenant(Caller {
+                Principal::Tenant(Caller {
                     tenant_id: claims.tenant.unwrap_or_default(),
                     subject: claims.sub,
                     role: claims.role,
-                }))
+                })
             }
             Role::Operator if valid_id(&claims.operator) && claims.tenant.is_none() => {
-                Ok(Principal::Operator(OperatorCaller {
+                Principal::Operator(OperatorCaller {
                     operator_id: claims.operator.unwrap_or_default(),
                     subject: claims.sub,
-                }))
+                })
             }
-            Role::Admin | Role::Reader => Err(Error::new(
-                Reason::Unauthenticated,
-                "the token names no valid tenant",
-            )),
-            Role::Operator => Err(Error::new(
-                Reason::Unauthenticated,
-                "the token names no valid operator",
-            )),
-        }
+            Role::Admin | Role::Reader => {
+                return Err(Error::new(
+                    Reason::Unauthenticated,
+                    "the token names no valid tenant",
+                ));
+            }
+            Role::Operator => {
+                return Err(Error::new(
+                    Reason::Unauthenticated,
+                    "the token names no valid operator",
+                ));
+            }
+        };
+        Ok((principal, expires))
     }
 }
 

@@ -214,7 +214,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let out = Output(args.format);
     if let (Some(address), Some(token)) = (&args.server, &args.token) {
         let store = args.store.map_or("external", |s| store_name(s));
-        return measure(&args, address, token, store, out).await;
+        return measure(&args, address, token, store, None, out).await;
     }
 
     let store = args.store.unwrap_or(StoreKind::Sqlite);
@@ -226,7 +226,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         server.log.display()
     ));
     let result = tokio::select! {
-        result = measure(&args, &server.address, &server.token, store_name(store), out) => result,
+        result = measure(&args, &server.address, &server.token, store_name(store), Some(server.pid), out) => result,
         _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
     };
     let died = server.exited_early();
@@ -277,6 +277,7 @@ async fn measure(
     address: &str,
     token: &str,
     store: &str,
+    server: Option<u32>,
     out: Output,
 ) -> anyhow::Result<()> {
     anyhow::ensure!(
@@ -311,13 +312,18 @@ async fn measure(
             Phase::Get | Phase::List => args.read_concurrency,
             _ => args.concurrency,
         };
+        let before = Cpu::now(server);
         let outcome = run_phase(phase, args, &clients, concurrency).await;
+        let cpu = before
+            .zip(Cpu::now(server))
+            .map(|(before, after)| after.since(before));
         if reported {
             let report = Report {
                 phase,
                 store,
                 concurrency,
                 outcome,
+                cpu,
             };
             match args.format {
                 Format::Text => println!("{}", report.text()),
@@ -652,8 +658,60 @@ fn code_name(code: tonic::Code) -> String {
 
 // ---- the report --------------------------------------------------------------------------------
 
-const TABLE_HEADER: &str =
-    "phase        calls  errors     secs    calls/s   p50 ms   p95 ms   p99 ms   max ms";
+const TABLE_HEADER: &str = "phase        calls  errors     secs    calls/s   p50 ms   p95 ms   p99 ms   max ms   \
+     cpu µs/call: server  db client";
+
+// ---- where the CPU goes -------------------------------------------------------------------------
+
+/// CPU seconds used so far on this machine by this bench, the server it measures, and
+/// PostgreSQL's processes (zero when PostgreSQL runs elsewhere). Read from `/proc`: on other
+/// systems there are no figures.
+#[derive(Clone, Copy, Debug, Default)]
+struct Cpu {
+    client: f64,
+    server: f64,
+    database: f64,
+}
+
+impl Cpu {
+    fn now(server: Option<u32>) -> Option<Self> {
+        let ticks = rustix::param::clock_ticks_per_second() as f64;
+        let used = |pid: &str| -> Option<(String, f64)> {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let (name, rest) = stat.split_once(" (")?.1.rsplit_once(") ")?;
+            let fields: Vec<&str> = rest.split(' ').collect();
+            let user: f64 = fields.get(11)?.parse().ok()?;
+            let system: f64 = fields.get(12)?.parse().ok()?;
+            Some((name.to_owned(), (user + system) / ticks))
+        };
+        let mut cpu = Cpu {
+            client: used("self")?.1,
+            server: server
+                .and_then(|pid| used(&pid.to_string()))
+                .map_or(0.0, |(_, seconds)| seconds),
+            database: 0.0,
+        };
+        for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+            let pid = entry.file_name();
+            let pid = pid.to_string_lossy();
+            if pid.bytes().all(|b| b.is_ascii_digit())
+                && let Some((name, seconds)) = used(&pid)
+                && name == "postgres"
+            {
+                cpu.database += seconds;
+            }
+        }
+        Some(cpu)
+    }
+
+    fn since(self, before: Cpu) -> Cpu {
+        Cpu {
+            client: self.client - before.client,
+            server: self.server - before.server,
+            database: self.database - before.database,
+        }
+    }
+}
 
 /// One phase's figures.
 #[derive(Debug)]
@@ -662,9 +720,22 @@ struct Report<'a> {
     store: &'a str,
     concurrency: usize,
     outcome: Outcome,
+    /// The CPU the phase used, when known.
+    cpu: Option<Cpu>,
 }
 
 impl Report<'_> {
+    /// CPU microseconds per call of the server, the database and this client.
+    fn cpu_per_call(&self) -> Option<(f64, f64, f64)> {
+        let cpu = self.cpu?;
+        let calls = self.calls().max(1) as f64;
+        Some((
+            cpu.server * 1e6 / calls,
+            cpu.database * 1e6 / calls,
+            cpu.client * 1e6 / calls,
+        ))
+    }
+
     fn calls(&self) -> usize {
         self.outcome.latencies.len()
     }
@@ -722,6 +793,9 @@ impl Report<'_> {
             self.percentile_ms(0.99),
             self.percentile_ms(1.0),
         );
+        if let Some((server, database, client)) = self.cpu_per_call() {
+            text += &format!("  {server:>18.0} {database:>3.0} {client:>6.0}");
+        }
         let indent = "\n         ";
         if self.phase == Phase::Assign && !self.quarter_rates().is_empty() {
             let rates: Vec<_> = self
@@ -772,6 +846,11 @@ impl Report<'_> {
         });
         if self.phase == Phase::Assign {
             json["rate_by_quarter"] = self.quarter_rates().into_iter().map(round).collect();
+        }
+        if let Some((server, database, client)) = self.cpu_per_call() {
+            json["server_cpu_us"] = round(server).into();
+            json["database_cpu_us"] = round(database).into();
+            json["client_cpu_us"] = round(client).into();
         }
         json
     }
@@ -1078,6 +1157,7 @@ mod tests {
                 latencies: (1..=100).map(Duration::from_millis).collect(),
                 ..Outcome::default()
             },
+            cpu: None,
         };
         assert_eq!(report.percentile_ms(0.50), 50.0);
         assert_eq!(report.percentile_ms(0.99), 99.0);

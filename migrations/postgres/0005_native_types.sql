@@ -168,6 +168,18 @@ $$;
 CREATE TRIGGER provisioning_jobs_wake_workers AFTER INSERT
     ON provisioning_jobs FOR EACH ROW WHEN (NEW.state IN ('PENDING', 'RUNNING'))
     EXECUTE FUNCTION numbers_work_written('jobs');
+-- Emails are not urgent, and a worker woken once sends every email waiting before it sleeps
+-- again; so an email wakes the workers only when it is the only one waiting. Busy replicas then
+-- commit their emails without notifying (each NOTIFY takes a lock that commits queue on).
+CREATE FUNCTION numbers_first_email_written() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM notifications WHERE state = 'PENDING'
+                   AND (tenant_id, id) <> (NEW.tenant_id, NEW.id)) THEN
+        PERFORM pg_notify('numbers_work', 'emails');
+    END IF;
+    RETURN NULL;
+END
+$$;
 CREATE TRIGGER notifications_wake_workers AFTER INSERT
     ON notifications FOR EACH ROW WHEN (NEW.state = 'PENDING')
-    EXECUTE FUNCTION numbers_work_written('emails');
+    EXECUTE FUNCTION numbers_first_email_written();

@@ -4,6 +4,7 @@
 //! puts the caller in the request's extensions, where the handlers take it from.
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use tonic::service::Interceptor;
 use tonic::{Request, Status};
@@ -20,12 +21,21 @@ enum Audience {
 }
 
 /// Authenticates requests with the service's signing key, telling expired tokens by `clock`.
+///
+/// Clients send the same token with call after call; checking its signature each time would
+/// cost more than many a read. A token verified once is remembered with whom it names and
+/// until when it is valid (at most [`VERIFIED_TOKENS`] tokens), and is only checked against
+/// the clock on later calls.
 #[derive(Clone, Debug)]
 pub struct Authenticate {
     key: SigningKey,
     clock: Arc<dyn Clock>,
     audience: Audience,
+    verified: Arc<quick_cache::sync::Cache<String, (Principal, SystemTime)>>,
 }
+
+/// How many verified tokens are remembered.
+const VERIFIED_TOKENS: usize = 10_000;
 
 impl Authenticate {
     /// For the tenant-facing service: admin and reader tokens.
@@ -34,6 +44,7 @@ impl Authenticate {
             key,
             clock,
             audience: Audience::Tenants,
+            verified: Arc::new(quick_cache::sync::Cache::new(VERIFIED_TOKENS)),
         }
     }
 
@@ -43,6 +54,7 @@ impl Authenticate {
             key,
             clock,
             audience: Audience::Operators,
+            verified: Arc::new(quick_cache::sync::Cache::new(VERIFIED_TOKENS)),
         }
     }
 }
@@ -64,7 +76,7 @@ impl Interceptor for Authenticate {
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, token)| token.trim())
             .ok_or_else(|| unauthenticated("the authorization metadata must be Bearer <token>"))?;
-        match (self.key.verify(token, self.clock.now())?, self.audience) {
+        match (self.principal(token)?, self.audience) {
             (Principal::Tenant(caller), Audience::Tenants) => {
                 request.extensions_mut().insert(caller);
             }
@@ -95,6 +107,22 @@ impl Interceptor for Authenticate {
             }
         }
         Ok(request)
+    }
+}
+
+impl Authenticate {
+    /// Whom a token names: remembered, or verified now.
+    fn principal(&self, token: &str) -> Result<Principal, Error> {
+        let now = self.clock.now();
+        if let Some((principal, expires)) = self.verified.get(token)
+            && now < expires
+        {
+            return Ok(principal);
+        }
+        let (principal, expires) = self.key.verify_until(token, now)?;
+        self.verified
+            .insert(token.to_owned(), (principal.clone(), expires));
+        Ok(principal)
     }
 }
 

@@ -18,6 +18,7 @@
 //! one holder per number, at most one primary number per target, and every query is scoped by
 //! tenant.
 
+mod pool;
 mod postgres;
 mod sqlite;
 

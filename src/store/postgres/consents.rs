@@ -15,7 +15,8 @@ impl ConsentRepository for PgTx {
         )
         .bind(tenant)
         .fetch_all(self.conn())
-        .await?;
+        .await
+        .map_err(|e| self.failed(e))?;
         rows.into_iter()
             .map(|(operator_id, countries)| {
                 let countries = countries
@@ -48,7 +49,8 @@ impl ConsentRepository for PgTx {
         .bind(countries)
         .bind(timestamp(now))
         .execute(self.conn())
-        .await?;
+        .await
+        .map_err(|e| self.failed(e))?;
         Ok(())
     }
 
@@ -57,7 +59,8 @@ impl ConsentRepository for PgTx {
             .bind(tenant)
             .bind(operator_id)
             .execute(self.conn())
-            .await?;
+            .await
+            .map_err(|e| self.failed(e))?;
         Ok(())
     }
 }

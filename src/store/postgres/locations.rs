@@ -106,7 +106,8 @@ impl LocationRepository for PgTx {
         .bind(status.as_str()) // $16
         .bind(timestamp(now)) // $17
         .fetch_one(self.conn())
-        .await?;
+        .await
+        .map_err(|e| self.failed(e))?;
         row.try_into()
     }
 
@@ -123,7 +124,8 @@ impl LocationRepository for PgTx {
         .bind(tenant)
         .bind(id)
         .fetch_optional(self.conn())
-        .await?;
+        .await
+        .map_err(|e| self.failed(e))?;
         row.map(TryInto::try_into).transpose()
     }
 
@@ -156,7 +158,11 @@ impl LocationRepository for PgTx {
         }
         sql.push(" ORDER BY create_time, id LIMIT ")
             .push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
-        let rows: Vec<LocationRow> = sql.build_query_as().fetch_all(self.conn()).await?;
+        let rows: Vec<LocationRow> = sql
+            .build_query_as()
+            .fetch_all(self.conn())
+            .await
+            .map_err(|e| self.failed(e))?;
         rows.into_iter().map(TryInto::try_into).collect()
     }
 }

@@ -24,18 +24,21 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
 use async_trait::async_trait;
-use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
-use sqlx::{Connection as _, Executor as _, PgConnection, PgPool, Postgres};
+use sqlx::{Connection as _, Executor as _, PgConnection, PgPool};
 use time::OffsetDateTime;
 
+use super::pool::{self, Pool, Session};
 use super::{Changes, Queue, Store, StoreResult, Transaction, Tx, Wakeups, redact};
 use crate::domain::TenantId;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// Connections per replica. One more is held by the listener that wakes the workers.
-const POOL_SIZE: u32 = 32;
+const POOL_SIZE: usize = 32;
+
+/// How long a request waits for a connection.
+const CONNECTION_WAIT: Duration = Duration::from_secs(10);
 
 /// The channel `NOTIFY` wakes the workers on; the payload names the queue.
 const WORK_CHANNEL: &str = "numbers_work";
@@ -43,7 +46,7 @@ const WORK_CHANNEL: &str = "numbers_work";
 /// A [`Store`] on PostgreSQL.
 #[derive(Debug)]
 pub struct PostgresStore {
-    pool: PgPool,
+    pool: Pool<PgConnection>,
     wakeups: Arc<Wakeups>,
     /// The listener that wakes the workers, and the keeper of planner statistics.
     background: [tokio::task::JoinHandle<()>; 2],
@@ -56,9 +59,20 @@ impl PostgresStore {
         let options: PgConnectOptions = url
             .parse()
             .with_context(|| format!("cannot read the PostgreSQL URL {}", redact(url)))?;
-        // Keep a stuck statement from holding row locks for ever; set at connection start-up,
-        // so it costs no statement.
-        let options = options.options([("statement_timeout", "30s")]);
+        // Set at connection start-up, so they cost no statement: a stuck statement must not
+        // hold row locks for ever; and every statement is planned once per connection.
+        // PostgreSQL otherwise plans a prepared statement anew for its first five runs, and
+        // then keeps doing so whenever its generic plan looks costlier than plans made for
+        // particular values. Statements that take arrays (the write of a mutation's changes,
+        // lookups by `= ANY`) always look costlier in general, since PostgreSQL assumes ten
+        // elements where there are one or two: planned at every run, the write alone cost half
+        // a millisecond of the database's time per assignment. Every statement here is written
+        // for the index that serves it whatever the values, so the generic plan is the right
+        // one, and `keep_statistics` has it planned with what the tables hold.
+        let options = options.options([
+            ("statement_timeout", "30s"),
+            ("plan_cache_mode", "force_generic_plan"),
+        ]);
         // One direct connection first: a pool would retry until its timeout and then report
         // only that it timed out, hiding the cause (refused, unknown host, bad password).
         let probe = tokio::time::timeout(
@@ -69,23 +83,21 @@ impl PostgresStore {
         .map_err(|_| anyhow::anyhow!("no answer within 10 s"))
         .and_then(|connected| connected.map_err(anyhow::Error::from))
         .with_context(|| format!("cannot connect to PostgreSQL at {}", redact(url)))?;
-        let _ = probe.close().await;
-        let pool = PgPoolOptions::new()
-            .max_connections(POOL_SIZE + 1)
-            .acquire_timeout(Duration::from_secs(10))
-            // A connection that broke is found out by the statement that uses it; a ping before
-            // every use would cost a round trip per request.
-            .test_before_acquire(false)
-            .connect_with(options)
-            .await
-            .with_context(|| format!("cannot connect to PostgreSQL at {}", redact(url)))?;
+        let mut connection = probe;
         MIGRATOR
-            .run(&pool)
+            .run(&mut connection)
             .await
             .with_context(|| format!("cannot migrate the database at {}", redact(url)))?;
+        let _ = connection.close().await;
+        let pool = pool::pool(options.clone(), POOL_SIZE, CONNECTION_WAIT)?;
+        // The listener keeps a connection of its own, in a pool of one that sqlx's listener
+        // reconnects through.
+        let listener_pool = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_lazy_with(options);
         let wakeups = Arc::new(Wakeups::default());
         let background = [
-            tokio::spawn(listen(pool.clone(), wakeups.clone())),
+            tokio::spawn(listen(listener_pool, wakeups.clone())),
             tokio::spawn(keep_statistics(pool.clone())),
         ];
         Ok(Self {
@@ -130,7 +142,7 @@ async fn listen(pool: PgPool, wakeups: Arc<Wakeups>) {
 }
 
 /// How often young tables' statistics are looked at.
-const STATISTICS_EVERY: Duration = Duration::from_secs(5);
+const STATISTICS_EVERY: Duration = Duration::from_secs(1);
 
 /// Tables up to this many rows count as young.
 const YOUNG_TABLE_ROWS: f32 = 1_000_000.0;
@@ -144,12 +156,15 @@ const YOUNG_TABLE_ROWS: f32 = 1_000_000.0;
 /// until then plans made early can scan a whole tenant where one row was wanted, and get slower
 /// as the table grows. Analysing a table invalidates the plans that use it, so they are made
 /// again with what the table now holds. This task analyses a young table as soon as a tenth
-/// of it changed (autovacuum's own threshold, looked at every few seconds rather than every
+/// of it changed (autovacuum's own threshold, looked at every second rather than every
 /// minute); older tables are left to autovacuum. Every replica may run it: analysing a table
 /// twice is harmless.
-async fn keep_statistics(pool: PgPool) {
+async fn keep_statistics(pool: Pool<PgConnection>) {
     loop {
         tokio::time::sleep(STATISTICS_EVERY).await;
+        let Ok(mut session) = Session::lend(&pool).await else {
+            continue;
+        };
         let due: Result<Vec<String>, sqlx::Error> = sqlx::query_scalar(
             "SELECT s.relname::text FROM pg_stat_user_tables s \
              JOIN pg_class c ON c.oid = s.relid \
@@ -158,21 +173,22 @@ async fn keep_statistics(pool: PgPool) {
              AND c.reltuples < $1",
         )
         .bind(YOUNG_TABLE_ROWS)
-        .fetch_all(&pool)
+        .fetch_all(session.conn())
         .await;
         let tables = match due {
             Ok(tables) => tables,
-            Err(sqlx::Error::PoolClosed) => return,
             Err(error) => {
-                tracing::debug!(%error, "cannot read table statistics");
+                session.failed(error);
                 continue;
             }
         };
         for table in tables {
             // The name comes from the catalogue, quoted as an identifier.
             let analyze = format!("ANALYZE \"{}\"", table.replace('"', "\"\""));
-            if let Err(error) = pool.execute(sqlx::AssertSqlSafe(analyze)).await {
+            if let Err(error) = session.conn().execute(sqlx::AssertSqlSafe(analyze)).await {
                 tracing::debug!(%error, %table, "cannot analyse");
+                session.failed(error);
+                break;
             }
         }
     }
@@ -194,19 +210,20 @@ impl Store for PostgresStore {
 
     async fn read(&self) -> StoreResult<Tx> {
         Ok(Box::new(PgTx {
-            conn: Conn::Pooled(self.pool.acquire().await?),
+            session: Session::lend(&self.pool).await?,
         }))
     }
 
     async fn write(&self) -> StoreResult<Tx> {
         Ok(Box::new(PgTx {
-            conn: Conn::Transaction(self.pool.begin().await?),
+            session: Session::begin(&self.pool, "BEGIN").await?,
         }))
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        self.pool.execute("SELECT 1").await?;
-        Ok(())
+        let mut session = Session::lend(&self.pool).await?;
+        let pinged = session.conn().ping().await;
+        pinged.map_err(|e| session.failed(e))
     }
 
     async fn work_written(&self, queue: Queue) {
@@ -217,31 +234,26 @@ impl Store for PostgresStore {
         for task in &self.background {
             task.abort();
         }
-        self.pool.close().await;
+        self.pool.close();
     }
 }
 
-/// A connection for reads, or a transaction.
-#[derive(Debug)]
-enum Conn {
-    Pooled(PoolConnection<Postgres>),
-    Transaction(sqlx::Transaction<'static, Postgres>),
-}
-
-/// A [`Transaction`] on PostgreSQL; the repositories are implemented in the submodules, one
-/// per aggregate.
+/// A [`Transaction`] on PostgreSQL (or, from [`Store::read`], a connection for single
+/// statements); the repositories are implemented in the submodules, one per aggregate.
 #[derive(Debug)]
 pub(super) struct PgTx {
-    conn: Conn,
+    session: Session<PgConnection>,
 }
 
 impl PgTx {
     /// The connection to run statements on.
     fn conn(&mut self) -> &mut PgConnection {
-        match &mut self.conn {
-            Conn::Pooled(conn) => conn,
-            Conn::Transaction(tx) => tx,
-        }
+        self.session.conn()
+    }
+
+    /// The error of a statement (see [`Session::failed`]).
+    fn failed(&mut self, error: sqlx::Error) -> super::StoreError {
+        self.session.failed(error)
     }
 }
 
@@ -252,10 +264,7 @@ impl Transaction for PgTx {
     }
 
     async fn commit(self: Box<Self>) -> StoreResult<()> {
-        if let Conn::Transaction(tx) = self.conn {
-            tx.commit().await?;
-        }
-        Ok(())
+        self.session.commit().await
     }
 }
 

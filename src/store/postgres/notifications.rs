@@ -61,7 +61,8 @@ impl NotificationRepository for PgTx {
         .bind(tenant)
         .bind(pending_only)
         .fetch_all(self.conn())
-        .await?;
+        .await
+        .map_err(|e| self.failed(e))?;
         Ok(rows
             .into_iter()
             .map(|row| Delivery::from(row).notification)
@@ -89,7 +90,8 @@ impl NotificationRepository for PgTx {
         .bind(timestamp(now))
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(self.conn())
-        .await?;
+        .await
+        .map_err(|e| self.failed(e))?;
         Ok(rows.into_iter().map(Delivery::from).collect())
     }
 
@@ -120,7 +122,8 @@ impl NotificationRepository for PgTx {
         .bind(error) // $5
         .bind(next) // $6
         .execute(self.conn())
-        .await?;
+        .await
+        .map_err(|e| self.failed(e))?;
         Ok(finished.rows_affected() == 1)
     }
 }

@@ -215,7 +215,8 @@ impl NumberRepository for PgTx {
         .bind(tenant)
         .bind(number)
         .fetch_optional(self.conn())
-        .await?;
+        .await
+        .map_err(|e| self.failed(e))?;
         row.map(TryInto::try_into).transpose()
     }
 
@@ -237,7 +238,8 @@ impl NumberRepository for PgTx {
         .bind(tenant)
         .bind(numbers)
         .fetch_all(self.conn())
-        .await?;
+        .await
+        .map_err(|e| self.failed(e))?;
         self::numbers(rows)
     }
 
@@ -260,7 +262,8 @@ impl NumberRepository for PgTx {
         .bind(tenant)
         .bind(numbers)
         .fetch_all(self.conn())
-        .await?;
+        .await
+        .map_err(|e| self.failed(e))?;
         self::numbers(rows)
     }
 
@@ -283,7 +286,8 @@ impl NumberRepository for PgTx {
         .bind(base)
         .bind(also)
         .fetch_all(self.conn())
-        .await?;
+        .await
+        .map_err(|e| self.failed(e))?;
         self::numbers(rows)
     }
 
@@ -325,7 +329,8 @@ impl NumberRepository for PgTx {
             .bind(timestamp(number.create_time)) // $19
             .bind(timestamp(number.update_time)) // $20
             .execute(self.conn())
-            .await?;
+            .await
+            .map_err(|e| self.failed(e))?;
         Ok(inserted.rows_affected() == 1)
     }
 
@@ -334,7 +339,8 @@ impl NumberRepository for PgTx {
             .bind(tenant)
             .bind(numbers)
             .execute(self.conn())
-            .await?;
+            .await
+            .map_err(|e| self.failed(e))?;
         Ok(())
     }
 
@@ -348,7 +354,8 @@ impl NumberRepository for PgTx {
         )
         .bind(numbers)
         .fetch_all(self.conn())
-        .await?;
+        .await
+        .map_err(|e| self.failed(e))?;
         Ok(taken.into_iter().collect())
     }
 
@@ -364,7 +371,8 @@ impl NumberRepository for PgTx {
         .bind(tenant)
         .bind(operator_id)
         .fetch_one(self.conn())
-        .await?)
+        .await
+        .map_err(|e| self.failed(e))?)
     }
 
     async fn list_numbers(
@@ -422,7 +430,11 @@ impl NumberRepository for PgTx {
         }
         sql.push(" ORDER BY n.phone_number LIMIT ")
             .push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
-        let rows: Vec<NumberRow> = sql.build_query_as().fetch_all(self.conn()).await?;
+        let rows: Vec<NumberRow> = sql
+            .build_query_as()
+            .fetch_all(self.conn())
+            .await
+            .map_err(|e| self.failed(e))?;
         numbers(rows)
     }
 }

@@ -138,7 +138,8 @@ impl OperationRepository for PgTx {
         .bind(tenant)
         .bind(key)
         .fetch_all(self.conn())
-        .await?;
+        .await
+        .map_err(|e| self.failed(e))?;
         operation(id, rows)
     }
 
@@ -156,7 +157,8 @@ impl OperationRepository for PgTx {
             .bind(tenant)
             .bind(key)
             .fetch_optional(self.conn())
-            .await?;
+            .await
+            .map_err(|e| self.failed(e))?;
         self.get_operation(tenant, id).await
     }
 
@@ -178,7 +180,8 @@ impl OperationRepository for PgTx {
         .bind(&operation.error)
         .bind(timestamp(operation.update_time))
         .execute(self.conn())
-        .await?;
+        .await
+        .map_err(|e| self.failed(e))?;
         Ok(())
     }
 
@@ -210,7 +213,8 @@ impl OperationRepository for PgTx {
         .bind(timestamp(now))
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(self.conn())
-        .await?;
+        .await
+        .map_err(|e| self.failed(e))?;
         rows.into_iter().map(TryInto::try_into).collect()
     }
 
@@ -262,7 +266,8 @@ impl OperationRepository for PgTx {
         .bind(state.is_final().then_some(owner)) // $8
         .bind(timestamp(now)) // $9
         .execute(self.conn())
-        .await?;
+        .await
+        .map_err(|e| self.failed(e))?;
         Ok(finished.rows_affected() == 1)
     }
 
@@ -271,6 +276,7 @@ impl OperationRepository for PgTx {
             "SELECT count(*) FROM provisioning_jobs WHERE state IN ('PENDING', 'RUNNING')",
         )
         .fetch_one(self.conn())
-        .await?)
+        .await
+        .map_err(|e| self.failed(e))?)
     }
 }

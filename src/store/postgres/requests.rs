@@ -29,7 +29,8 @@ impl RequestRepository for PgTx {
         .bind(fingerprint)
         .bind(timestamp(now))
         .execute(self.conn())
-        .await?;
+        .await
+        .map_err(|e| self.failed(e))?;
         if claimed.rows_affected() == 1 {
             return Ok(Claim::New);
         }
@@ -57,7 +58,8 @@ impl RequestRepository for PgTx {
         .bind(tenant)
         .bind(request_id)
         .fetch_optional(self.conn())
-        .await?;
+        .await
+        .map_err(|e| self.failed(e))?;
         Ok(found.map(|(stored_method, stored_fingerprint, response)| {
             if stored_method == method && stored_fingerprint == fingerprint {
                 Claim::Replay(response.map(|r| r.0).unwrap_or_default())
@@ -78,7 +80,8 @@ impl RequestRepository for PgTx {
         .bind(timestamp(before))
         .bind(limit)
         .execute(self.conn())
-        .await?;
+        .await
+        .map_err(|e| self.failed(e))?;
         Ok(purged.rows_affected())
     }
 }

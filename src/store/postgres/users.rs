@@ -202,7 +202,8 @@ impl UserRepository for PgTx {
             .bind(tenant)
             .bind(value)
             .fetch_optional(self.conn())
-            .await?;
+            .await
+            .map_err(|e| self.failed(e))?;
         row.map(TryInto::try_into).transpose()
     }
 
@@ -220,7 +221,8 @@ impl UserRepository for PgTx {
             .bind(tenant)
             .bind(value)
             .fetch_all(self.conn())
-            .await?;
+            .await
+            .map_err(|e| self.failed(e))?;
         let Some((mut holder, stale)) = holder(rows)? else {
             return Ok(None);
         };
@@ -235,7 +237,8 @@ impl UserRepository for PgTx {
             .bind(tenant)
             .bind(&holder.user.id)
             .fetch_all(self.conn())
-            .await?;
+            .await
+            .map_err(|e| self.failed(e))?;
             holder = Holder::new(holder.user, numbers(rows)?);
         }
         Ok(Some(holder))
@@ -272,7 +275,8 @@ impl UserRepository for PgTx {
             .bind(timestamp(now)) // $13
             .bind(AssignmentStatus::of(user.kind).as_str()) // $14
             .fetch_one(self.conn())
-            .await?;
+            .await
+            .map_err(|e| self.failed(e))?;
         row.try_into()
     }
 
@@ -302,7 +306,11 @@ impl UserRepository for PgTx {
         }
         sql.push(" ORDER BY u.upn_key LIMIT ")
             .push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
-        let rows: Vec<UserRow> = sql.build_query_as().fetch_all(self.conn()).await?;
+        let rows: Vec<UserRow> = sql
+            .build_query_as()
+            .fetch_all(self.conn())
+            .await
+            .map_err(|e| self.failed(e))?;
         rows.into_iter().map(TryInto::try_into).collect()
     }
 }

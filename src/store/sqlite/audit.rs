@@ -73,7 +73,11 @@ impl AuditRepository for SqliteTx {
         }
         sql.push(" ORDER BY id DESC LIMIT ")
             .push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
-        let rows: Vec<AuditRow> = sql.build_query_as().fetch_all(self.conn()).await?;
+        let rows: Vec<AuditRow> = sql
+            .build_query_as()
+            .fetch_all(self.conn())
+            .await
+            .map_err(|e| self.failed(e))?;
         rows.into_iter().map(TryInto::try_into).collect()
     }
 }

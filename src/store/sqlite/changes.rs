@@ -227,7 +227,8 @@ impl SqliteTx {
                     .map(|(_, answer)| answer.to_string()),
             ) // $10
             .execute(self.conn())
-            .await?
+            .await
+            .map_err(|e| self.failed(e))?
             .rows_affected();
         if written != expected as u64 {
             let what = changes

@@ -16,7 +16,8 @@ impl ConsentRepository for SqliteTx {
         )
         .bind(tenant)
         .fetch_all(self.conn())
-        .await?;
+        .await
+        .map_err(|e| self.failed(e))?;
         rows.into_iter()
             .map(|(operator_id, countries)| {
                 let countries = countries
@@ -50,7 +51,8 @@ impl ConsentRepository for SqliteTx {
         .bind(countries)
         .bind(micros(now))
         .execute(self.conn())
-        .await?;
+        .await
+        .map_err(|e| self.failed(e))?;
         Ok(())
     }
 
@@ -59,7 +61,8 @@ impl ConsentRepository for SqliteTx {
             .bind(tenant)
             .bind(operator_id)
             .execute(self.conn())
-            .await?;
+            .await
+            .map_err(|e| self.failed(e))?;
         Ok(())
     }
 }

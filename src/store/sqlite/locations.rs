@@ -105,7 +105,8 @@ impl LocationRepository for SqliteTx {
         .bind(status.as_str()) // $16
         .bind(micros(now)) // $17
         .fetch_one(self.conn())
-        .await?;
+        .await
+        .map_err(|e| self.failed(e))?;
         row.try_into()
     }
 
@@ -122,7 +123,8 @@ impl LocationRepository for SqliteTx {
         .bind(tenant)
         .bind(id)
         .fetch_optional(self.conn())
-        .await?;
+        .await
+        .map_err(|e| self.failed(e))?;
         row.map(TryInto::try_into).transpose()
     }
 
@@ -155,7 +157,11 @@ impl LocationRepository for SqliteTx {
         }
         sql.push(" ORDER BY create_time, id LIMIT ")
             .push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
-        let rows: Vec<LocationRow> = sql.build_query_as().fetch_all(self.conn()).await?;
+        let rows: Vec<LocationRow> = sql
+            .build_query_as()
+            .fetch_all(self.conn())
+            .await
+            .map_err(|e| self.failed(e))?;
         rows.into_iter().map(TryInto::try_into).collect()
     }
 }

@@ -1,9 +1,9 @@
 //! The SQLite store: one local file, nothing to install; the default.
 //!
 //! SQLite allows one writer at a time. Rather than let writers collide and retry on "database is
-//! locked", every write transaction goes through one dedicated writer connection and starts
-//! with `BEGIN IMMEDIATE`: writers queue in order, and a mutation sees no concurrent change
-//! between its reads and its writes. Readers use their own connections and, thanks to
+//! locked", every write transaction goes through one dedicated writer connection (a pool of
+//! one) and starts with `BEGIN IMMEDIATE`: writers queue in order, and a mutation sees no
+//! concurrent change between its reads and its writes. Readers use their own connections and, thanks to
 //! write-ahead logging, are never blocked by the writer.
 //!
 //! The schema keeps SQLite's own types (`migrations/sqlite`): INTEGER for flags and for times
@@ -25,23 +25,26 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use async_trait::async_trait;
-use sqlx::pool::PoolConnection;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Executor as _, Sqlite, SqliteConnection, SqlitePool};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use sqlx::{Connection as _, SqliteConnection};
 
+use super::pool::{self, Pool, Session};
 use super::{Changes, Queue, Store, StoreResult, Transaction, Tx, Wakeups};
 use crate::domain::TenantId;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// Reading connections.
-const READERS: u32 = 8;
+const READERS: usize = 8;
+
+/// How long a request waits for a connection (writers queue for the one writer).
+const CONNECTION_WAIT: Duration = Duration::from_secs(30);
 
 /// A [`Store`] in a SQLite file.
 #[derive(Debug)]
 pub struct SqliteStore {
-    writer: SqlitePool,
-    readers: SqlitePool,
+    writer: Pool<SqliteConnection>,
+    readers: Pool<SqliteConnection>,
     wakeups: std::sync::Arc<Wakeups>,
 }
 
@@ -72,24 +75,16 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
-        let pool = |size: u32| {
-            SqlitePoolOptions::new()
-                .max_connections(size)
-                .acquire_timeout(Duration::from_secs(30))
-                .test_before_acquire(false)
-        };
-        let writer = pool(1)
-            .connect_with(options.clone())
+        let mut connection = SqliteConnection::connect_with(&options)
             .await
             .with_context(|| format!("cannot open the SQLite database {path}"))?;
         MIGRATOR
-            .run(&writer)
+            .run(&mut connection)
             .await
             .with_context(|| format!("cannot migrate the SQLite database {path}"))?;
-        let readers = pool(READERS)
-            .connect_with(options.read_only(true))
-            .await
-            .with_context(|| format!("cannot open the SQLite database {path}"))?;
+        let _ = connection.close().await;
+        let writer = pool::pool(options.clone(), 1, CONNECTION_WAIT)?;
+        let readers = pool::pool(options.read_only(true), READERS, CONNECTION_WAIT)?;
         Ok(Self {
             writer,
             readers,
@@ -106,7 +101,7 @@ impl Store for SqliteStore {
 
     async fn read(&self) -> StoreResult<Tx> {
         Ok(Box::new(SqliteTx {
-            conn: Conn::Pooled(self.readers.acquire().await?),
+            session: Session::lend(&self.readers).await?,
             wakeups: self.wakeups.clone(),
             wrote: Vec::new(),
         }))
@@ -114,15 +109,16 @@ impl Store for SqliteStore {
 
     async fn write(&self) -> StoreResult<Tx> {
         Ok(Box::new(SqliteTx {
-            conn: Conn::Transaction(self.writer.begin_with("BEGIN IMMEDIATE").await?),
+            session: Session::begin(&self.writer, "BEGIN IMMEDIATE").await?,
             wakeups: self.wakeups.clone(),
             wrote: Vec::new(),
         }))
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        self.readers.execute("SELECT 1").await?;
-        Ok(())
+        let mut session = Session::lend(&self.readers).await?;
+        let pinged = session.conn().ping().await;
+        pinged.map_err(|e| session.failed(e))
     }
 
     async fn work_written(&self, queue: Queue) {
@@ -130,23 +126,16 @@ impl Store for SqliteStore {
     }
 
     async fn close(&self) {
-        self.writer.close().await;
-        self.readers.close().await;
+        self.writer.close();
+        self.readers.close();
     }
 }
 
-/// A connection for reads, or a transaction.
-#[derive(Debug)]
-enum Conn {
-    Pooled(PoolConnection<Sqlite>),
-    Transaction(sqlx::Transaction<'static, Sqlite>),
-}
-
-/// A [`Transaction`] on SQLite; the repositories are implemented in the submodules, one per
-/// aggregate.
+/// A [`Transaction`] on SQLite (or, from [`Store::read`], a reading connection); the
+/// repositories are implemented in the submodules, one per aggregate.
 #[derive(Debug)]
 pub(super) struct SqliteTx {
-    conn: Conn,
+    session: Session<SqliteConnection>,
     wakeups: std::sync::Arc<Wakeups>,
     /// The queues this transaction wrote work to: their workers wake once it commits.
     wrote: Vec<Queue>,
@@ -155,10 +144,12 @@ pub(super) struct SqliteTx {
 impl SqliteTx {
     /// The connection to run statements on.
     fn conn(&mut self) -> &mut SqliteConnection {
-        match &mut self.conn {
-            Conn::Pooled(conn) => conn,
-            Conn::Transaction(tx) => tx,
-        }
+        self.session.conn()
+    }
+
+    /// The error of a statement (see [`Session::failed`]).
+    fn failed(&mut self, error: sqlx::Error) -> super::StoreError {
+        self.session.failed(error)
     }
 }
 
@@ -179,9 +170,7 @@ impl Transaction for SqliteTx {
 
     async fn commit(self: Box<Self>) -> StoreResult<()> {
         let this = *self;
-        if let Conn::Transaction(tx) = this.conn {
-            tx.commit().await?;
-        }
+        this.session.commit().await?;
         for queue in this.wrote {
             this.wakeups.of(queue).notify_one();
         }

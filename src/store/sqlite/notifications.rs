@@ -60,7 +60,8 @@ impl NotificationRepository for SqliteTx {
         .bind(tenant)
         .bind(pending_only)
         .fetch_all(self.conn())
-        .await?;
+        .await
+        .map_err(|e| self.failed(e))?;
         Ok(rows
             .into_iter()
             .map(|row| Delivery::from(row).notification)
@@ -88,7 +89,8 @@ impl NotificationRepository for SqliteTx {
         .bind(micros(now))
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(self.conn())
-        .await?;
+        .await
+        .map_err(|e| self.failed(e))?;
         Ok(rows.into_iter().map(Delivery::from).collect())
     }
 
@@ -116,7 +118,8 @@ impl NotificationRepository for SqliteTx {
         .bind(error) // $5
         .bind(next) // $6
         .execute(self.conn())
-        .await?;
+        .await
+        .map_err(|e| self.failed(e))?;
         Ok(finished.rows_affected() == 1)
     }
 }

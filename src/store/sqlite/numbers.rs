@@ -169,7 +169,8 @@ impl NumberRepository for SqliteTx {
             .bind(tenant)
             .bind(number)
             .fetch_optional(self.conn())
-            .await?;
+            .await
+            .map_err(|e| self.failed(e))?;
         row.map(TryInto::try_into).transpose()
     }
 
@@ -184,7 +185,8 @@ impl NumberRepository for SqliteTx {
         .bind(tenant)
         .bind(json_list(numbers.iter().map(String::as_str)))
         .fetch_all(self.conn())
-        .await?;
+        .await
+        .map_err(|e| self.failed(e))?;
         self::numbers(rows)
     }
 
@@ -212,7 +214,8 @@ impl NumberRepository for SqliteTx {
         .bind(base)
         .bind(also)
         .fetch_all(self.conn())
-        .await?;
+        .await
+        .map_err(|e| self.failed(e))?;
         self::numbers(rows)
     }
 
@@ -254,7 +257,8 @@ impl NumberRepository for SqliteTx {
         .bind(micros(number.create_time)) // $19
         .bind(micros(number.update_time)) // $20
         .execute(self.conn())
-        .await?;
+        .await
+        .map_err(|e| self.failed(e))?;
         Ok(inserted.rows_affected() == 1)
     }
 
@@ -266,7 +270,8 @@ impl NumberRepository for SqliteTx {
         .bind(tenant)
         .bind(json_list(numbers.iter().map(String::as_str)))
         .execute(self.conn())
-        .await?;
+        .await
+        .map_err(|e| self.failed(e))?;
         Ok(())
     }
 
@@ -277,7 +282,8 @@ impl NumberRepository for SqliteTx {
         )
         .bind(json_list(numbers.iter().map(String::as_str)))
         .fetch_all(self.conn())
-        .await?;
+        .await
+        .map_err(|e| self.failed(e))?;
         Ok(taken.into_iter().collect())
     }
 
@@ -293,7 +299,8 @@ impl NumberRepository for SqliteTx {
         .bind(tenant)
         .bind(operator_id)
         .fetch_one(self.conn())
-        .await?)
+        .await
+        .map_err(|e| self.failed(e))?)
     }
 
     async fn list_numbers(
@@ -351,7 +358,11 @@ impl NumberRepository for SqliteTx {
         }
         sql.push(" ORDER BY n.phone_number LIMIT ")
             .push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
-        let rows: Vec<NumberRow> = sql.build_query_as().fetch_all(self.conn()).await?;
+        let rows: Vec<NumberRow> = sql
+            .build_query_as()
+            .fetch_all(self.conn())
+            .await
+            .map_err(|e| self.failed(e))?;
         numbers(rows)
     }
 }

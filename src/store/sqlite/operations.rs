@@ -134,7 +134,8 @@ impl OperationRepository for SqliteTx {
         .bind(tenant)
         .bind(id)
         .fetch_all(self.conn())
-        .await?;
+        .await
+        .map_err(|e| self.failed(e))?;
         operation(id, rows)
     }
 
@@ -162,7 +163,8 @@ impl OperationRepository for SqliteTx {
         .bind(&operation.error)
         .bind(micros(operation.update_time))
         .execute(self.conn())
-        .await?;
+        .await
+        .map_err(|e| self.failed(e))?;
         Ok(())
     }
 
@@ -187,7 +189,8 @@ impl OperationRepository for SqliteTx {
         .bind(micros(now))
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(self.conn())
-        .await?;
+        .await
+        .map_err(|e| self.failed(e))?;
         if !rows.is_empty() {
             // The claimed jobs' operations are running now, if they were not yet.
             sqlx::query(
@@ -197,7 +200,8 @@ impl OperationRepository for SqliteTx {
             .bind(json_list(rows.iter().map(|r| r.operation_id.as_str())))
             .bind(micros(now))
             .execute(self.conn())
-            .await?;
+            .await
+            .map_err(|e| self.failed(e))?;
         }
         rows.into_iter().map(TryInto::try_into).collect()
     }
@@ -247,7 +251,8 @@ impl OperationRepository for SqliteTx {
         .bind(state.is_final().then_some(owner)) // $8
         .bind(micros(now)) // $9
         .execute(self.conn())
-        .await?;
+        .await
+        .map_err(|e| self.failed(e))?;
         Ok(finished.rows_affected() == 1)
     }
 
@@ -256,6 +261,7 @@ impl OperationRepository for SqliteTx {
             "SELECT count(*) FROM provisioning_jobs WHERE state IN ('PENDING', 'RUNNING')",
         )
         .fetch_one(self.conn())
-        .await?)
+        .await
+        .map_err(|e| self.failed(e))?)
     }
 }

@@ -31,7 +31,8 @@ impl RequestRepository for SqliteTx {
         .bind(fingerprint)
         .bind(micros(now))
         .execute(self.conn())
-        .await?;
+        .await
+        .map_err(|e| self.failed(e))?;
         if claimed.rows_affected() == 1 {
             return Ok(Claim::New);
         }
@@ -59,7 +60,8 @@ impl RequestRepository for SqliteTx {
         .bind(tenant)
         .bind(request_id)
         .fetch_optional(self.conn())
-        .await?;
+        .await
+        .map_err(|e| self.failed(e))?;
         Ok(found.map(|(stored_method, stored_fingerprint, response)| {
             if stored_method == method && stored_fingerprint == fingerprint {
                 Claim::Replay(response.0)
@@ -80,7 +82,8 @@ impl RequestRepository for SqliteTx {
         .bind(micros(before))
         .bind(limit)
         .execute(self.conn())
-        .await?;
+        .await
+        .map_err(|e| self.failed(e))?;
         Ok(purged.rows_affected())
     }
 }

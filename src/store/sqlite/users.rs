@@ -130,7 +130,8 @@ impl UserRepository for SqliteTx {
             .bind(tenant)
             .bind(value)
             .fetch_optional(self.conn())
-            .await?;
+            .await
+            .map_err(|e| self.failed(e))?;
         row.map(TryInto::try_into).transpose()
     }
 
@@ -150,7 +151,8 @@ impl UserRepository for SqliteTx {
         .bind(tenant)
         .bind(&user.id)
         .fetch_all(self.conn())
-        .await?;
+        .await
+        .map_err(|e| self.failed(e))?;
         Ok(Some(Holder::new(user, numbers(rows)?)))
     }
 
@@ -181,7 +183,8 @@ impl UserRepository for SqliteTx {
             .bind(&user.on_premises_line_uri) // $12
             .bind(micros(now)) // $13
             .fetch_one(self.conn())
-            .await?;
+            .await
+            .map_err(|e| self.failed(e))?;
         // The numbers a user holds carry its kind as their assignment status.
         sqlx::query(
             "UPDATE phone_numbers SET assignment_status = $3 \
@@ -191,7 +194,8 @@ impl UserRepository for SqliteTx {
         .bind(&id)
         .bind(AssignmentStatus::of(user.kind).as_str())
         .execute(self.conn())
-        .await?;
+        .await
+        .map_err(|e| self.failed(e))?;
         self.find_user(tenant, &Identity::Id(id.clone()))
             .await?
             .ok_or_else(|| StoreError::corrupt(format!("user {id}"), "vanished after its upsert"))
@@ -223,7 +227,11 @@ impl UserRepository for SqliteTx {
         }
         sql.push(" ORDER BY u.upn_key LIMIT ")
             .push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
-        let rows: Vec<UserRow> = sql.build_query_as().fetch_all(self.conn()).await?;
+        let rows: Vec<UserRow> = sql
+            .build_query_as()
+            .fetch_all(self.conn())
+            .await
+            .map_err(|e| self.failed(e))?;
         rows.into_iter().map(TryInto::try_into).collect()
     }
 }

@@ -21,6 +21,10 @@ ALTER TABLE users
         USING timestamptz 'epoch' + update_time * interval '1 microsecond';
 ALTER TABLE users ADD CONSTRAINT users_known_licenses
     CHECK (licenses <@ ARRAY['PHONE_SYSTEM', 'CALLING_PLAN', 'PHONE_SYSTEM_VIRTUAL_USER']);
+-- Counts the write transactions that locked the user: the store's lock of a user (and of the
+-- numbers it holds, read in the same statement) compares it with what its snapshot saw, to
+-- tell whether it waited for another writer (src/store/postgres/users.rs, lock_user_by!).
+ALTER TABLE users ADD COLUMN locks bigint NOT NULL DEFAULT 0;
 
 -- Emergency locations -----------------------------------------------------------------------------
 

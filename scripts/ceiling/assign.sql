@@ -14,15 +14,15 @@ ON CONFLICT (tenant_id, request_id) DO NOTHING
 RETURNING request_id, 'u' || substr(request_id, 9) || '@ceiling.example' AS upn,
     '+1206' || lpad(substr(request_id, 9), 7, '0') AS number, gen_random_uuid() AS op_id \gset
 -- Lock the user and read the numbers it holds (users.rs, lock_user_by!).
-WITH target AS (SELECT * FROM users WHERE tenant_id = :tenant AND upn_key = :upn
-    ORDER BY create_time, id LIMIT 1 FOR UPDATE),
+WITH target AS (UPDATE users SET locks = locks + 1 WHERE tenant_id = :tenant AND id =
+    (SELECT id FROM users WHERE tenant_id = :tenant AND upn_key = :upn
+    ORDER BY create_time, id LIMIT 1) RETURNING *),
 held AS (SELECT n.* FROM phone_numbers n
     JOIN target t ON n.tenant_id = t.tenant_id AND n.assigned_to = t.id)
 SELECT u.id, u.user_principal_name, u.sip_address, u.display_name, u.usage_location, u.kind,
     u.licenses, u.enterprise_voice_enabled, u.on_premises_line_uri, u.version, u.create_time,
     u.update_time, '{}'::text[] AS phone_numbers,
-    (SELECT s.version FROM users s WHERE s.tenant_id = u.tenant_id AND s.id = u.id)
-    AS snapshot_version,
+    u.locks, s.locks AS snapshot_locks, s.version AS snapshot_version,
     h.phone_number AS h_phone_number, h.base_number AS h_base_number, h.country AS h_country,
     h.number_type AS h_number_type, h.operator_id AS h_operator_id, h.city AS h_city,
     h.capabilities AS h_capabilities, h.assigned_to AS h_assigned_to,
@@ -33,7 +33,8 @@ SELECT u.id, u.user_principal_name, u.sip_address, u.display_name, u.usage_locat
     h.blocked_until AS h_blocked_until, h.blocked_forever AS h_blocked_forever,
     h.operation_id AS h_operation_id, h.version AS h_version, h.create_time AS h_create_time,
     h.update_time AS h_update_time
-FROM target u LEFT JOIN held h ON true
+FROM target u LEFT JOIN users s ON s.tenant_id = u.tenant_id AND s.id = u.id
+LEFT JOIN held h ON true
 ORDER BY CASE h.assignment_category WHEN 'PRIMARY' THEN 0 ELSE 1 END, h.phone_number \gset u_
 -- Lock the number and the numbers on its base number (numbers.rs, lock_numbers_on_base).
 SELECT n.phone_number, n.base_number, n.country, n.number_type, n.operator_id, n.city,

@@ -1161,6 +1161,76 @@ async fn emails_are_claimed_under_leases_and_retried(backend: Backend) {
     assert_eq!(read.notifications(T1, false).await.unwrap().len(), 2);
 }
 
+/// A writer that locks a user after another writer changed one of the user's numbers (and not
+/// the user) sees the number as that writer left it, even when it started waiting for the lock
+/// before the other committed.
+async fn locked_users_hold_their_numbers_as_the_last_writer_left_them(backend: Backend) {
+    let (database, store) = store(backend).await;
+    add_user(store.as_ref(), T1, "u1", "john@contoso.com").await;
+    let now = SystemClock.now();
+    let mut held = assigned(
+        number("+14255550101", NumberType::CallingPlan),
+        "u1",
+        AssignmentCategory::Primary,
+    );
+    held.activation_state = ActivationState::AssignmentPending;
+    let mut tx = store.write().await.unwrap();
+    assert!(tx.insert_number(T1, &held).await.unwrap());
+    tx.commit().await.unwrap();
+
+    let mut first = store.write().await.unwrap();
+    let holder = first
+        .lock_user(T1, &Identity::Id("u1".into()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(holder.numbers.len(), 1);
+    let mut settled = holder.numbers[0].clone();
+    settled.activation_state = ActivationState::Activated;
+    let settled = settled.changed(now);
+    let changes = Changes {
+        numbers: vec![settled.clone()],
+        ..Changes::default()
+    };
+    first.apply(T1, &changes).await.unwrap();
+
+    let second = tokio::spawn({
+        let store = store.clone();
+        async move {
+            let mut tx = store.write().await.unwrap();
+            tx.lock_user(T1, &Identity::Id("u1".into()))
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    });
+    if backend == Backend::Postgres {
+        // The second writer's statement has started, and waits for the first's lock.
+        use sqlx::Connection as _;
+        let mut watcher = sqlx::PgConnection::connect(&database.url).await.unwrap();
+        loop {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .fetch_one(&mut watcher)
+            .await
+            .unwrap();
+            if waiting > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    first.commit().await.unwrap();
+    let holder = second.await.unwrap();
+    assert_eq!(
+        holder.numbers,
+        vec![settled],
+        "the number as the first writer left it"
+    );
+}
+
 on_both_stores!(
     migrations_apply_once_and_reopen,
     users_upsert_by_user_principal_name_then_by_id,
@@ -1184,6 +1254,7 @@ on_both_stores!(
     retried_jobs_wait_until_their_next_attempt,
     writes_happen_only_at_the_version_read,
     emails_are_claimed_under_leases_and_retried,
+    locked_users_hold_their_numbers_as_the_last_writer_left_them,
 );
 
 /// A PostgreSQL connection that the server ends (as on a restart) is the database being away,

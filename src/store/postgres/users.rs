@@ -97,25 +97,27 @@ macro_rules! find_user_by {
 /// row per number held (one row with no number when it holds none), the number's columns
 /// prefixed `h_`.
 ///
-/// The numbers are read from the statement's snapshot, taken before the lock was granted: if
-/// the lock had to wait for a transaction that changed the user's numbers, they are stale.
-/// Such a transaction wrote a new version of the user, which the lock returns, while
-/// `snapshot_version` is the version the snapshot saw: when the two differ, the numbers are
-/// read again.
+/// The lock is an update of the user's `locks`, the count of write transactions that locked
+/// it. The numbers are read from the statement's snapshot, taken before the lock was granted:
+/// if the lock had to wait for another writer of the user, which may have changed the user's
+/// numbers (the service locks a number's holder before it changes what the number means for
+/// the holder), they are stale.
+/// The update returns the user as that writer left it, while `snapshot_locks` and
+/// `snapshot_version` are what the snapshot saw: when they differ, the numbers are read again.
 macro_rules! lock_user_by {
     ($column:literal) => {
         concat!(
-            "WITH target AS (SELECT * FROM users WHERE tenant_id = $1 AND ",
+            "WITH target AS (UPDATE users SET locks = locks + 1 WHERE tenant_id = $1 AND id = \
+             (SELECT id FROM users WHERE tenant_id = $1 AND ",
             $column,
-            " = $2 ORDER BY create_time, id LIMIT 1 FOR UPDATE), \
+            " = $2 ORDER BY create_time, id LIMIT 1) RETURNING *), \
              held AS (SELECT n.* FROM phone_numbers n \
                       JOIN target t ON n.tenant_id = t.tenant_id AND n.assigned_to = t.id) \
              SELECT u.id, u.user_principal_name, u.sip_address, u.display_name, \
              u.usage_location, u.kind, u.licenses, u.enterprise_voice_enabled, \
              u.on_premises_line_uri, u.version, u.create_time, u.update_time, \
              '{}'::text[] AS phone_numbers, \
-             (SELECT s.version FROM users s WHERE s.tenant_id = u.tenant_id AND s.id = u.id) \
-             AS snapshot_version, \
+             u.locks, s.locks AS snapshot_locks, s.version AS snapshot_version, \
              h.phone_number AS h_phone_number, h.base_number AS h_base_number, \
              h.country AS h_country, h.number_type AS h_number_type, \
              h.operator_id AS h_operator_id, h.city AS h_city, \
@@ -128,7 +130,8 @@ macro_rules! lock_user_by {
              h.blocked_until AS h_blocked_until, h.blocked_forever AS h_blocked_forever, \
              h.operation_id AS h_operation_id, h.version AS h_version, \
              h.create_time AS h_create_time, h.update_time AS h_update_time \
-             FROM target u LEFT JOIN held h ON true \
+             FROM target u LEFT JOIN users s ON s.tenant_id = u.tenant_id AND s.id = u.id \
+             LEFT JOIN held h ON true \
              ORDER BY CASE h.assignment_category WHEN 'PRIMARY' THEN 0 ELSE 1 END, \
              h.phone_number"
         )
@@ -172,6 +175,8 @@ fn holder(rows: Vec<PgRow>) -> StoreResult<Option<(Holder, bool)>> {
         return Ok(None);
     };
     let user: User = UserRow::from_row(first)?.try_into()?;
+    let locks: i64 = first.try_get("locks")?;
+    let snapshot_locks: Option<i64> = first.try_get("snapshot_locks")?;
     let snapshot_version: Option<i64> = first.try_get("snapshot_version")?;
     let mut numbers: Vec<PhoneNumber> = Vec::with_capacity(rows.len());
     for row in &rows {
@@ -182,7 +187,7 @@ fn holder(rows: Vec<PgRow>) -> StoreResult<Option<(Holder, bool)>> {
             numbers.push(NumberRow::from_prefixed(row, "h_")?.try_into()?);
         }
     }
-    let stale = snapshot_version != Some(user.version);
+    let stale = snapshot_locks != Some(locks - 1) || snapshot_version != Some(user.version);
     Ok(Some((Holder::new(user, numbers), stale)))
 }
 

@@ -46,6 +46,8 @@ pub struct SqliteStore {
     writer: Pool<SqliteConnection>,
     readers: Pool<SqliteConnection>,
     wakeups: std::sync::Arc<Wakeups>,
+    /// Copies the write-ahead log into the database file, beside the writer.
+    checkpointer: tokio::task::JoinHandle<()>,
 }
 
 impl SqliteStore {
@@ -83,12 +85,17 @@ impl SqliteStore {
             .await
             .with_context(|| format!("cannot migrate the SQLite database {path}"))?;
         let _ = connection.close().await;
-        let writer = pool::pool(options.clone(), 1, CONNECTION_WAIT)?;
-        let readers = pool::pool(options.read_only(true), READERS, CONNECTION_WAIT)?;
+        // The writer never copies the log into the database file itself (SQLite would do so
+        // in the commit that crosses a thousand pages, holding every other writer up while
+        // it does): the checkpointer does it beside the writer, on a connection of its own.
+        let writer_options = options.clone().pragma("wal_autocheckpoint", "0");
+        let writer = pool::pool(writer_options, 1, CONNECTION_WAIT)?;
+        let readers = pool::pool(options.clone().read_only(true), READERS, CONNECTION_WAIT)?;
         Ok(Self {
             writer,
             readers,
             wakeups: Default::default(),
+            checkpointer: tokio::spawn(checkpoint(options)),
         })
     }
 }
@@ -126,8 +133,55 @@ impl Store for SqliteStore {
     }
 
     async fn close(&self) {
+        self.checkpointer.abort();
         self.writer.close();
         self.readers.close();
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        self.checkpointer.abort();
+    }
+}
+
+/// How often the write-ahead log is copied into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
+/// How often the planner's statistics are brought up to date.
+const OPTIMIZE_EVERY: Duration = Duration::from_secs(60);
+
+/// Copies committed transactions from the write-ahead log into the database file, without
+/// waiting for readers or the writer (a passive checkpoint), so that the log stays short; and
+/// keeps the planner's statistics up to date (`PRAGMA optimize` analyses the tables that
+/// changed enough, with a bounded sample), so that a listing filtered twice walks the index of
+/// its more selective filter.
+async fn checkpoint(options: SqliteConnectOptions) {
+    let mut connection = None;
+    let mut optimized: Option<tokio::time::Instant> = None;
+    loop {
+        tokio::time::sleep(CHECKPOINT_EVERY).await;
+        if connection.is_none() {
+            connection = SqliteConnection::connect_with(&options).await.ok();
+            optimized = None;
+        }
+        let Some(conn) = connection.as_mut() else {
+            continue;
+        };
+        let mut sql = "PRAGMA wal_checkpoint(PASSIVE)";
+        if optimized.is_none_or(|at| at.elapsed() >= OPTIMIZE_EVERY) {
+            // 0x10002: analyse every table that needs it, as when a connection opens.
+            sql = if optimized.is_none() {
+                "PRAGMA optimize=0x10002; PRAGMA wal_checkpoint(PASSIVE)"
+            } else {
+                "PRAGMA optimize; PRAGMA wal_checkpoint(PASSIVE)"
+            };
+            optimized = Some(tokio::time::Instant::now());
+        }
+        if let Err(error) = sqlx::raw_sql(sql).execute(&mut *conn).await {
+            tracing::warn!(%error, "cannot checkpoint or analyse the SQLite database");
+            connection = None;
+        }
     }
 }
 

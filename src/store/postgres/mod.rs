@@ -35,7 +35,13 @@ use crate::domain::TenantId;
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// Connections per replica. One more is held by the listener that wakes the workers.
-const POOL_SIZE: usize = 32;
+///
+/// A few busy connections do more than many: requests beyond them queue here, in order,
+/// rather than inside PostgreSQL, whose backends then contend for CPU and locks. Measured with
+/// `numbers bench --store postgres` on 2 cores at 32 assignments in flight, 8 connections took
+/// 1.7 ms of PostgreSQL's CPU per assignment where 32 took 2.6 ms, for 30% more assignments a
+/// second and a p99 of 70 ms instead of 280 ms.
+const POOL_SIZE: usize = 8;
 
 /// How long a request waits for a connection.
 const CONNECTION_WAIT: Duration = Duration::from_secs(10);

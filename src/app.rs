@@ -45,7 +45,10 @@ impl Application {
     /// migrates the store, loads the demo tenant when asked, and sets up the providers.
     pub async fn build(mut settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         let listener = server::bind(settings.listen).await?;
-        let store: Arc<dyn store::Store> = store::open(&settings.database_url).await?.into();
+        let store: Arc<dyn store::Store> =
+            store::open(&settings.database_url, settings.database_pool_size)
+                .await?
+                .into();
         let key = SigningKey::load(&settings.token_key_file, settings.generate_token_key)?;
         tracing::info!(
             database = store.backend(),

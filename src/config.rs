@@ -61,6 +61,11 @@ pub struct ServeArgs {
     #[arg(long, env = "NUMBERS_DATABASE_URL", value_name = "URL")]
     pub database_url: Option<String>,
 
+    /// Connections each replica keeps to PostgreSQL for requests, or SQLite's reading
+    /// connections (1 to 256) [default: 8].
+    #[arg(long, env = "NUMBERS_DATABASE_POOL_SIZE", value_name = "N")]
+    pub database_pool_size: Option<usize>,
+
     /// Log format [default: human].
     #[arg(long, env = "NUMBERS_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
@@ -77,6 +82,7 @@ struct FileConfig {
     listen: Option<String>,
     data_dir: Option<PathBuf>,
     database_url: Option<String>,
+    database_pool_size: Option<usize>,
     log_format: Option<LogFormat>,
     token_key_file: Option<PathBuf>,
     calling_plan: Option<CallingPlanConfig>,
@@ -234,6 +240,19 @@ impl RemoteConfig {
     }
 }
 
+/// Connections a replica keeps to its database for requests, unless configured.
+///
+/// A few busy connections do more than many: requests beyond them queue in the service, in
+/// order, rather than inside PostgreSQL, whose backends then contend for CPU and locks.
+/// Measured with `numbers bench --store postgres` on 2 cores at 32 assignments in flight, 8
+/// connections took 1.7 ms of PostgreSQL's CPU per assignment where 32 took 2.6 ms, for 30%
+/// more assignments a second and a p99 of 70 ms instead of 280 ms (docs/performance.md). A
+/// database with more cores may want more.
+pub const DEFAULT_POOL_SIZE: usize = 8;
+
+/// The largest pool a replica may ask for.
+const MAX_POOL_SIZE: usize = 256;
+
 /// Everything the service needs to start, resolved.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -243,6 +262,8 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// The database to use.
     pub database_url: String,
+    /// Connections to it for requests (see [`DEFAULT_POOL_SIZE`]).
+    pub database_pool_size: usize,
     /// The log format.
     pub log_format: LogFormat,
     /// The token signing key file.
@@ -283,6 +304,14 @@ impl Settings {
             .clone()
             .or(file.database_url)
             .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("numbers.db").display()));
+        let database_pool_size = args
+            .database_pool_size
+            .or(file.database_pool_size)
+            .unwrap_or(DEFAULT_POOL_SIZE);
+        anyhow::ensure!(
+            (1..=MAX_POOL_SIZE).contains(&database_pool_size),
+            "the database pool size must be 1 to {MAX_POOL_SIZE}, not {database_pool_size}"
+        );
         let (token_key_file, generate_token_key) = token_key_file(
             args.common.token_key_file.clone().or(file.token_key_file),
             &data_dir,
@@ -290,6 +319,7 @@ impl Settings {
         Ok(Self {
             listen,
             database_url,
+            database_pool_size,
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
             token_key_file,
             generate_token_key,
@@ -443,7 +473,21 @@ mod tests {
         let settings = Settings::for_serve(&args).unwrap();
         assert_eq!(settings.listen.to_string(), DEFAULT_LISTEN);
         assert!(settings.database_url.starts_with("sqlite://"));
+        assert_eq!(settings.database_pool_size, DEFAULT_POOL_SIZE);
         assert!(settings.generate_token_key);
+    }
+
+    #[test]
+    fn the_pool_size_is_configurable_within_bounds() {
+        let settings = serve_with("database_pool_size = 32").unwrap();
+        assert_eq!(settings.database_pool_size, 32);
+        for bad in ["database_pool_size = 0", "database_pool_size = 100000"] {
+            let refused = serve_with(bad).unwrap_err();
+            assert!(
+                format!("{refused:#}").contains("pool size must be 1 to 256"),
+                "{refused:#}"
+            );
+        }
     }
 
     #[test]

@@ -649,12 +649,13 @@ impl LocationCursor {
 }
 
 /// Opens the store that `url` names (`postgres://...` or `sqlite://...`), creating a SQLite file
-/// if needed, and applies the migrations.
-pub async fn open(url: &str) -> anyhow::Result<Box<dyn Store>> {
+/// if needed, and applies the migrations. `pool_size` connections serve requests: on SQLite,
+/// the readers beside its one writer.
+pub async fn open(url: &str, pool_size: usize) -> anyhow::Result<Box<dyn Store>> {
     let scheme = url.split_once(':').map(|(scheme, _)| scheme).unwrap_or("");
     match scheme {
-        "postgres" | "postgresql" => Ok(Box::new(PostgresStore::open(url).await?)),
-        "sqlite" => Ok(Box::new(SqliteStore::open(url).await?)),
+        "postgres" | "postgresql" => Ok(Box::new(PostgresStore::open(url, pool_size).await?)),
+        "sqlite" => Ok(Box::new(SqliteStore::open(url, pool_size).await?)),
         _ => anyhow::bail!(
             "unsupported database URL {:?}: use postgres://user@host/database or sqlite://path",
             redact(url)

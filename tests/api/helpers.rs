@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 use number_management::app::Application;
 use number_management::auth::{Role, SigningKey};
 use number_management::clock::{Clock, ManualClock, SystemClock};
-use number_management::config::{LogFormat, Settings};
+use number_management::config::{DEFAULT_POOL_SIZE, LogFormat, Settings};
 use number_management::demo;
 use number_management::domain::{
     ActivationState, Assignment, AssignmentCategory, Block, Capabilities, Capability, E164,
@@ -115,7 +115,7 @@ impl TestDatabase {
 
     /// Opens the store, applying the migrations.
     pub async fn open(&self) -> Arc<dyn Store> {
-        store::open(&self.url)
+        store::open(&self.url, DEFAULT_POOL_SIZE)
             .await
             .expect("open the test store")
             .into()
@@ -277,6 +277,7 @@ impl TestApp {
             listen: "127.0.0.1:0".parse().unwrap(),
             data_dir: data_dir.path().to_owned(),
             database_url: url.to_owned(),
+            database_pool_size: DEFAULT_POOL_SIZE,
             log_format: LogFormat::Human,
             token_key_file: data_dir.path().join("token.key"),
             generate_token_key: true,

@@ -34,15 +34,6 @@ use crate::domain::TenantId;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
-/// Connections per replica. One more is held by the listener that wakes the workers.
-///
-/// A few busy connections do more than many: requests beyond them queue here, in order,
-/// rather than inside PostgreSQL, whose backends then contend for CPU and locks. Measured with
-/// `numbers bench --store postgres` on 2 cores at 32 assignments in flight, 8 connections took
-/// 1.7 ms of PostgreSQL's CPU per assignment where 32 took 2.6 ms, for 30% more assignments a
-/// second and a p99 of 70 ms instead of 280 ms.
-const POOL_SIZE: usize = 8;
-
 /// How long a request waits for a connection.
 const CONNECTION_WAIT: Duration = Duration::from_secs(10);
 
@@ -59,9 +50,10 @@ pub struct PostgresStore {
 }
 
 impl PostgresStore {
-    /// Connects to `url` and applies the migrations. Several replicas may start at once:
-    /// sqlx serialises their migrations with an advisory lock.
-    pub async fn open(url: &str) -> anyhow::Result<Self> {
+    /// Connects to `url` and applies the migrations, with a pool of `pool_size` connections
+    /// (and one more held by the listener that wakes the workers). Several replicas may start
+    /// at once: sqlx serialises their migrations with an advisory lock.
+    pub async fn open(url: &str, pool_size: usize) -> anyhow::Result<Self> {
         let options: PgConnectOptions = url
             .parse()
             .with_context(|| format!("cannot read the PostgreSQL URL {}", redact(url)))?;
@@ -95,7 +87,7 @@ impl PostgresStore {
             .await
             .with_context(|| format!("cannot migrate the database at {}", redact(url)))?;
         let _ = connection.close().await;
-        let pool = pool::pool(options.clone(), POOL_SIZE, CONNECTION_WAIT)?;
+        let pool = pool::pool(options.clone(), pool_size, CONNECTION_WAIT)?;
         // The listener keeps a connection of its own, in a pool of one that sqlx's listener
         // reconnects through.
         let listener_pool = PgPoolOptions::new()

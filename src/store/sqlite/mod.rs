@@ -34,9 +34,6 @@ use crate::domain::TenantId;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
-/// Reading connections.
-const READERS: usize = 8;
-
 /// How long a request waits for a connection (writers queue for the one writer).
 const CONNECTION_WAIT: Duration = Duration::from_secs(30);
 
@@ -52,8 +49,8 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     /// Opens (creating if needed) the file that `url` names, `sqlite://path/to/file.db`, and
-    /// applies the migrations.
-    pub async fn open(url: &str) -> anyhow::Result<Self> {
+    /// applies the migrations; `readers` connections read beside the one writer.
+    pub async fn open(url: &str, readers: usize) -> anyhow::Result<Self> {
         let path = url
             .trim_start_matches("sqlite://")
             .trim_start_matches("sqlite:")
@@ -90,7 +87,7 @@ impl SqliteStore {
         // it does): the checkpointer does it beside the writer, on a connection of its own.
         let writer_options = options.clone().pragma("wal_autocheckpoint", "0");
         let writer = pool::pool(writer_options, 1, CONNECTION_WAIT)?;
-        let readers = pool::pool(options.clone().read_only(true), READERS, CONNECTION_WAIT)?;
+        let readers = pool::pool(options.clone().read_only(true), readers, CONNECTION_WAIT)?;
         Ok(Self {
             writer,
             readers,

@@ -5,8 +5,9 @@
 //! changes go in one batch of statements, each reading its records from a JSON array (SQLite's
 //! way of taking a list, through `json_each`), and a statement given an empty array writes
 //! nothing. Updates find their rows by key (`IN (SELECT ... FROM json_each(...))`), which
-//! SQLite looks up in the primary key; a join with the array would scan the tenant's rows. Numbers that lose a primary assignment are written before numbers that gain one,
-//! since SQLite checks the one-primary rule row by row. Numbers and users are written only at
+//! SQLite looks up in the primary key; a join with the array would scan the tenant's rows.
+//! Numbers that lose a primary assignment are written before numbers that gain one, since
+//! SQLite checks the one-primary rule row by row. Numbers and users are written only at
 //! the version before the one they carry; the batch answers how many rows it wrote, and fewer
 //! than expected means a record was not at that version.
 
@@ -16,7 +17,9 @@ use super::{SqliteTx, json_list, micros};
 use crate::domain::{AssignmentCategory, Block, Capability, TenantId};
 use crate::store::{Changes, StoreError, StoreResult};
 
-/// The batch; `$1` is the tenant, the other parameters JSON arrays of records.
+/// The batch; `$1` is the tenant, the other parameters JSON arrays of records. The first two
+/// statements are one update twice: `$2` holds the numbers that lose a primary assignment,
+/// `$3` the others, written after them.
 const WRITE_CHANGES: &str = "
 UPDATE phone_numbers SET (assigned_to, assignment_category, assignment_status, activation_state,
     emergency_location_id, location_update_supported, capabilities, city, blocked_until,

@@ -27,18 +27,21 @@ macro_rules! number_columns {
 pub(super) use number_columns;
 
 /// Inserts a number (parameters `$1` to `$20`) unless the tenant has it, resolving a concurrent
-/// insert by `conflict`.
+/// insert by `conflict`. `turn` may name a `WITH turn AS (...)` that the insert waits for (see
+/// `insert_number`), and `from` is then `FROM turn`.
 macro_rules! insert_number_unless {
-    ($conflict:literal) => {
+    ($turn:literal, $from:literal, $conflict:literal) => {
         concat!(
+            $turn,
             "INSERT INTO phone_numbers (tenant_id, phone_number, base_number, number_type, \
              operator_id, country, city, capabilities, assigned_to, assignment_category, \
              assignment_status, activation_state, emergency_location_id, \
              location_update_supported, blocked_until, blocked_forever, operation_id, version, \
              create_time, update_time) \
              SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-             $18, $19, $20 \
-             WHERE NOT EXISTS (SELECT 1 FROM phone_numbers WHERE tenant_id = $1 AND phone_number = $2) ",
+             $18, $19, $20 ",
+            $from,
+            "WHERE NOT EXISTS (SELECT 1 FROM phone_numbers WHERE tenant_id = $1 AND phone_number = $2) ",
             $conflict
         )
     };
@@ -300,10 +303,20 @@ impl NumberRepository for PgTx {
         let (blocked_until, blocked_forever) = block_columns(number.block);
         // A number is taken when the tenant has it, or, for a provider number, when any
         // tenant does (the partial unique index of provider numbers is then the arbiter).
+        // ON CONFLICT takes one arbiter (and cannot take them all: the one-primary rule is a
+        // deferrable constraint), so two transactions of one tenant inserting the same
+        // provider number at once would meet on the primary key, which is no arbiter, and the
+        // second would fail. The inserts of provider numbers therefore take turns per tenant
+        // (one transaction lock on the tenant's hash, however many numbers it inserts): the
+        // second transaction's insert starts once the first ended, and the arbiter then finds
+        // the number. Acquisitions and uploads are an administrator's occasional calls; the
+        // assignments' inserts of Direct Routing numbers do not take turns.
         let sql = if number.number_type == NumberType::DirectRouting {
-            insert_number_unless!("ON CONFLICT (tenant_id, phone_number) DO NOTHING")
+            insert_number_unless!("", "", "ON CONFLICT (tenant_id, phone_number) DO NOTHING")
         } else {
             insert_number_unless!(
+                "WITH turn AS (SELECT pg_advisory_xact_lock(hashtextextended($1, 0))) ",
+                "FROM turn ",
                 "ON CONFLICT (phone_number) WHERE number_type <> 'DIRECT_ROUTING' DO NOTHING"
             )
         };
@@ -330,7 +343,13 @@ impl NumberRepository for PgTx {
             .bind(timestamp(number.update_time)) // $20
             .execute(self.conn())
             .await
-            .map_err(|e| self.failed(e))?;
+            .map_err(|e| match self.failed(e) {
+                // A Direct Routing number of the tenant inserted meanwhile: a concurrent change.
+                error if error.is_constraint("phone_numbers_pkey") => {
+                    StoreError::Stale(format!("phone number {}", number.number.canonical()))
+                }
+                error => error,
+            })?;
         Ok(inserted.rows_affected() == 1)
     }
 

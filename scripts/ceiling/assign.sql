@@ -54,9 +54,8 @@ INSERT INTO phone_numbers (tenant_id, phone_number, base_number, number_type, op
 SELECT :tenant, :number, :number, 'DIRECT_ROUTING', NULL, 'US', '',
     '{USER_ASSIGNMENT,VOICE_APPLICATION_ASSIGNMENT,CONFERENCE_ASSIGNMENT}', NULL, NULL,
     'UNASSIGNED', 'ACTIVATED', NULL, true, NULL, false, NULL, 1, now(), now()
-WHERE NOT EXISTS (SELECT 1 FROM phone_numbers WHERE tenant_id = :tenant
-    AND phone_number = :number)
-ON CONFLICT (tenant_id, phone_number) DO NOTHING;
+WHERE NOT EXISTS (SELECT 1 FROM phone_numbers WHERE phone_number = :number)
+ON CONFLICT (phone_number) DO NOTHING;
 -- Everything the assignment changes, in one statement (changes.rs, WRITE_CHANGES).
 WITH numbers AS (
     UPDATE phone_numbers SET

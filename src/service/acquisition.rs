@@ -96,7 +96,7 @@ impl Service {
             }
             offset += offered.len();
             let candidates: Vec<String> = offered.iter().map(|o| o.phone_number.clone()).collect();
-            let taken = tx.provider_numbers_taken(&candidates).await?;
+            let taken = tx.numbers_taken(&candidates).await?;
             for offer in offered
                 .into_iter()
                 .filter(|o| !taken.contains(&o.phone_number))

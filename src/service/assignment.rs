@@ -15,7 +15,7 @@ use numbers_provider::AssignmentCheck;
 use serde::{Deserialize, Serialize};
 
 use super::directory::user_not_found;
-use super::inventory::number_not_found;
+use super::inventory::{number_in_another_tenant, number_not_found};
 use super::{Actor, Claimed, RequestOptions, Service};
 use crate::auth::Caller;
 use crate::domain::{
@@ -730,7 +730,7 @@ async fn load_number_to_assign(
         return Ok((record, near, true));
     }
     // A concurrent first assignment of the same number waits here for the other transaction
-    // and then finds the number (and its holder).
+    // and then finds the number (and its holder); a number of another tenant is refused.
     if tx.insert_number(tenant, &record).await? {
         return Ok((record, near, true));
     }
@@ -741,7 +741,7 @@ async fn load_number_to_assign(
         .iter()
         .find(|n| n.number == *number)
         .cloned()
-        .ok_or_else(|| number_not_found(number))?;
+        .ok_or_else(|| number_in_another_tenant(number))?;
     Ok((found, near, false))
 }
 

@@ -55,6 +55,18 @@ pub(crate) fn number_not_found(number: &E164) -> Error {
     .with("phoneNumber", number)
 }
 
+/// A number the tenant lacks and another tenant holds; which tenant is not said.
+pub(crate) fn number_in_another_tenant(number: &E164) -> Error {
+    Error::new(
+        Reason::NumberAlreadyInInventory,
+        format!(
+            "phone number {number} is in another tenant's inventory; it can come into this \
+             tenant once released there"
+        ),
+    )
+    .with("phoneNumber", number)
+}
+
 impl Service {
     /// An operation of the tenant.
     pub async fn get_operation(&self, caller: &Caller, id: &str) -> Result<Operation> {

@@ -26,6 +26,17 @@ pub struct Upload {
     pub allow_tenant_location_update: Option<bool>,
 }
 
+/// A number the operator cannot upload into the tenant: another tenant holds it, or this
+/// tenant holds it as another type or from another operator. Which, and whose, is not the
+/// operator's to know.
+fn not_available(number: &E164) -> Error {
+    Error::new(
+        Reason::NumberAlreadyInInventory,
+        format!("{number} cannot be uploaded: it is not available to this operator"),
+    )
+    .with("phoneNumber", number)
+}
+
 impl OperatorCaller {
     fn actor(&self, tenant: &str) -> Actor {
         Actor {
@@ -172,14 +183,7 @@ impl Service {
                     .await?
                     .pop();
                 if before.is_none() {
-                    return Err(Error::new(
-                        Reason::NumberAlreadyInInventory,
-                        format!(
-                            "{} is in another tenant's inventory; it must be released there first",
-                            upload.number
-                        ),
-                    )
-                    .with("phoneNumber", &upload.number));
+                    return Err(not_available(&upload.number));
                 }
             }
             let Some(current) = before.as_ref() else {
@@ -188,14 +192,7 @@ impl Service {
             if current.number_type != NumberType::OperatorConnect
                 || current.operator_id.as_deref() != Some(operator.id.as_str())
             {
-                return Err(Error::new(
-                    Reason::NumberAlreadyInInventory,
-                    format!(
-                        "{} is already in tenant {tenant}'s inventory as a {} number",
-                        current.number, current.number_type
-                    ),
-                )
-                .with("phoneNumber", &current.number));
+                return Err(not_available(&current.number));
             }
             check_not_pending(current)?;
             if let Some(holder) = &current.assignment {
@@ -204,9 +201,9 @@ impl Service {
                     return Err(Error::new(
                         Reason::CapabilityMismatch,
                         format!(
-                            "{} is assigned to {}, who needs {needed}; keep that capability or \
-                             ask the tenant to remove the number first",
-                            current.number, holder.target_user_principal_name
+                            "{} is assigned in the tenant, and its holder needs {needed}; keep \
+                             that capability or ask the tenant to remove the number first",
+                            current.number
                         ),
                     )
                     .with("phoneNumber", &current.number));

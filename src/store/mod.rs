@@ -309,18 +309,18 @@ pub trait NumberRepository: Send {
         also: Option<&str>,
     ) -> StoreResult<Vec<PhoneNumber>>;
 
-    /// Adds a number unless the tenant (or, for provider numbers, any tenant) has it already;
-    /// answers whether it was added (and is now locked by this transaction). On PostgreSQL a
-    /// concurrent insert of the same number waits for the other transaction first.
+    /// Adds a number unless a tenant, this one or another, has it already; answers whether it
+    /// was added (and is now locked by this transaction). On PostgreSQL a concurrent insert of
+    /// the same number waits for the other transaction first.
     async fn insert_number(&mut self, tenant: &TenantId, number: &PhoneNumber)
     -> StoreResult<bool>;
 
     /// Removes numbers from the tenant's inventory.
     async fn delete_numbers(&mut self, tenant: &TenantId, numbers: &[String]) -> StoreResult<()>;
 
-    /// Which of `numbers` some tenant holds as a provider number (Calling Plan or Operator
-    /// Connect). This is the one query that looks across tenants: stock is global.
-    async fn provider_numbers_taken(&mut self, numbers: &[String]) -> StoreResult<HashSet<String>>;
+    /// Which of `numbers` some tenant holds. This is the one query that looks across tenants:
+    /// a number is in one tenant's inventory at a time.
+    async fn numbers_taken(&mut self, numbers: &[String]) -> StoreResult<HashSet<String>>;
 
     /// How many of the operator's numbers in the tenant are assigned.
     async fn assigned_numbers_of_operator(

@@ -1010,8 +1010,12 @@ async fn two_tenants_never_get_the_same_number(backend: Backend) {
         "NUMBER_NOT_FOUND",
     );
 
-    // Numbers already in an inventory (the demo tenant's) are not for sale either.
+    // Numbers already in an inventory (the demo tenant's) are not for sale either, whatever
+    // their type there.
     let demo = TestApp::spawn_demo(backend).await;
+    let direct_routing = "+14255550106";
+    demo.seed_numbers(TENANT, &[number(direct_routing, NumberType::DirectRouting)])
+        .await;
     let mut other = demo.admin(OTHER_TENANT);
     let redmond = |quantity| pb::AcquirePhoneNumbersRequest {
         city: "Redmond".into(),
@@ -1019,17 +1023,17 @@ async fn two_tenants_never_get_the_same_number(backend: Backend) {
     };
     let before = state(&demo, OTHER_TENANT).await;
     assert_error(
-        acquire(&mut other, redmond(98)).await,
+        acquire(&mut other, redmond(95)).await,
         Code::FailedPrecondition,
         "OUT_OF_STOCK",
     );
-    assert_unchanged(&before, &state(&demo, OTHER_TENANT).await, "98 Redmond");
+    assert_unchanged(&before, &state(&demo, OTHER_TENANT).await, "95 Redmond");
     let got = phone_numbers(
-        &acquire(&mut other, redmond(95))
+        &acquire(&mut other, redmond(94))
             .await
-            .expect("the 95 Redmond numbers Contoso does not hold"),
+            .expect("the 94 Redmond numbers Contoso does not hold"),
     );
-    let contoso: Vec<String> = ["+14255550101", "+14255550103", "+14255550104"]
+    let contoso: Vec<String> = ["+14255550101", "+14255550103", "+14255550104", direct_routing]
         .map(str::to_owned)
         .to_vec();
     let mut expected: Vec<String> = redmond_users()

@@ -912,9 +912,42 @@ async fn number_outside_the_inventory_is_not_found(backend: Backend) {
         );
     }
 
+    // Nor can it enter this tenant as a Direct Routing number of its own, and the refusal
+    // does not say whose it is; a validation alone is refused alike.
+    for validate_only in [true, false] {
+        let status = refused!(
+            app,
+            assign(
+                &mut admin,
+                pb::AssignPhoneNumberRequest {
+                    phone_number_type: DIRECT_ROUTING,
+                    validate_only,
+                    ..assign_request(JOHN, elsewhere)
+                }
+            ),
+            Code::AlreadyExists,
+            "NUMBER_ALREADY_IN_INVENTORY",
+        );
+        assert!(status.message().contains(elsewhere), "{status:?}");
+        assert!(!status.message().contains(OTHER_TENANT), "{status:?}");
+    }
+
     assign(&mut admin, assign_request(JOHN, CP_0101))
         .await
         .expect("john's primary");
+    let status = refused!(
+        app,
+        change(
+            &mut admin,
+            pb::ChangePhoneNumberRequest {
+                phone_number_type: DIRECT_ROUTING,
+                ..change_at(JOHN, elsewhere, "redmond-hq")
+            }
+        ),
+        Code::AlreadyExists,
+        "NUMBER_ALREADY_IN_INVENTORY",
+    );
+    assert!(!status.message().contains(OTHER_TENANT), "{status:?}");
     for phone_number in ["+14255550150", elsewhere] {
         refused!(
             app,

@@ -837,12 +837,13 @@ async fn numbers_already_in_an_inventory_are_refused(backend: Backend) {
             "NUMBER_ALREADY_IN_INVENTORY",
         );
         assert!(status.message().contains(X), "{status:?}");
+        assert_discreet(&status);
         assert_unchanged(&t2, &state(&app, T2).await, "upload into T2");
         assert_unchanged(&t1, &state(&app, T1).await, "T1, while T2 is refused");
     }
 
     // Another operator's number in the same tenant.
-    assert_error(
+    let status = assert_error(
         upload(
             &mut app.operator(NORTHWIND),
             upload_request(T1, vec![user_number(X)]),
@@ -851,6 +852,7 @@ async fn numbers_already_in_an_inventory_are_refused(backend: Backend) {
         Code::AlreadyExists,
         "NUMBER_ALREADY_IN_INVENTORY",
     );
+    assert_discreet(&status);
     assert_unchanged(&t1, &state(&app, T1).await, "Northwind over Fabrikam");
 
     // A Calling Plan number of the tenant, and of another tenant.
@@ -871,7 +873,7 @@ async fn numbers_already_in_an_inventory_are_refused(backend: Backend) {
     let t1 = state(&app, T1).await;
     for tenant in [T1, T2] {
         let before = state(&app, tenant).await;
-        assert_error(
+        let status = assert_error(
             upload(
                 &mut fabrikam,
                 upload_request(tenant, vec![user_number(&calling_plan)]),
@@ -880,6 +882,7 @@ async fn numbers_already_in_an_inventory_are_refused(backend: Backend) {
             Code::AlreadyExists,
             "NUMBER_ALREADY_IN_INVENTORY",
         );
+        assert_discreet(&status);
         assert_unchanged(&before, &state(&app, tenant).await, tenant);
     }
     assert_unchanged(&t1, &state(&app, T1).await, "the Calling Plan number");
@@ -888,12 +891,34 @@ async fn numbers_already_in_an_inventory_are_refused(backend: Backend) {
     app.seed_numbers(T1, &[number(Z, NumberType::DirectRouting)])
         .await;
     let t1 = state(&app, T1).await;
-    assert_error(
-        upload(&mut fabrikam, upload_request(T1, vec![user_number(Z)])).await,
-        Code::AlreadyExists,
-        "NUMBER_ALREADY_IN_INVENTORY",
-    );
+    for tenant in [T1, T2] {
+        let before = state(&app, tenant).await;
+        let status = assert_error(
+            upload(&mut fabrikam, upload_request(tenant, vec![user_number(Z)])).await,
+            Code::AlreadyExists,
+            "NUMBER_ALREADY_IN_INVENTORY",
+        );
+        assert_discreet(&status);
+        assert_unchanged(&before, &state(&app, tenant).await, tenant);
+    }
     assert_unchanged(&t1, &state(&app, T1).await, "the Direct Routing number");
+}
+
+/// An operator's refusal says the number is not available, not where it is, as what, or
+/// whose it is.
+fn assert_discreet(status: &tonic::Status) {
+    let message = status.message();
+    for secret in [
+        "t1",
+        "another tenant",
+        "CALLING_PLAN",
+        "DIRECT_ROUTING",
+        "OPERATOR_CONNECT",
+        "Calling Plan",
+        "Direct Routing",
+    ] {
+        assert!(!message.contains(secret), "{secret:?} told: {status:?}");
+    }
 }
 
 async fn upload_request_id_replays_the_first_answer(backend: Backend) {
@@ -1368,6 +1393,10 @@ async fn operators_take_back_unassigned_numbers_only(backend: Backend) {
         "CAPABILITY_MISMATCH",
     );
     assert!(status.message().contains(X), "{status:?}");
+    assert!(
+        !status.message().contains(&ann.user_principal_name),
+        "the holder is not the operator's to know: {status:?}"
+    );
     assert_unchanged(&before, &state(&app, T1).await, "X without USER_ASSIGNMENT");
 
     // Numbers not in the tenant: NUMBER_NOT_FOUND, and nothing released.

@@ -26,11 +26,11 @@ macro_rules! number_columns {
 }
 pub(super) use number_columns;
 
-/// Inserts a number (parameters `$1` to `$20`) unless the tenant has it, resolving a concurrent
-/// insert by `conflict`. `turn` may name a `WITH turn AS (...)` that the insert waits for (see
-/// `insert_number`), and `from` is then `FROM turn`.
+/// Inserts a number (parameters `$1` to `$20`) unless a tenant has it. `turn` may name a
+/// `WITH turn AS (...)` that the insert waits for (see `insert_number`), and `from` is then
+/// `FROM turn`.
 macro_rules! insert_number_unless {
-    ($turn:literal, $from:literal, $conflict:literal) => {
+    ($turn:literal, $from:literal) => {
         concat!(
             $turn,
             "INSERT INTO phone_numbers (tenant_id, phone_number, base_number, number_type, \
@@ -41,8 +41,8 @@ macro_rules! insert_number_unless {
              SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
              $18, $19, $20 ",
             $from,
-            "WHERE NOT EXISTS (SELECT 1 FROM phone_numbers WHERE tenant_id = $1 AND phone_number = $2) ",
-            $conflict
+            "WHERE NOT EXISTS (SELECT 1 FROM phone_numbers WHERE phone_number = $2) \
+             ON CONFLICT (phone_number) DO NOTHING"
         )
     };
 }
@@ -301,23 +301,21 @@ impl NumberRepository for PgTx {
     ) -> StoreResult<bool> {
         let assignment = number.assignment.as_ref();
         let (blocked_until, blocked_forever) = block_columns(number.block);
-        // A number is taken when the tenant has it, or, for a provider number, when any
-        // tenant does (the partial unique index of provider numbers is then the arbiter).
-        // ON CONFLICT takes one arbiter (and cannot take them all: the one-primary rule is a
-        // deferrable constraint), so two transactions of one tenant inserting the same
-        // provider number at once would meet on the primary key, which is no arbiter, and the
-        // second would fail. The inserts of provider numbers therefore take turns per tenant
-        // (one transaction lock on the tenant's hash, however many numbers it inserts): the
-        // second transaction's insert starts once the first ended, and the arbiter then finds
-        // the number. Acquisitions and uploads are an administrator's occasional calls; the
-        // assignments' inserts of Direct Routing numbers do not take turns.
+        // A number is taken when any tenant has it; the unique index of numbers is the
+        // arbiter. Two transactions of one tenant inserting the same number at once can still
+        // meet on the primary key, which is no arbiter (ON CONFLICT takes one), and the second
+        // fails: that is a concurrent change for a Direct Routing number's first assignment.
+        // The inserts of provider numbers take turns per tenant instead (one transaction lock
+        // on the tenant's hash, however many numbers it inserts): the second transaction's
+        // insert starts once the first ended, and the arbiter then finds the number.
+        // Acquisitions and uploads are an administrator's occasional calls; the assignments'
+        // inserts of Direct Routing numbers do not take turns.
         let sql = if number.number_type == NumberType::DirectRouting {
-            insert_number_unless!("", "", "ON CONFLICT (tenant_id, phone_number) DO NOTHING")
+            insert_number_unless!("", "")
         } else {
             insert_number_unless!(
                 "WITH turn AS (SELECT pg_advisory_xact_lock(hashtextextended($1, 0))) ",
-                "FROM turn ",
-                "ON CONFLICT (phone_number) WHERE number_type <> 'DIRECT_ROUTING' DO NOTHING"
+                "FROM turn "
             )
         };
         let inserted = sqlx::query(sql)
@@ -344,7 +342,7 @@ impl NumberRepository for PgTx {
             .execute(self.conn())
             .await
             .map_err(|e| match self.failed(e) {
-                // A Direct Routing number of the tenant inserted meanwhile: a concurrent change.
+                // The number inserted meanwhile by the tenant: a concurrent change.
                 error if error.is_constraint("phone_numbers_pkey") => {
                     StoreError::Stale(format!("phone number {}", number.number.canonical()))
                 }
@@ -363,13 +361,12 @@ impl NumberRepository for PgTx {
         Ok(())
     }
 
-    async fn provider_numbers_taken(&mut self, numbers: &[String]) -> StoreResult<HashSet<String>> {
+    async fn numbers_taken(&mut self, numbers: &[String]) -> StoreResult<HashSet<String>> {
         if numbers.is_empty() {
             return Ok(HashSet::new());
         }
         let taken: Vec<String> = sqlx::query_scalar(
-            "SELECT phone_number FROM phone_numbers \
-             WHERE number_type <> 'DIRECT_ROUTING' AND phone_number = ANY($1)",
+            "SELECT phone_number FROM phone_numbers WHERE phone_number = ANY($1)",
         )
         .bind(numbers)
         .fetch_all(self.conn())

@@ -275,10 +275,10 @@ impl NumberRepository for SqliteTx {
         Ok(())
     }
 
-    async fn provider_numbers_taken(&mut self, numbers: &[String]) -> StoreResult<HashSet<String>> {
+    async fn numbers_taken(&mut self, numbers: &[String]) -> StoreResult<HashSet<String>> {
         let taken: Vec<String> = sqlx::query_scalar(
-            "SELECT phone_number FROM phone_numbers WHERE number_type <> 'DIRECT_ROUTING' \
-             AND phone_number IN (SELECT value FROM json_each($1))",
+            "SELECT phone_number FROM phone_numbers \
+             WHERE phone_number IN (SELECT value FROM json_each($1))",
         )
         .bind(json_list(numbers.iter().map(String::as_str)))
         .fetch_all(self.conn())

@@ -131,7 +131,9 @@ pub async fn run(
         .context("building reflection")?;
 
     let api = NumberManagementServer::with_interceptor(
-        NumberManagementApi::new(service.clone()),
+        NumberManagementApi::new(service.clone())
+            .await
+            .context("reading the page tokens' key")?,
         Authenticate::tenants(key.clone(), service.clock()),
     );
     let operator_api = OperatorConnectServer::with_interceptor(

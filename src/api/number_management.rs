@@ -6,7 +6,7 @@ use tonic::{Request, Response, Status};
 use super::auth::caller;
 use super::convert;
 use super::mutation::request_options;
-use super::pagination::{next_page_token, page_request};
+use super::pagination::PageTokens;
 use crate::domain::{AuditFilter, UserFilter};
 use crate::error::{Error, Reason};
 use crate::proto::v1 as pb;
@@ -15,17 +15,20 @@ use crate::service::{
     AcquireRequest, AssignRequest, ChangeRequest, LocationUpdate, MAX_NUMBERS_PER_REQUEST,
     RemoveRequest, Service,
 };
+use crate::store::StoreError;
 
 /// The tenant-facing API.
 #[derive(Debug, Clone)]
 pub struct NumberManagementApi {
     service: Service,
+    tokens: PageTokens,
 }
 
 impl NumberManagementApi {
-    /// Serves `service`.
-    pub fn new(service: Service) -> Self {
-        Self { service }
+    /// Serves `service`, signing page tokens with the key its store keeps for every replica.
+    pub async fn new(service: Service) -> Result<Self, StoreError> {
+        let tokens = PageTokens::shared(service.store().as_ref()).await?;
+        Ok(Self { service, tokens })
     }
 }
 
@@ -57,14 +60,16 @@ impl NumberManagement for NumberManagementApi {
     ) -> Answer<pb::ListUsersResponse> {
         let caller = caller(&request)?;
         let request = request.into_inner();
-        let page = page_request(&request)?;
+        let page = self.tokens.page_request(&caller.tenant_id, &request)?;
         let search = request.search.trim();
         let filter = UserFilter {
             search: (!search.is_empty()).then(|| search.to_lowercase()),
         };
         let users = self.service.list_users(&caller, &filter, &page).await?;
         Ok(Response::new(pb::ListUsersResponse {
-            next_page_token: next_page_token(&request, &users),
+            next_page_token: self
+                .tokens
+                .next_page_token(&caller.tenant_id, &request, &users),
             users: users.items.into_iter().map(convert::user).collect(),
         }))
     }
@@ -106,7 +111,7 @@ impl NumberManagement for NumberManagementApi {
     ) -> Answer<pb::ListEmergencyLocationsResponse> {
         let caller = caller(&request)?;
         let request = request.into_inner();
-        let page = page_request(&request)?;
+        let page = self.tokens.page_request(&caller.tenant_id, &request)?;
         let country = convert::country_filter("country", &request.country)?;
         let city = Some(request.city.trim()).filter(|c| !c.is_empty());
         let locations = self
@@ -114,7 +119,9 @@ impl NumberManagement for NumberManagementApi {
             .list_locations(&caller, city, country, &page)
             .await?;
         Ok(Response::new(pb::ListEmergencyLocationsResponse {
-            next_page_token: next_page_token(&request, &locations),
+            next_page_token: self
+                .tokens
+                .next_page_token(&caller.tenant_id, &request, &locations),
             emergency_locations: locations.items.into_iter().map(convert::location).collect(),
         }))
     }
@@ -138,7 +145,7 @@ impl NumberManagement for NumberManagementApi {
     ) -> Answer<pb::ListPhoneNumbersResponse> {
         let caller = caller(&request)?;
         let request = request.into_inner();
-        let page = page_request(&request)?;
+        let page = self.tokens.page_request(&caller.tenant_id, &request)?;
         let (assigned_to, filter) = convert::number_filter(&request)?;
         let numbers = self
             .service
@@ -146,7 +153,9 @@ impl NumberManagement for NumberManagementApi {
             .await?;
         let now = self.service.now();
         Ok(Response::new(pb::ListPhoneNumbersResponse {
-            next_page_token: next_page_token(&request, &numbers),
+            next_page_token: self
+                .tokens
+                .next_page_token(&caller.tenant_id, &request, &numbers),
             phone_numbers: numbers
                 .items
                 .into_iter()
@@ -161,10 +170,12 @@ impl NumberManagement for NumberManagementApi {
     ) -> Answer<pb::ListOperatorsResponse> {
         let caller = caller(&request)?;
         let request = request.into_inner();
-        let page = page_request(&request)?;
+        let page = self.tokens.page_request(&caller.tenant_id, &request)?;
         let operators = self.service.list_operators(&caller, &page).await?;
         Ok(Response::new(pb::ListOperatorsResponse {
-            next_page_token: next_page_token(&request, &operators),
+            next_page_token: self
+                .tokens
+                .next_page_token(&caller.tenant_id, &request, &operators),
             operators: operators.items.into_iter().map(convert::operator).collect(),
         }))
     }
@@ -409,7 +420,7 @@ impl NumberManagement for NumberManagementApi {
     ) -> Answer<pb::ListAuditEventsResponse> {
         let caller = caller(&request)?;
         let request = request.into_inner();
-        let page = page_request(&request)?;
+        let page = self.tokens.page_request(&caller.tenant_id, &request)?;
         let number = match request.phone_number.trim() {
             "" => None,
             text => Some(convert::phone_number("phone_number", text)?),
@@ -428,7 +439,9 @@ impl NumberManagement for NumberManagementApi {
             .list_audit_events(&caller, number.as_ref(), user.as_ref(), filter, &page)
             .await?;
         Ok(Response::new(pb::ListAuditEventsResponse {
-            next_page_token: next_page_token(&request, &events),
+            next_page_token: self
+                .tokens
+                .next_page_token(&caller.tenant_id, &request, &events),
             audit_events: events.items.into_iter().map(convert::audit_event).collect(),
         }))
     }

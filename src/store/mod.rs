@@ -189,6 +189,10 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Checks the database answers (for health checks).
     async fn ping(&self) -> StoreResult<()>;
 
+    /// The secret named `name` that every replica shares: `generated` if this is the first
+    /// call for it on this database, whatever was stored first otherwise.
+    async fn shared_secret(&self, name: &str, generated: &[u8]) -> StoreResult<Vec<u8>>;
+
     /// Completes once work may be waiting on `queue`: written since the last call by this
     /// process or, on PostgreSQL, by any replica. Workers wait on this between their polls.
     async fn work_written(&self, queue: Queue);

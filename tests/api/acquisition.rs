@@ -1033,9 +1033,14 @@ async fn two_tenants_never_get_the_same_number(backend: Backend) {
             .await
             .expect("the 94 Redmond numbers Contoso does not hold"),
     );
-    let contoso: Vec<String> = ["+14255550101", "+14255550103", "+14255550104", direct_routing]
-        .map(str::to_owned)
-        .to_vec();
+    let contoso: Vec<String> = [
+        "+14255550101",
+        "+14255550103",
+        "+14255550104",
+        direct_routing,
+    ]
+    .map(str::to_owned)
+    .to_vec();
     let mut expected: Vec<String> = redmond_users()
         .into_iter()
         .filter(|n| !contoso.contains(n))

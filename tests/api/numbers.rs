@@ -1621,7 +1621,66 @@ async fn page_tokens_of_other_listings_are_refused(backend: Backend) {
     }
 }
 
+async fn page_tokens_of_another_tenant_or_altered_are_refused(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    for tenant in [TENANT, "fabrikam"] {
+        let numbers: Vec<PhoneNumber> = (0..3)
+            .map(|i| {
+                let prefix = if tenant == TENANT {
+                    "1425555"
+                } else {
+                    "1206555"
+                };
+                number(&format!("+{prefix}{i:04}"), NumberType::CallingPlan)
+            })
+            .collect();
+        app.seed_numbers(tenant, &numbers).await;
+    }
+    let first_page = pb::ListPhoneNumbersRequest {
+        page_size: 1,
+        ..Default::default()
+    };
+    let token = list(&mut app.reader(TENANT), first_page.clone())
+        .await
+        .expect("Contoso's first page")
+        .next_page_token;
+    assert!(!token.is_empty());
+    let next_page = |page_token: String| pb::ListPhoneNumbersRequest {
+        page_token,
+        ..first_page.clone()
+    };
+    assert_eq!(
+        list(&mut app.reader(TENANT), next_page(token.clone()))
+            .await
+            .expect("Contoso's second page")
+            .phone_numbers[0]
+            .phone_number,
+        "+14255550001"
+    );
+
+    // Another tenant's token, however alike its query, and a token altered by a character.
+    let mut altered = token.clone().into_bytes();
+    let last = altered.len() - 1;
+    altered[last] = if altered[last] == b'A' { b'B' } else { b'A' };
+    for (client, token, what) in [
+        (app.reader("fabrikam"), token.clone(), "Contoso's token"),
+        (
+            app.reader(TENANT),
+            String::from_utf8(altered).unwrap(),
+            "an altered token",
+        ),
+    ] {
+        let status = assert_error(
+            list(&mut client.clone(), next_page(token)).await,
+            Code::InvalidArgument,
+            "INVALID_PAGE_TOKEN",
+        );
+        assert_eq!(violated_fields(&status), ["page_token"], "{what}");
+    }
+}
+
 on_both_stores!(
+    page_tokens_of_another_tenant_or_altered_are_refused,
     get_phone_number_accepts_every_spelling,
     invalid_phone_numbers_are_refused_and_the_server_keeps_serving,
     list_pages_cover_a_large_inventory_under_every_filter,

@@ -659,6 +659,19 @@ async fn expired_request_ids_are_purged_in_batches(backend: Backend) {
     );
 }
 
+async fn a_shared_secret_is_the_first_one_stored(backend: Backend) {
+    let (database, store) = store(backend).await;
+    assert_eq!(store.shared_secret("k", b"first").await.unwrap(), b"first");
+    assert_eq!(store.shared_secret("k", b"second").await.unwrap(), b"first");
+    assert_eq!(store.shared_secret("other", b"own").await.unwrap(), b"own");
+    // Another replica (another store on the same database) finds it too.
+    let replica = database.open().await;
+    assert_eq!(
+        replica.shared_secret("k", b"third").await.unwrap(),
+        b"first"
+    );
+}
+
 async fn rolled_back_claims_leave_no_trace(backend: Backend) {
     let (_db, store) = store(backend).await;
     let now = SystemTime::now();
@@ -1232,6 +1245,7 @@ async fn locked_users_hold_their_numbers_as_the_last_writer_left_them(backend: B
 }
 
 on_both_stores!(
+    a_shared_secret_is_the_first_one_stored,
     migrations_apply_once_and_reopen,
     users_upsert_by_user_principal_name_then_by_id,
     users_principal_names_are_unique_per_tenant_only,

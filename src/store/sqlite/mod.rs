@@ -119,6 +119,27 @@ impl Store for SqliteStore {
         }))
     }
 
+    async fn shared_secret(&self, name: &str, generated: &[u8]) -> StoreResult<Vec<u8>> {
+        // Two statements: a replica that lost the race reads the winner's secret.
+        let mut session = Session::lend(&self.writer).await?;
+        let stored = async {
+            sqlx::query(
+                "INSERT INTO server_secrets (name, value) VALUES ($1, $2) \
+                 ON CONFLICT (name) DO NOTHING",
+            )
+            .bind(name)
+            .bind(generated)
+            .execute(session.conn())
+            .await?;
+            sqlx::query_scalar("SELECT value FROM server_secrets WHERE name = $1")
+                .bind(name)
+                .fetch_one(session.conn())
+                .await
+        }
+        .await;
+        stored.map_err(|e| session.failed(e))
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         let mut session = Session::lend(&self.readers).await?;
         let pinged = session.conn().ping().await;

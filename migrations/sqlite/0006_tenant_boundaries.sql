@@ -8,3 +8,10 @@
 -- then upgrade again.
 DROP INDEX phone_numbers_provider_number_in_one_tenant;
 CREATE UNIQUE INDEX phone_numbers_number_in_one_tenant ON phone_numbers (phone_number);
+
+-- Secrets the service keeps, generated on first start: the key that signs page tokens, so a
+-- token is only good for the tenant and query it was made for.
+CREATE TABLE server_secrets (
+    name  TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+);

@@ -225,9 +225,9 @@ mod tests {
         };
         let token = tokens().next_page_token("t1", &first, &page(Some("+14255550110")));
         let second = pb::ListPhoneNumbersRequest {
-            page_token: token.clone(),
+            page_token: token,
             page_size: 50,
-            ..first.clone()
+            ..first
         };
         let request = tokens().page_request("t1", &second).unwrap();
         assert_eq!(request.after.as_deref(), Some("+14255550110"));

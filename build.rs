@@ -18,7 +18,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         descriptors.encode_to_vec(),
     )?;
 
-    tonic_prost_build::configure().compile_fds(descriptors)?;
+    // Type names (`prost::Name`) let the API find each request's descriptor for its limits.
+    let mut config = tonic_prost_build::Config::new();
+    config.enable_type_names();
+    tonic_prost_build::configure().compile_fds_with_config(descriptors, config)?;
     println!("cargo:rerun-if-changed=proto");
     Ok(())
 }

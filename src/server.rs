@@ -15,13 +15,14 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tonic::server::NamedService;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
-use crate::api::{Authenticate, NumberManagementApi, OperatorConnectApi};
+use crate::api::{Authenticate, MAX_MESSAGE_BYTES, NumberManagementApi, OperatorConnectApi};
 use crate::auth::SigningKey;
 use crate::proto::FILE_DESCRIPTOR_SET;
 use crate::proto::v1::number_management_server::NumberManagementServer;
@@ -130,16 +131,17 @@ pub async fn run(
         .build_v1alpha()
         .context("building reflection")?;
 
-    let api = NumberManagementServer::with_interceptor(
+    let api = NumberManagementServer::new(
         NumberManagementApi::new(service.clone())
             .await
             .context("reading the page tokens' key")?,
-        Authenticate::tenants(key.clone(), service.clock()),
-    );
-    let operator_api = OperatorConnectServer::with_interceptor(
-        OperatorConnectApi::new(service.clone()),
-        Authenticate::operators(key, service.clock()),
-    );
+    )
+    .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let api = InterceptedService::new(api, Authenticate::tenants(key.clone(), service.clock()));
+    let operator_api = OperatorConnectServer::new(OperatorConnectApi::new(service.clone()))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let operator_api =
+        InterceptedService::new(operator_api, Authenticate::operators(key, service.clock()));
 
     let address = listener.local_addr()?;
     tracing::info!(%address, "serving numbers.v1");

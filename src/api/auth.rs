@@ -9,6 +9,7 @@ use std::time::SystemTime;
 use tonic::service::Interceptor;
 use tonic::{Request, Status};
 
+use super::limits;
 use crate::auth::{Caller, OperatorCaller, Principal, SigningKey};
 use crate::clock::Clock;
 use crate::error::{Error, Reason};
@@ -130,8 +131,9 @@ fn unauthenticated(message: &str) -> Status {
     Error::new(Reason::Unauthenticated, message).into()
 }
 
-/// The authenticated tenant caller of a request.
-pub(crate) fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
+/// The authenticated tenant caller of a request, once its fields are within their limits.
+pub(crate) fn caller<T: prost::Name>(request: &Request<T>) -> Result<Caller, Status> {
+    limits::check(request.get_ref())?;
     request
         .extensions()
         .get::<Caller>()
@@ -139,8 +141,9 @@ pub(crate) fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
         .ok_or_else(|| unauthenticated("the request was not authenticated"))
 }
 
-/// The authenticated operator of a request.
-pub(crate) fn operator<T>(request: &Request<T>) -> Result<OperatorCaller, Status> {
+/// The authenticated operator of a request, once its fields are within their limits.
+pub(crate) fn operator<T: prost::Name>(request: &Request<T>) -> Result<OperatorCaller, Status> {
+    limits::check(request.get_ref())?;
     request
         .extensions()
         .get::<OperatorCaller>()

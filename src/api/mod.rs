@@ -3,6 +3,9 @@
 
 mod auth;
 mod convert;
+#[doc(hidden)]
+pub mod fuzzing;
+mod limits;
 mod mutation;
 mod number_management;
 mod operator_connect;
@@ -10,6 +13,7 @@ mod pagination;
 mod status;
 
 pub use auth::Authenticate;
+pub use limits::{MAX_CHARS, MAX_ITEMS, MAX_MESSAGE_BYTES};
 pub use number_management::NumberManagementApi;
 pub use operator_connect::OperatorConnectApi;
 pub use status::ERROR_DOMAIN;

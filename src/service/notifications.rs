@@ -7,6 +7,7 @@
 //! failures with backoff; a permanent refusal (a 5xx reply, an address that cannot be parsed)
 //! ends the email's attempts.
 
+use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
@@ -24,8 +25,8 @@ use crate::store::{Delivery, Queue};
 /// How long the mail worker, once woken, waits for more emails to send in the same batch.
 const EMAIL_GATHERING: Duration = Duration::from_millis(100);
 
-/// How to reach the SMTP server.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+/// How to reach the SMTP server. Its `Debug` leaves the password out.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SmtpSettings {
     /// The server's host name or address.
@@ -44,6 +45,19 @@ pub struct SmtpSettings {
     /// The password (prefer NUMBERS_SMTP_PASSWORD in the environment).
     #[serde(default)]
     pub password: Option<String>,
+}
+
+impl fmt::Debug for SmtpSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SmtpSettings")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .field("from", &self.from)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 fn default_port() -> u16 {
@@ -121,13 +135,12 @@ impl Mailer {
     async fn send(&self, notification: &Notification) -> std::result::Result<(), SendError> {
         match self {
             Mailer::Log => {
-                // The body names the user and the number: only debug logs carry it.
+                // Never the subject or the body: they are the user's mail, not the log's.
                 tracing::info!(
                     to = %notification.recipient,
                     number = %notification.phone_number,
                     "email not sent: no SMTP server is configured"
                 );
-                tracing::debug!(subject = %notification.subject, body = %notification.body, "email");
                 Ok(())
             }
             Mailer::Smtp { transport, from } => {
@@ -243,5 +256,28 @@ impl Service {
         });
         tracing::warn!(to = %delivery.notification.recipient, error = %error.message, attempts, retry = retry_at.is_some(), "email not sent");
         Err((error.message.as_str(), retry_at))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_smtp_password_stays_out_of_debug() {
+        let settings = SmtpSettings {
+            host: "smtp.example.com".into(),
+            port: 587,
+            tls: SmtpTls::default(),
+            from: "phone@example.com".into(),
+            username: Some("mailer".into()),
+            password: Some("hunter2".into()),
+        };
+        let debug = format!("{settings:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(
+            debug.contains("mailer") && debug.contains("<redacted>"),
+            "{debug}"
+        );
     }
 }

@@ -104,6 +104,11 @@ struct Server {
 
 impl Server {
     fn start(data_dir: &Path, extra: &[&str]) -> Self {
+        Self::start_with_env(data_dir, extra, &[])
+    }
+
+    /// Starts the server with `env` added to its environment.
+    fn start_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let address = free_address();
         let mut args = vec![
             "serve".to_owned(),
@@ -114,6 +119,7 @@ impl Server {
         ];
         args.extend(extra.iter().map(|a| (*a).to_owned()));
         let mut child = numbers_command(&args)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -212,6 +218,20 @@ impl Server {
             }
             thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Stops the server with SIGTERM and answers everything it wrote on standard error.
+    fn stop_and_read_log(mut self) -> String {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status();
+        let started = Instant::now();
+        while self.child.try_wait().unwrap().is_none()
+            && started.elapsed() < Duration::from_secs(10)
+        {
+            thread::sleep(Duration::from_millis(20));
+        }
+        self.take_stderr()
     }
 
     fn take_stderr(&mut self) -> String {
@@ -578,6 +598,78 @@ async fn a_served_instance_accepts_cli_tokens_and_stops_on_sigterm() {
     let (status, took) = server.terminate();
     assert!(status.success(), "exit status after SIGTERM: {status:?}");
     assert!(took < Duration::from_secs(5), "stopping took {took:?}");
+}
+
+/// The log of a whole scenario, at debug level, with and without an SMTP server, holds no
+/// token, no SMTP password and no email's subject or body, and no terminal colour codes.
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_hold_no_tokens_passwords_or_emails() {
+    const PASSWORD: &str = "smtp-password-Zq8x";
+    const NUMBER: &str = "+14255388123";
+    for smtp in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("numbers.toml");
+        // Nothing listens on the SMTP port: every delivery fails, and is logged.
+        std::fs::write(
+            &config,
+            format!(
+                "[smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n\
+                 from = \"Phone <phone@t1.example>\"\nusername = \"mailer\"\n\
+                 password = \"{PASSWORD}\"\n",
+                free_address().port()
+            ),
+        )
+        .unwrap();
+        let config = config.display().to_string();
+        let extra: Vec<&str> = if smtp {
+            vec!["--config", &config]
+        } else {
+            vec![]
+        };
+        let mut server = Server::start_with_env(dir.path(), &extra, &[("RUST_LOG", "debug")]);
+        server.wait_until_serving().await;
+        let token = mint(dir.path(), "t1", "admin");
+        let mut admin = client(server.address, &token).await;
+        admin
+            .upsert_user(new_user("ada@t1.example", "Ada Lovelace"))
+            .await
+            .expect("create Ada");
+        admin
+            .assign_phone_number(pb::AssignPhoneNumberRequest {
+                identity: "ada@t1.example".into(),
+                phone_number: NUMBER.into(),
+                phone_number_type: pb::NumberType::DirectRouting as i32,
+                notify_user: Some(true),
+                ..Default::default()
+            })
+            .await
+            .expect("assign with an email");
+        // The mail worker is woken by the commit; give it a moment to try.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let log = server.stop_and_read_log();
+
+        let tried = if smtp {
+            "email not sent"
+        } else {
+            "no SMTP server is configured"
+        };
+        assert!(
+            log.contains(tried),
+            "the email was not tried (smtp: {smtp}):\n{log}"
+        );
+        for secret in [
+            token.as_str(),
+            PASSWORD,
+            "Your phone number is",
+            "has been assigned to you",
+            "\u{1b}[",
+        ] {
+            assert!(
+                !log.contains(secret),
+                "the log (smtp: {smtp}) holds {secret:?}:\n{log}"
+            );
+        }
+    }
 }
 
 /// Starts `numbers serve --demo`, reads what it prints, and runs the printed command with the

@@ -334,7 +334,7 @@ async fn locations_filter_by_city_and_country_per_tenant(backend: Backend) {
     );
 }
 
-async fn numbers_are_unique_per_tenant(backend: Backend) {
+async fn a_number_is_in_one_tenant_at_a_time(backend: Backend) {
     let (_db, store) = store(backend).await;
     let mut tx = store.write().await.unwrap();
     assert!(
@@ -342,9 +342,18 @@ async fn numbers_are_unique_per_tenant(backend: Backend) {
             .await
             .unwrap()
     );
-    // The same Direct Routing number may exist in another tenant.
+    // Not in another tenant, whatever the type.
+    for number_type in [NumberType::DirectRouting, NumberType::CallingPlan] {
+        assert!(
+            !tx.insert_number(T2, &number("+14255550101", number_type))
+                .await
+                .unwrap(),
+            "a {number_type} number in two tenants"
+        );
+    }
+    // An extension is a number of its own.
     assert!(
-        tx.insert_number(T2, &number("+14255550101", NumberType::DirectRouting))
+        tx.insert_number(T2, &number("+14255550101;ext=7", NumberType::DirectRouting))
             .await
             .unwrap()
     );
@@ -360,6 +369,7 @@ async fn numbers_are_unique_per_tenant(backend: Backend) {
     );
     let kept = tx.get_number(T1, "+14255550101").await.unwrap().unwrap();
     assert_eq!(kept.number_type, NumberType::DirectRouting);
+    assert!(tx.get_number(T2, "+14255550101").await.unwrap().is_none());
     // A Calling Plan or Operator Connect number is in one tenant only.
     assert!(
         tx.insert_number(T1, &number("+14255550102", NumberType::CallingPlan))
@@ -371,6 +381,19 @@ async fn numbers_are_unique_per_tenant(backend: Backend) {
             .await
             .unwrap(),
         "a provider number in two tenants"
+    );
+    // Every type counts as taken for the catalogue.
+    let taken = tx
+        .numbers_taken(&[
+            "+14255550101".to_owned(),
+            "+14255550102".to_owned(),
+            "+14255550103".to_owned(),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        taken,
+        HashSet::from(["+14255550101".to_owned(), "+14255550102".to_owned()])
     );
 }
 
@@ -1252,7 +1275,7 @@ on_both_stores!(
     users_list_in_order_with_prefix_search,
     users_carry_the_numbers_they_hold,
     locations_filter_by_city_and_country_per_tenant,
-    numbers_are_unique_per_tenant,
+    a_number_is_in_one_tenant_at_a_time,
     numbers_allow_one_primary_per_target,
     numbers_can_only_be_held_by_known_users,
     numbers_list_with_every_filter,

@@ -14,6 +14,7 @@ use crate::config::Settings;
 use crate::routing::Providers;
 use crate::server::HealthSettings;
 use crate::service::{Mailer, Service, WorkerSettings};
+use crate::tls::Tls;
 use crate::{demo, server, store};
 
 /// Runs `numbers serve` until SIGINT or SIGTERM.
@@ -30,6 +31,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
 #[derive(Debug)]
 pub struct Application {
     listener: tokio::net::TcpListener,
+    tls: Option<Tls>,
     store: Arc<dyn store::Store>,
     service: Service,
     key: SigningKey,
@@ -41,10 +43,12 @@ pub struct Application {
 
 impl Application {
     /// Builds the application `settings` describe, telling the time by `clock`: binds the
-    /// listener first (a taken port should fail before anything else happens), opens and
-    /// migrates the store, loads the demo tenant when asked, and sets up the providers.
+    /// listener first (a taken port should fail before anything else happens), reads the TLS
+    /// files, opens and migrates the store, loads the demo tenant when asked, and sets up the
+    /// providers.
     pub async fn build(mut settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         let listener = server::bind(settings.listen).await?;
+        let tls = settings.tls.clone().map(Tls::load).transpose()?;
         let store: Arc<dyn store::Store> =
             store::open(&settings.database_url, settings.database_pool_size)
                 .await?
@@ -71,6 +75,7 @@ impl Application {
         let mailer = Mailer::new(settings.smtp.as_ref())?;
         Ok(Self {
             listener,
+            tls,
             store,
             service,
             key,
@@ -101,6 +106,7 @@ impl Application {
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
         let Self {
             listener,
+            tls,
             store,
             service,
             key,
@@ -139,7 +145,7 @@ impl Application {
             let (service, settings, until) = (service.clone(), worker, until_stopped());
             async move { service.run_housekeeping(&settings, until).await }
         });
-        let result = server::run(listener, service, key, health, async move {
+        let result = server::run(listener, tls, service, key, health, async move {
             shutdown.await;
             let _ = stop.send(());
         })

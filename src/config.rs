@@ -12,7 +12,8 @@ use serde::Deserialize;
 use crate::domain::{ActivationMode, Country, Operator};
 use crate::server::HealthSettings;
 use crate::service::{SmtpSettings, WorkerSettings};
-use numbers_remote::RemoteSettings;
+use crate::tls::{self, TlsSettings};
+use numbers_remote::{ClientTls, RemoteSettings};
 
 /// Where the service listens unless told otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
@@ -66,6 +67,20 @@ pub struct ServeArgs {
     #[arg(long, env = "NUMBERS_DATABASE_POOL_SIZE", value_name = "N")]
     pub database_pool_size: Option<usize>,
 
+    /// PEM certificate chain to serve TLS with (with --tls-key); reloaded when the file
+    /// changes or on SIGHUP [default: plaintext].
+    #[arg(long, env = "NUMBERS_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "NUMBERS_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+
+    /// PEM certificates of the CA that signs client certificates: turns on mutual TLS, and the
+    /// API then refuses callers without one (health and reflection still answer them).
+    #[arg(long, env = "NUMBERS_TLS_CLIENT_CA", value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
+
     /// Log format [default: human].
     #[arg(long, env = "NUMBERS_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
@@ -83,6 +98,9 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     database_url: Option<String>,
     database_pool_size: Option<usize>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_client_ca: Option<PathBuf>,
     log_format: Option<LogFormat>,
     token_key_file: Option<PathBuf>,
     calling_plan: Option<CallingPlanConfig>,
@@ -218,12 +236,36 @@ struct RemoteConfig {
     retries: Option<u32>,
     breaker_threshold: Option<u32>,
     breaker_cooldown_seconds: Option<u64>,
+    tls_ca: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
 }
 
 impl RemoteConfig {
-    fn settings(self) -> RemoteSettings {
+    fn settings(self) -> anyhow::Result<RemoteSettings> {
         let defaults = RemoteSettings::default();
-        RemoteSettings {
+        let ca = self
+            .tls_ca
+            .map(|path| {
+                let pem = tls::read_pem(&path)?;
+                tls::parse_certificates(&pem, &path)?;
+                anyhow::Ok(pem)
+            })
+            .transpose()?;
+        let identity = match (self.tls_cert, self.tls_key) {
+            (None, None) => None,
+            (Some(cert_path), Some(key_path)) => {
+                let (cert, key) = (tls::read_pem(&cert_path)?, tls::read_pem(&key_path)?);
+                tls::parse_certificates(&cert, &cert_path)?;
+                tls::parse_private_key(&key, &key_path)?;
+                Some((cert, key))
+            }
+            _ => anyhow::bail!(
+                "remote_adapters.tls_cert and remote_adapters.tls_key go together: give both, \
+                 or neither"
+            ),
+        };
+        Ok(RemoteSettings {
             endpoint: String::new(),
             timeout: self
                 .timeout_ms
@@ -236,7 +278,8 @@ impl RemoteConfig {
                 .breaker_cooldown_seconds
                 .map(Duration::from_secs)
                 .unwrap_or(defaults.breaker_cooldown),
-        }
+            tls: ClientTls { ca, identity },
+        })
     }
 }
 
@@ -264,6 +307,8 @@ pub struct Settings {
     pub database_url: String,
     /// Connections to it for requests (see [`DEFAULT_POOL_SIZE`]).
     pub database_pool_size: usize,
+    /// TLS of the server; none serves plaintext.
+    pub tls: Option<TlsSettings>,
     /// The log format.
     pub log_format: LogFormat,
     /// The token signing key file.
@@ -312,6 +357,11 @@ impl Settings {
             (1..=MAX_POOL_SIZE).contains(&database_pool_size),
             "the database pool size must be 1 to {MAX_POOL_SIZE}, not {database_pool_size}"
         );
+        let tls = tls_settings(
+            args.tls_cert.clone().or(file.tls_cert),
+            args.tls_key.clone().or(file.tls_key),
+            args.tls_client_ca.clone().or(file.tls_client_ca),
+        )?;
         let (token_key_file, generate_token_key) = token_key_file(
             args.common.token_key_file.clone().or(file.token_key_file),
             &data_dir,
@@ -320,6 +370,7 @@ impl Settings {
             listen,
             database_url,
             database_pool_size,
+            tls,
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
             token_key_file,
             generate_token_key,
@@ -327,7 +378,7 @@ impl Settings {
             calling_plan_catalogue: file.calling_plan.and_then(|c| c.catalogue),
             worker: file.worker.unwrap_or_default().settings()?,
             smtp: file.smtp,
-            remote: file.remote_adapters.unwrap_or_default().settings(),
+            remote: file.remote_adapters.unwrap_or_default().settings()?,
             health: file.health.unwrap_or_default().settings()?,
             demo: args.demo,
             data_dir,
@@ -366,6 +417,24 @@ fn data_dir(configured: Option<PathBuf>) -> anyhow::Result<PathBuf> {
         None => directories::ProjectDirs::from("", "", "numbers")
             .map(|dirs| dirs.data_dir().to_path_buf())
             .context("cannot find a per-user data directory: pass --data-dir"),
+    }
+}
+
+/// The server's TLS from its three settings: a certificate and its key, or neither; a client
+/// CA only with them. The files are read when the server starts.
+fn tls_settings(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    client_ca: Option<PathBuf>,
+) -> anyhow::Result<Option<TlsSettings>> {
+    match (cert, key, client_ca) {
+        (None, None, None) => Ok(None),
+        (Some(cert), Some(key), client_ca) => Ok(Some(TlsSettings::new(cert, key, client_ca))),
+        (None, None, Some(_)) => anyhow::bail!(
+            "--tls-client-ca needs --tls-cert and --tls-key: mutual TLS is TLS with client \
+             certificates"
+        ),
+        _ => anyhow::bail!("--tls-cert and --tls-key go together: give both, or neither"),
     }
 }
 
@@ -488,6 +557,75 @@ mod tests {
                 "{refused:#}"
             );
         }
+    }
+
+    #[test]
+    fn tls_is_off_unless_a_certificate_and_its_key_are_given() {
+        assert!(serve_with("").unwrap().tls.is_none());
+        let settings = serve_with(
+            "tls_cert = \"server.pem\"\ntls_key = \"server.key\"\ntls_client_ca = \"ca.pem\"",
+        )
+        .unwrap();
+        let tls = settings.tls.expect("TLS");
+        assert_eq!(tls.cert, Path::new("server.pem"));
+        assert_eq!(tls.key, Path::new("server.key"));
+        assert_eq!(tls.client_ca.as_deref(), Some(Path::new("ca.pem")));
+        for (bad, says) in [
+            ("tls_cert = \"server.pem\"", "go together"),
+            ("tls_key = \"server.key\"", "go together"),
+            (
+                "tls_client_ca = \"ca.pem\"",
+                "--tls-client-ca needs --tls-cert",
+            ),
+        ] {
+            let refused = serve_with(bad).unwrap_err();
+            assert!(format!("{refused:#}").contains(says), "{refused:#}");
+        }
+    }
+
+    #[test]
+    fn tls_flags_take_precedence_over_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("numbers.toml");
+        std::fs::write(&path, "tls_cert = \"file.pem\"\ntls_key = \"file.key\"").unwrap();
+        let args = ServeArgs {
+            common: CommonArgs {
+                config: Some(path),
+                data_dir: Some(dir.path().to_path_buf()),
+                ..Default::default()
+            },
+            tls_cert: Some("flag.pem".into()),
+            ..Default::default()
+        };
+        let tls = Settings::for_serve(&args).unwrap().tls.expect("TLS");
+        assert_eq!(tls.cert, Path::new("flag.pem"));
+        assert_eq!(tls.key, Path::new("file.key"));
+    }
+
+    #[test]
+    fn remote_adapter_tls_files_must_hold_pem() {
+        let dir = tempfile::tempdir().unwrap();
+        let not_pem = dir.path().join("ca.pem");
+        std::fs::write(&not_pem, "not a certificate").unwrap();
+        let refused = serve_with(&format!(
+            "[remote_adapters]\ntls_ca = \"{}\"",
+            not_pem.display()
+        ))
+        .unwrap_err();
+        let message = format!("{refused:#}");
+        assert!(message.contains("no PEM certificate"), "{message}");
+        assert!(
+            message.contains(&not_pem.display().to_string()),
+            "{message}"
+        );
+        let missing =
+            serve_with("[remote_adapters]\ntls_ca = \"/nonexistent/ca.pem\"").unwrap_err();
+        assert!(
+            format!("{missing:#}").contains("cannot read /nonexistent/ca.pem"),
+            "{missing:#}"
+        );
+        let half = serve_with("[remote_adapters]\ntls_cert = \"client.pem\"").unwrap_err();
+        assert!(format!("{half:#}").contains("go together"), "{half:#}");
     }
 
     #[test]

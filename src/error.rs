@@ -131,6 +131,8 @@ reasons! {
     ProviderFailed = "PROVIDER_FAILED" => FailedPrecondition,
     /// No credentials, or credentials that do not verify.
     Unauthenticated = "UNAUTHENTICATED" => Unauthenticated,
+    /// Mutual TLS is on and the caller presented no client certificate.
+    ClientCertificateRequired = "CLIENT_CERTIFICATE_REQUIRED" => Unauthenticated,
     /// The caller's role does not allow the request.
     PermissionDenied = "PERMISSION_DENIED" => PermissionDenied,
     /// The tenant has not enabled the operator.

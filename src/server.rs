@@ -7,6 +7,10 @@
 //! Health follows the database: a probe pings the store every [`HealthSettings::interval`],
 //! and the server and its services answer NOT_SERVING while the database does not answer, so a
 //! load balancer stops sending requests that could only fail.
+//!
+//! With [`Tls`], connections are TLS (the certificate reloaded as its files change), and with
+//! mutual TLS the public services refuse callers without a client certificate while health and
+//! reflection still answer them.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -28,6 +32,7 @@ use crate::proto::FILE_DESCRIPTOR_SET;
 use crate::proto::v1::number_management_server::NumberManagementServer;
 use crate::proto::v1::operator_connect_server::OperatorConnectServer;
 use crate::service::Service;
+use crate::tls::{ClientCertificate, Tls};
 
 /// Binds `address`, with a message that says what to do when the port is taken.
 pub async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
@@ -105,9 +110,11 @@ async fn probe_database(service: Service, health: HealthReporter, settings: Heal
     }
 }
 
-/// Serves the API on `listener` until `shutdown` completes, then lets requests in flight finish.
+/// Serves the API on `listener`, over TLS when `tls` is given, until `shutdown` completes, then
+/// lets requests in flight finish.
 pub async fn run(
     listener: TcpListener,
+    tls: Option<Tls>,
     service: Service,
     key: SigningKey,
     health_settings: HealthSettings,
@@ -131,24 +138,37 @@ pub async fn run(
         .build_v1alpha()
         .context("building reflection")?;
 
+    // The client certificate is checked before the token: without one, nothing is looked at.
+    let client_certificate =
+        ClientCertificate::required(tls.as_ref().is_some_and(Tls::requires_client_certificates));
     let api = NumberManagementServer::new(
         NumberManagementApi::new(service.clone())
             .await
             .context("reading the page tokens' key")?,
     )
     .max_decoding_message_size(MAX_MESSAGE_BYTES);
-    let api = InterceptedService::new(api, Authenticate::tenants(key.clone(), service.clock()));
+    let api = InterceptedService::new(
+        InterceptedService::new(api, Authenticate::tenants(key.clone(), service.clock())),
+        client_certificate,
+    );
     let operator_api = OperatorConnectServer::new(OperatorConnectApi::new(service.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
-    let operator_api =
-        InterceptedService::new(operator_api, Authenticate::operators(key, service.clock()));
+    let operator_api = InterceptedService::new(
+        InterceptedService::new(operator_api, Authenticate::operators(key, service.clock())),
+        client_certificate,
+    );
 
     let address = listener.local_addr()?;
-    tracing::info!(%address, "serving numbers.v1");
+    tracing::info!(
+        %address,
+        tls = tls.is_some(),
+        mutual_tls = client_certificate.is_required(),
+        "serving numbers.v1"
+    );
     // Every request gets a span (method and path) around what it logs; a line for each
     // answer only at debug level: changes log a line of their own, failures a warning, and a
     // line per read would cost more than many reads.
-    tonic::transport::Server::builder()
+    let router = tonic::transport::Server::builder()
         .layer(
             TraceLayer::new_for_grpc()
                 .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
@@ -159,16 +179,30 @@ pub async fn run(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(api)
-        .add_service(operator_api)
-        .serve_with_incoming_shutdown(incoming(listener), async move {
-            shutdown.await;
-            tracing::info!("shutting down: finishing requests in flight");
-            probe.abort();
-            report(&health, ServingStatus::NotServing).await;
-        })
-        .await
-        .context("serving gRPC")?;
-    Ok(())
+        .add_service(operator_api);
+    let reload = tls.clone().map(|tls| tokio::spawn(tls.reload_on_change()));
+    let shutdown = async move {
+        shutdown.await;
+        tracing::info!("shutting down: finishing requests in flight");
+        probe.abort();
+        if let Some(reload) = reload {
+            reload.abort();
+        }
+        report(&health, ServingStatus::NotServing).await;
+    };
+    match tls {
+        None => {
+            router
+                .serve_with_incoming_shutdown(incoming(listener), shutdown)
+                .await
+        }
+        Some(tls) => {
+            router
+                .serve_with_incoming_shutdown(tls.incoming(listener), shutdown)
+                .await
+        }
+    }
+    .context("serving gRPC")
 }
 
 /// The connections `listener` accepts, with Nagle's algorithm off. A unary response leaves in

@@ -24,6 +24,7 @@ use number_management::proto::v1::operator_connect_client::OperatorConnectClient
 use number_management::server::HealthSettings;
 use number_management::service::{SmtpSettings, WorkerSettings};
 use number_management::store::{self, Store};
+use number_management::tls::TlsSettings;
 use numbers_remote::RemoteSettings;
 use sqlx::Connection as _;
 use tokio::sync::watch;
@@ -189,6 +190,8 @@ pub struct TestConfig {
     pub health: HealthSettings,
     /// A clock the test moves by hand; the system's clock when none.
     pub clock: Option<Arc<ManualClock>>,
+    /// TLS of the server; plaintext when none.
+    pub tls: Option<TlsSettings>,
 }
 
 impl TestConfig {
@@ -223,6 +226,7 @@ impl Default for TestConfig {
             },
             health: HealthSettings::default(),
             clock: None,
+            tls: None,
         }
     }
 }
@@ -233,6 +237,8 @@ pub struct TestApp {
     pub key: SigningKey,
     /// The clock the service tells the time by, when the test moves it by hand.
     pub clock: Option<Arc<ManualClock>>,
+    /// Where the server listens.
+    pub address: std::net::SocketAddr,
     channel: Channel,
     shutdown: Option<watch::Sender<()>>,
     _data_dir: tempfile::TempDir,
@@ -278,6 +284,7 @@ impl TestApp {
             data_dir: data_dir.path().to_owned(),
             database_url: url.to_owned(),
             database_pool_size: DEFAULT_POOL_SIZE,
+            tls: config.tls.clone(),
             log_format: LogFormat::Human,
             token_key_file: data_dir.path().join("token.key"),
             generate_token_key: true,
@@ -303,15 +310,21 @@ impl TestApp {
         tokio::spawn(application.run(async move {
             let _ = stopped.changed().await;
         }));
-        let channel = Channel::from_shared(format!("http://{address}"))
-            .unwrap()
-            .connect()
-            .await
-            .expect("connect to the test server");
+        let endpoint = Channel::from_shared(format!("http://{address}")).unwrap();
+        // A TLS server is called by channels the test sets up with the trust it needs.
+        let channel = if config.tls.is_some() {
+            endpoint.connect_lazy()
+        } else {
+            endpoint
+                .connect()
+                .await
+                .expect("connect to the test server")
+        };
         Self {
             store,
             key,
             clock: config.clock,
+            address,
             channel,
             shutdown: Some(shutdown),
             _data_dir: data_dir,

@@ -25,6 +25,7 @@ mod operators;
 mod processes;
 mod provisioning;
 mod store;
+mod tls;
 mod transport;
 mod upgrade;
 mod users;

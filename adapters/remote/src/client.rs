@@ -15,7 +15,7 @@ use numbers_provider::{
     ActivationMode, AssignmentCheck, Descriptor, ErrorKind, LocationCheck, NumberQuery,
     OfferedNumber, Progress, Provider, ProviderError, ProviderResult, Provisioning,
 };
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Request, Response, Status};
 
 use crate::breaker::{CircuitBreaker, Open};
@@ -30,7 +30,7 @@ type Client = ProviderAdapterClient<Channel>;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RemoteSettings {
     /// The adapter's address, such as `http://127.0.0.1:50071` (a bare `host:port` means
-    /// `http://host:port`).
+    /// `http://host:port`); `https://` speaks TLS, as [`RemoteSettings::tls`] says.
     pub endpoint: String,
     /// The deadline of each attempt of a call; an attempt that takes longer fails as
     /// unavailable (retryable). Default 5 s.
@@ -44,6 +44,42 @@ pub struct RemoteSettings {
     /// How long an open circuit fails calls at once before it lets a trial call through.
     /// Default 10 s.
     pub breaker_cooldown: Duration,
+    /// Whom to trust, and what to present, at `https://` endpoints.
+    pub tls: ClientTls,
+}
+
+/// TLS towards adapters at `https://` endpoints.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct ClientTls {
+    /// PEM certificates of the authorities that sign adapters' certificates; none trusts the
+    /// Web PKI's roots.
+    pub ca: Option<Vec<u8>>,
+    /// The PEM certificate chain and private key to present to adapters that ask for a client
+    /// certificate (mutual TLS).
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl ClientTls {
+    fn config(&self) -> ClientTlsConfig {
+        let config = match &self.ca {
+            Some(ca) => ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca)),
+            None => ClientTlsConfig::new().with_webpki_roots(),
+        };
+        match &self.identity {
+            Some((cert, key)) => config.identity(Identity::from_pem(cert, key)),
+            None => config,
+        }
+    }
+}
+
+/// Never prints the private key.
+impl std::fmt::Debug for ClientTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientTls")
+            .field("ca", &self.ca.is_some())
+            .field("identity", &self.identity.is_some())
+            .finish()
+    }
 }
 
 impl Default for RemoteSettings {
@@ -55,6 +91,7 @@ impl Default for RemoteSettings {
             backoff: Duration::from_millis(50),
             breaker_threshold: 5,
             breaker_cooldown: Duration::from_secs(10),
+            tls: ClientTls::default(),
         }
     }
 }
@@ -103,13 +140,17 @@ impl RemoteProvider {
         } else {
             format!("http://{}", settings.endpoint)
         };
-        let channel = Endpoint::from_shared(uri)
-            .map_err(|source| InvalidEndpoint {
-                endpoint: settings.endpoint.clone(),
-                source,
-            })?
-            .connect_timeout(settings.timeout)
-            .connect_lazy();
+        let invalid = |source| InvalidEndpoint {
+            endpoint: settings.endpoint.clone(),
+            source,
+        };
+        let mut endpoint = Endpoint::from_shared(uri.clone()).map_err(invalid)?;
+        if uri.starts_with("https://") {
+            endpoint = endpoint
+                .tls_config(settings.tls.config())
+                .map_err(invalid)?;
+        }
+        let channel = endpoint.connect_timeout(settings.timeout).connect_lazy();
         Ok(Self {
             breaker: CircuitBreaker::new(settings.breaker_threshold, settings.breaker_cooldown),
             client: ProviderAdapterClient::new(channel),

@@ -18,7 +18,7 @@ mod convert;
 mod server;
 mod status;
 
-pub use client::{InvalidEndpoint, RemoteProvider, RemoteSettings};
+pub use client::{ClientTls, InvalidEndpoint, RemoteProvider, RemoteSettings};
 pub use convert::{Malformed, duration_from_proto, duration_to_proto};
 pub use server::AdapterService;
 pub use status::{OUT_OF_STOCK, error_from_status, status_from_error};

@@ -8,6 +8,7 @@ use std::time::Duration;
 use numbers_calling_plan::CallingPlan;
 use numbers_operator_simulator::{OperatorSettings, RunningSimulator, SimulatorSettings};
 
+use crate::api::TenantRate;
 use crate::auth::{Role, SigningKey};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
@@ -38,6 +39,7 @@ pub struct Application {
     mailer: Mailer,
     worker: WorkerSettings,
     health: HealthSettings,
+    rate: TenantRate,
     simulator: Option<RunningSimulator>,
 }
 
@@ -82,6 +84,7 @@ impl Application {
             mailer,
             worker: settings.worker,
             health: settings.health,
+            rate: TenantRate::per_second(settings.tenant_requests_per_second),
             simulator,
         })
     }
@@ -113,6 +116,7 @@ impl Application {
             mailer,
             worker,
             health,
+            rate,
             simulator,
         } = self;
         // Background workers stop when the server does.
@@ -145,7 +149,7 @@ impl Application {
             let (service, settings, until) = (service.clone(), worker, until_stopped());
             async move { service.run_housekeeping(&settings, until).await }
         });
-        let result = server::run(listener, tls, service, key, health, async move {
+        let result = server::run(listener, tls, service, key, health, rate, async move {
             shutdown.await;
             let _ = stop.send(());
         })

@@ -1005,6 +1005,8 @@ fn spawn(
     tokio::process::Command::new(&exe)
         .arg("serve")
         .args(["--listen", address, "--database-url", database_url])
+        // The bench measures what the server can do, not the tenants' rate limit.
+        .args(["--tenant-requests-per-second", "0"])
         .arg("--data-dir")
         .arg(data_dir)
         .arg("--token-key-file")

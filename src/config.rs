@@ -67,6 +67,12 @@ pub struct ServeArgs {
     #[arg(long, env = "NUMBERS_DATABASE_POOL_SIZE", value_name = "N")]
     pub database_pool_size: Option<usize>,
 
+    /// Requests a second each tenant, and each operator, may make; a second's worth may come
+    /// at once, more answer RESOURCE_EXHAUSTED with a RetryInfo. 0 for no limit
+    /// [default: 1000].
+    #[arg(long, env = "NUMBERS_TENANT_REQUESTS_PER_SECOND", value_name = "N")]
+    pub tenant_requests_per_second: Option<u32>,
+
     /// PEM certificate chain to serve TLS with (with --tls-key); reloaded when the file
     /// changes or on SIGHUP [default: plaintext].
     #[arg(long, env = "NUMBERS_TLS_CERT", value_name = "FILE")]
@@ -98,6 +104,7 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     database_url: Option<String>,
     database_pool_size: Option<usize>,
+    tenant_requests_per_second: Option<u32>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     tls_client_ca: Option<PathBuf>,
@@ -293,6 +300,10 @@ impl RemoteConfig {
 /// database with more cores may want more.
 pub const DEFAULT_POOL_SIZE: usize = 8;
 
+/// Requests a second a tenant may make unless configured: far above what an administrator's
+/// tools need, well below what would starve the other tenants of one server.
+pub const DEFAULT_TENANT_REQUESTS_PER_SECOND: u32 = 1000;
+
 /// The largest pool a replica may ask for.
 const MAX_POOL_SIZE: usize = 256;
 
@@ -307,6 +318,9 @@ pub struct Settings {
     pub database_url: String,
     /// Connections to it for requests (see [`DEFAULT_POOL_SIZE`]).
     pub database_pool_size: usize,
+    /// Requests a second per tenant and per operator, 0 for no limit (see
+    /// [`DEFAULT_TENANT_REQUESTS_PER_SECOND`]).
+    pub tenant_requests_per_second: u32,
     /// TLS of the server; none serves plaintext.
     pub tls: Option<TlsSettings>,
     /// The log format.
@@ -357,6 +371,10 @@ impl Settings {
             (1..=MAX_POOL_SIZE).contains(&database_pool_size),
             "the database pool size must be 1 to {MAX_POOL_SIZE}, not {database_pool_size}"
         );
+        let tenant_requests_per_second = args
+            .tenant_requests_per_second
+            .or(file.tenant_requests_per_second)
+            .unwrap_or(DEFAULT_TENANT_REQUESTS_PER_SECOND);
         let tls = tls_settings(
             args.tls_cert.clone().or(file.tls_cert),
             args.tls_key.clone().or(file.tls_key),
@@ -370,6 +388,7 @@ impl Settings {
             listen,
             database_url,
             database_pool_size,
+            tenant_requests_per_second,
             tls,
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
             token_key_file,

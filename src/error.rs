@@ -7,6 +7,7 @@
 //! `api::status` turns an [`Error`] into a `tonic::Status`; nothing else does.
 
 use std::fmt;
+use std::time::Duration;
 
 /// The class of a failure; each maps to one gRPC status code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,6 +26,8 @@ pub enum Code {
     PermissionDenied,
     /// The caller did not prove who it is (UNAUTHENTICATED).
     Unauthenticated,
+    /// A limit of the caller's is used up for now, or for good (RESOURCE_EXHAUSTED).
+    ResourceExhausted,
     /// A dependency is down; retrying later may help (UNAVAILABLE).
     Unavailable,
     /// A bug or an unexpected fault (INTERNAL).
@@ -145,6 +148,11 @@ reasons! {
     StoreUnavailable = "STORE_UNAVAILABLE" => Unavailable,
     /// The provider cannot be reached; retry later.
     ProviderUnavailable = "PROVIDER_UNAVAILABLE" => Unavailable,
+    /// The tenant (or operator) sent more requests than its rate allows; retry after the delay
+    /// the RetryInfo gives.
+    RateLimited = "RATE_LIMITED" => ResourceExhausted,
+    /// The tenant holds as many numbers of the kind as its quota allows.
+    QuotaExceeded = "QUOTA_EXCEEDED" => ResourceExhausted,
     /// An unexpected fault; the details are in the server log.
     Internal = "INTERNAL" => Internal,
 }
@@ -185,6 +193,7 @@ pub struct Error {
     message: String,
     metadata: Vec<(&'static str, String)>,
     violations: Vec<FieldViolation>,
+    retry_after: Option<Duration>,
     source: Option<anyhow::Error>,
 }
 
@@ -199,8 +208,20 @@ impl Error {
             message: message.into(),
             metadata: Vec::new(),
             violations: Vec::new(),
+            retry_after: None,
             source: None,
         }
+    }
+
+    /// Says when a retry may succeed.
+    pub fn with_retry_after(mut self, delay: Duration) -> Self {
+        self.retry_after = Some(delay);
+        self
+    }
+
+    /// When a retry may succeed, if the error says.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
     }
 
     /// Adds a metadata entry; keys are lowerCamel, as AIP-193 wants.

@@ -12,27 +12,61 @@
 //! mutual TLS the public services refuse callers without a client certificate while health and
 //! reflection still answer them.
 
+use std::any::Any;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
+use tonic::codegen::http;
 use tonic::server::NamedService;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
+use tower::limit::ConcurrencyLimitLayer;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
-use crate::api::{Authenticate, MAX_MESSAGE_BYTES, NumberManagementApi, OperatorConnectApi};
+use crate::api::{
+    Authenticate, MAX_MESSAGE_BYTES, NumberManagementApi, OperatorConnectApi, TenantRate,
+};
 use crate::auth::SigningKey;
+use crate::error::Error;
 use crate::proto::FILE_DESCRIPTOR_SET;
 use crate::proto::v1::number_management_server::NumberManagementServer;
 use crate::proto::v1::operator_connect_server::OperatorConnectServer;
 use crate::service::Service;
 use crate::tls::{ClientCertificate, Tls};
+
+/// The longest a call may take, waiting for its turn included; a client's shorter deadline
+/// (`grpc-timeout`) applies instead. Past it the call answers CANCELLED and its work stops.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Calls one HTTP/2 connection may have open at once (announced to the client, which queues
+/// the rest itself).
+const MAX_CALLS_PER_CONNECTION: u32 = 100;
+/// Calls the server works on at once, over all connections; the rest wait their turn (within
+/// their timeout), so a flood queues rather than exhausting memory or the database pool.
+const MAX_CALLS_IN_FLIGHT: usize = 1024;
+/// How often an idle connection is pinged, and how long the server waits for the answer before
+/// it drops a connection whose peer went away without closing it.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The answer to a call whose handler panicked: INTERNAL, with the panic in the log. The
+/// connection and its other calls carry on.
+fn answer_panic(panic: Box<dyn Any + Send + 'static>) -> http::Response<tonic::body::Body> {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    let status: tonic::Status =
+        Error::internal(anyhow::anyhow!("a handler panicked: {what}")).into();
+    status.into_http()
+}
 
 /// Binds `address`, with a message that says what to do when the port is taken.
 pub async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
@@ -118,6 +152,7 @@ pub async fn run(
     service: Service,
     key: SigningKey,
     health_settings: HealthSettings,
+    rate: TenantRate,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -147,14 +182,21 @@ pub async fn run(
             .context("reading the page tokens' key")?,
     )
     .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    // Interceptors run outside in: the client certificate, the token, then the caller's rate.
     let api = InterceptedService::new(
-        InterceptedService::new(api, Authenticate::tenants(key.clone(), service.clock())),
+        InterceptedService::new(
+            InterceptedService::new(api, rate.clone()),
+            Authenticate::tenants(key.clone(), service.clock()),
+        ),
         client_certificate,
     );
     let operator_api = OperatorConnectServer::new(OperatorConnectApi::new(service.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
     let operator_api = InterceptedService::new(
-        InterceptedService::new(operator_api, Authenticate::operators(key, service.clock())),
+        InterceptedService::new(
+            InterceptedService::new(operator_api, rate),
+            Authenticate::operators(key, service.clock()),
+        ),
         client_certificate,
     );
 
@@ -169,6 +211,12 @@ pub async fn run(
     // answer only at debug level: changes log a line of their own, failures a warning, and a
     // line per read would cost more than many reads.
     let router = tonic::transport::Server::builder()
+        .timeout(REQUEST_TIMEOUT)
+        .max_concurrent_streams(Some(MAX_CALLS_PER_CONNECTION))
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+        .layer(CatchPanicLayer::custom(answer_panic))
+        .layer(ConcurrencyLimitLayer::new(MAX_CALLS_IN_FLIGHT))
         .layer(
             TraceLayer::new_for_grpc()
                 .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
@@ -232,5 +280,33 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = interrupt => {}
         () = terminate => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tonic_types::StatusExt as _;
+    use tower::{Layer as _, ServiceExt as _};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_internal() {
+        let handler = tower::service_fn(|_: http::Request<tonic::body::Body>| async {
+            if std::hint::black_box(true) {
+                panic!("a bug");
+            }
+            Ok::<_, std::convert::Infallible>(http::Response::new(tonic::body::Body::empty()))
+        });
+        let response = CatchPanicLayer::custom(answer_panic)
+            .layer(handler)
+            .oneshot(http::Request::new(tonic::body::Body::empty()))
+            .await
+            .expect("an answer");
+        let status = tonic::Status::from_header_map(response.headers()).expect("a gRPC status");
+        assert_eq!(status.code(), tonic::Code::Internal);
+        let info = status.get_error_details();
+        assert_eq!(info.error_info().expect("ErrorInfo").reason, "INTERNAL");
+        assert!(!status.message().contains("a bug"), "{status:?}");
     }
 }

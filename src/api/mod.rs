@@ -10,10 +10,12 @@ mod mutation;
 mod number_management;
 mod operator_connect;
 mod pagination;
+mod rate;
 mod status;
 
 pub use auth::Authenticate;
 pub use limits::{MAX_CHARS, MAX_ITEMS, MAX_MESSAGE_BYTES};
 pub use number_management::NumberManagementApi;
 pub use operator_connect::OperatorConnectApi;
+pub use rate::TenantRate;
 pub use status::ERROR_DOMAIN;

@@ -37,6 +37,7 @@ impl From<Error> for Status {
             Code::Aborted => GrpcCode::Aborted,
             Code::PermissionDenied => GrpcCode::PermissionDenied,
             Code::Unauthenticated => GrpcCode::Unauthenticated,
+            Code::ResourceExhausted => GrpcCode::ResourceExhausted,
             Code::Unavailable => GrpcCode::Unavailable,
             Code::Internal => GrpcCode::Internal,
         };
@@ -54,6 +55,9 @@ impl From<Error> for Status {
             .collect();
         let mut details =
             ErrorDetails::with_error_info(error.reason().as_str(), ERROR_DOMAIN, metadata);
+        if let Some(delay) = error.retry_after() {
+            details.set_retry_info(Some(delay));
+        }
         for violation in error.violations() {
             details.add_bad_request_violation(
                 &violation.field,

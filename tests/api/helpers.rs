@@ -12,7 +12,9 @@ use std::time::{Duration, SystemTime};
 use number_management::app::Application;
 use number_management::auth::{Role, SigningKey};
 use number_management::clock::{Clock, ManualClock, SystemClock};
-use number_management::config::{DEFAULT_POOL_SIZE, LogFormat, Settings};
+use number_management::config::{
+    DEFAULT_POOL_SIZE, DEFAULT_TENANT_REQUESTS_PER_SECOND, LogFormat, Settings,
+};
 use number_management::demo;
 use number_management::domain::{
     ActivationState, Assignment, AssignmentCategory, Block, Capabilities, Capability, E164,
@@ -192,6 +194,8 @@ pub struct TestConfig {
     pub clock: Option<Arc<ManualClock>>,
     /// TLS of the server; plaintext when none.
     pub tls: Option<TlsSettings>,
+    /// Requests a second per tenant and operator, 0 for no limit: the service's default.
+    pub tenant_requests_per_second: u32,
 }
 
 impl TestConfig {
@@ -227,6 +231,7 @@ impl Default for TestConfig {
             health: HealthSettings::default(),
             clock: None,
             tls: None,
+            tenant_requests_per_second: DEFAULT_TENANT_REQUESTS_PER_SECOND,
         }
     }
 }
@@ -284,6 +289,7 @@ impl TestApp {
             data_dir: data_dir.path().to_owned(),
             database_url: url.to_owned(),
             database_pool_size: DEFAULT_POOL_SIZE,
+            tenant_requests_per_second: config.tenant_requests_per_second,
             tls: config.tls.clone(),
             log_format: LogFormat::Human,
             token_key_file: data_dir.path().join("token.key"),

@@ -2,17 +2,22 @@
 //! The test walks the API's descriptors, so a field or an RPC added later is covered without
 //! anyone writing its case: for each field, it sends a request with that one field over any
 //! limit, as raw bytes over a real connection, and expects INVALID_ARGUMENT naming the field.
+//! And each tenant's requests a second are limited.
+
+use std::time::Duration;
 
 use bytes::{Buf as _, BufMut as _};
 use number_management::api::{MAX_CHARS, MAX_ITEMS, MAX_MESSAGE_BYTES};
 use number_management::proto::FILE_DESCRIPTOR_SET;
+use number_management::proto::v1 as pb;
 use prost::Message as _;
 use prost_reflect::{DescriptorPool, DynamicMessage, Kind, MessageDescriptor, Value};
 use tonic::Code;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::metadata::MetadataValue;
+use tonic_types::StatusExt as _;
 
-use crate::helpers::{Backend, TestApp, assert_error, violated_fields};
+use crate::helpers::{Backend, TestApp, TestConfig, assert_error, violated_fields};
 use crate::on_both_stores;
 
 const TENANT: &str = "contoso";
@@ -221,6 +226,68 @@ async fn every_field_of_every_request_has_a_limit(backend: Backend) {
     );
 }
 
+/// Each tenant and each operator has its own rate: past it, RESOURCE_EXHAUSTED with a
+/// RetryInfo, while the others are served; after the delay, the tenant is served again.
+async fn a_tenant_over_its_rate_is_told_when_to_retry(backend: Backend) {
+    const RATE: u32 = 5;
+    let app = TestApp::start(
+        backend,
+        TestConfig {
+            tenant_requests_per_second: RATE,
+            ..TestConfig::default()
+        },
+    )
+    .await;
+    let list = |client: &mut crate::helpers::Client| {
+        let mut client = client.clone();
+        async move { client.list_users(pb::ListUsersRequest::default()).await }
+    };
+    let mut contoso = app.reader(TENANT);
+    let mut limited = None;
+    // A second's worth may come at once; the calls after it are refused.
+    for _ in 0..RATE * 3 {
+        if let Err(status) = list(&mut contoso).await {
+            limited = Some(status);
+            break;
+        }
+    }
+    let status = limited.expect("a call over the rate is refused");
+    let status = assert_error(
+        Err::<(), _>(status),
+        Code::ResourceExhausted,
+        "RATE_LIMITED",
+    );
+    let delay = status
+        .get_error_details()
+        .retry_info()
+        .and_then(|info| info.retry_delay)
+        .expect("a RetryInfo with a delay");
+    assert!(
+        delay > Duration::ZERO && delay <= Duration::from_secs(1),
+        "{delay:?}"
+    );
+
+    // Another tenant, and an operator, are served meanwhile.
+    list(&mut app.reader("fabrikam"))
+        .await
+        .expect("another tenant");
+    let mut operator = app.operator("fabrikam-telecom");
+    let answer = operator
+        .release_numbers(pb::ReleaseNumbersRequest {
+            tenant_id: TENANT.into(),
+            phone_numbers: vec!["+14255551001".into()],
+            ..Default::default()
+        })
+        .await;
+    if let Err(status) = &answer {
+        assert_ne!(status.code(), Code::ResourceExhausted, "{status:?}");
+    }
+
+    // After the delay, the tenant is served again.
+    tokio::time::sleep(delay).await;
+    list(&mut contoso).await.expect("served after the delay");
+}
+
 /// A ListUsers request searching for `search`, encoded.
 fn pb_list_users(search: String) -> Vec<u8> {
     number_management::proto::v1::ListUsersRequest {
@@ -230,4 +297,7 @@ fn pb_list_users(search: String) -> Vec<u8> {
     .encode_to_vec()
 }
 
-on_both_stores!(every_field_of_every_request_has_a_limit);
+on_both_stores!(
+    every_field_of_every_request_has_a_limit,
+    a_tenant_over_its_rate_is_told_when_to_retry,
+);

@@ -8,7 +8,8 @@ use std::time::Duration;
 use numbers_calling_plan::CallingPlan;
 use numbers_operator_simulator::{OperatorSettings, RunningSimulator, SimulatorSettings};
 
-use crate::auth::{Role, SigningKey};
+use crate::auth::oidc::Issuer;
+use crate::auth::{Authenticator, Role, SigningKey};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
 use crate::routing::Providers;
@@ -33,6 +34,7 @@ pub struct Application {
     store: Arc<dyn store::Store>,
     service: Service,
     key: SigningKey,
+    authenticator: Authenticator,
     mailer: Mailer,
     worker: WorkerSettings,
     health: HealthSettings,
@@ -50,6 +52,7 @@ impl Application {
                 .await?
                 .into();
         let key = SigningKey::load(&settings.token_key_file, settings.generate_token_key)?;
+        let authenticator = authenticator(&settings, &key, clock.clone()).await?;
         tracing::info!(
             database = store.backend(),
             url = %store::redact(&settings.database_url),
@@ -74,6 +77,7 @@ impl Application {
             store,
             service,
             key,
+            authenticator,
             mailer,
             worker: settings.worker,
             health: settings.health,
@@ -91,7 +95,7 @@ impl Application {
         &self.store
     }
 
-    /// The key that signs and verifies tokens.
+    /// The local key that signs and verifies tokens.
     pub fn key(&self) -> &SigningKey {
         &self.key
     }
@@ -103,7 +107,8 @@ impl Application {
             listener,
             store,
             service,
-            key,
+            key: _,
+            authenticator,
             mailer,
             worker,
             health,
@@ -139,7 +144,7 @@ impl Application {
             let (service, settings, until) = (service.clone(), worker, until_stopped());
             async move { service.run_housekeeping(&settings, until).await }
         });
-        let result = server::run(listener, service, key, health, async move {
+        let result = server::run(listener, service, authenticator, health, async move {
             shutdown.await;
             let _ = stop.send(());
         })
@@ -154,6 +159,43 @@ impl Application {
     }
 }
 
+/// The verifier of the tokens `settings` accept: the local key's where they are accepted, and
+/// the identity provider's, whose keys are fetched now (a provider not answering yet is
+/// reported, and asked again when a token needs its keys).
+async fn authenticator(
+    settings: &Settings,
+    key: &SigningKey,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<Authenticator> {
+    let provider = match &settings.oidc {
+        Some(oidc) => {
+            let provider = Issuer::new(oidc.clone())?;
+            match provider.prefetch().await {
+                Ok(keys) => tracing::info!(issuer = %oidc.issuer, keys, "identity provider ready"),
+                Err(error) => tracing::warn!(
+                    issuer = %oidc.issuer,
+                    error = format!("{error:#}"),
+                    "the identity provider's keys cannot be fetched yet; they will be when a \
+                     token needs them"
+                ),
+            }
+            Some(provider)
+        }
+        None => None,
+    };
+    if !settings.local_tokens {
+        tracing::info!(
+            listen = %settings.listen,
+            "tokens of the local development key are refused on this listener"
+        );
+    }
+    Ok(Authenticator::new(
+        settings.local_tokens.then(|| key.clone()),
+        provider,
+        clock,
+    ))
+}
+
 /// Whom `numbers token` mints a token for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TokenFor {
@@ -161,7 +203,7 @@ pub enum TokenFor {
     Tenant {
         /// The tenant.
         tenant: String,
-        /// Admin or reader.
+        /// Admin, reader or helpdesk.
         role: Role,
     },
     /// An Operator Connect operator.

@@ -143,6 +143,8 @@ reasons! {
     StoreUnavailable = "STORE_UNAVAILABLE" => Unavailable,
     /// The provider cannot be reached; retry later.
     ProviderUnavailable = "PROVIDER_UNAVAILABLE" => Unavailable,
+    /// The identity provider's signing keys cannot be fetched to verify a token; retry later.
+    IdentityProviderUnavailable = "IDENTITY_PROVIDER_UNAVAILABLE" => Unavailable,
     /// An unexpected fault; the details are in the server log.
     Internal = "INTERNAL" => Internal,
 }

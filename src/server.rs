@@ -1,5 +1,5 @@
-//! Assembles the gRPC server: the public API behind authentication, health and reflection in
-//! the open, and request logging around everything.
+//! Assembles the gRPC server: the public API behind authentication and the role matrix
+//! ([`Guarded`]), health and reflection in the open, and request logging around everything.
 //!
 //! [`run`] takes a bound listener and a shutdown future, so `main` and the integration tests
 //! start the very same server (tests on `127.0.0.1:0`).
@@ -21,8 +21,8 @@ use tonic_health::server::HealthReporter;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
-use crate::api::{Authenticate, NumberManagementApi, OperatorConnectApi};
-use crate::auth::SigningKey;
+use crate::api::{Guarded, NumberManagementApi, OperatorConnectApi};
+use crate::auth::Authenticator;
 use crate::proto::FILE_DESCRIPTOR_SET;
 use crate::proto::v1::number_management_server::NumberManagementServer;
 use crate::proto::v1::operator_connect_server::OperatorConnectServer;
@@ -108,7 +108,7 @@ async fn probe_database(service: Service, health: HealthReporter, settings: Heal
 pub async fn run(
     listener: TcpListener,
     service: Service,
-    key: SigningKey,
+    authenticator: Authenticator,
     health_settings: HealthSettings,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
@@ -130,13 +130,13 @@ pub async fn run(
         .build_v1alpha()
         .context("building reflection")?;
 
-    let api = NumberManagementServer::with_interceptor(
-        NumberManagementApi::new(service.clone()),
-        Authenticate::tenants(key.clone(), service.clock()),
+    let api = Guarded::new(
+        NumberManagementServer::new(NumberManagementApi::new(service.clone())),
+        authenticator.clone(),
     );
-    let operator_api = OperatorConnectServer::with_interceptor(
-        OperatorConnectApi::new(service.clone()),
-        Authenticate::operators(key, service.clock()),
+    let operator_api = Guarded::new(
+        OperatorConnectServer::new(OperatorConnectApi::new(service.clone())),
+        authenticator,
     );
 
     let address = listener.local_addr()?;

@@ -35,8 +35,6 @@ type Answer<T> = Result<Response<T>, Status>;
 impl NumberManagement for NumberManagementApi {
     async fn upsert_user(&self, request: Request<pb::UpsertUserRequest>) -> Answer<pb::User> {
         let caller = caller(&request)?;
-        // Permission comes before validation (AIP-193): a reader learns nothing from errors.
-        caller.require_admin()?;
         let request = request.into_inner();
         let options = request_options(&request)?;
         let user = convert::user_upsert(request.user)?;
@@ -74,7 +72,6 @@ impl NumberManagement for NumberManagementApi {
         request: Request<pb::CreateEmergencyLocationRequest>,
     ) -> Answer<pb::EmergencyLocation> {
         let caller = caller(&request)?;
-        caller.require_admin()?;
         let request = request.into_inner();
         let options = request_options(&request)?;
         let location = request.emergency_location.unwrap_or_default();
@@ -174,7 +171,6 @@ impl NumberManagement for NumberManagementApi {
         request: Request<pb::AssignPhoneNumberRequest>,
     ) -> Answer<pb::AssignPhoneNumberResponse> {
         let caller = caller(&request)?;
-        caller.require_admin()?;
         let request = request.into_inner();
         let options = request_options(&request)?;
         let assign = AssignRequest {
@@ -201,7 +197,6 @@ impl NumberManagement for NumberManagementApi {
         request: Request<pb::ChangePhoneNumberRequest>,
     ) -> Answer<pb::ChangePhoneNumberResponse> {
         let caller = caller(&request)?;
-        caller.require_admin()?;
         let request = request.into_inner();
         let options = request_options(&request)?;
         let change = ChangeRequest {
@@ -226,7 +221,6 @@ impl NumberManagement for NumberManagementApi {
         request: Request<pb::RemovePhoneNumberRequest>,
     ) -> Answer<pb::RemovePhoneNumberResponse> {
         let caller = caller(&request)?;
-        caller.require_admin()?;
         let request = request.into_inner();
         let options = request_options(&request)?;
         let number = match (request.phone_number.trim(), request.remove_all) {
@@ -275,7 +269,6 @@ impl NumberManagement for NumberManagementApi {
         request: Request<pb::UpdateEmergencyLocationRequest>,
     ) -> Answer<pb::PhoneNumber> {
         let caller = caller(&request)?;
-        caller.require_admin()?;
         let request = request.into_inner();
         let options = request_options(&request)?;
         let update = LocationUpdate {
@@ -298,7 +291,6 @@ impl NumberManagement for NumberManagementApi {
         request: Request<pb::AcquirePhoneNumbersRequest>,
     ) -> Answer<pb::AcquirePhoneNumbersResponse> {
         let caller = caller(&request)?;
-        caller.require_admin()?;
         let request = request.into_inner();
         let options = request_options(&request)?;
         let country = convert::country_filter("country", &request.country)?.ok_or_else(|| {
@@ -342,7 +334,6 @@ impl NumberManagement for NumberManagementApi {
         request: Request<pb::ReleasePhoneNumbersRequest>,
     ) -> Answer<pb::ReleasePhoneNumbersResponse> {
         let caller = caller(&request)?;
-        caller.require_admin()?;
         let request = request.into_inner();
         let options = request_options(&request)?;
         let numbers = convert::phone_numbers(
@@ -364,7 +355,6 @@ impl NumberManagement for NumberManagementApi {
         request: Request<pb::EnableOperatorRequest>,
     ) -> Answer<pb::Operator> {
         let caller = caller(&request)?;
-        caller.require_admin()?;
         let request = request.into_inner();
         let options = request_options(&request)?;
         let countries = request
@@ -393,7 +383,6 @@ impl NumberManagement for NumberManagementApi {
         request: Request<pb::DisableOperatorRequest>,
     ) -> Answer<pb::Operator> {
         let caller = caller(&request)?;
-        caller.require_admin()?;
         let request = request.into_inner();
         let options = request_options(&request)?;
         let disabled = self

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use number_management::app::Application;
+use number_management::auth::oidc::OidcSettings;
 use number_management::auth::{Role, SigningKey};
 use number_management::clock::{Clock, ManualClock, SystemClock};
 use number_management::config::{DEFAULT_POOL_SIZE, LogFormat, Settings};
@@ -189,6 +190,8 @@ pub struct TestConfig {
     pub health: HealthSettings,
     /// A clock the test moves by hand; the system's clock when none.
     pub clock: Option<Arc<ManualClock>>,
+    /// An OpenID Connect identity provider whose tokens the service accepts too.
+    pub oidc: Option<OidcSettings>,
 }
 
 impl TestConfig {
@@ -223,6 +226,7 @@ impl Default for TestConfig {
             },
             health: HealthSettings::default(),
             clock: None,
+            oidc: None,
         }
     }
 }
@@ -281,6 +285,8 @@ impl TestApp {
             log_format: LogFormat::Human,
             token_key_file: data_dir.path().join("token.key"),
             generate_token_key: true,
+            local_tokens: true,
+            oidc: config.oidc,
             operators: config.operators,
             calling_plan_catalogue: None,
             worker: config.worker,
@@ -374,12 +380,8 @@ impl TestApp {
 
     /// A token for `tenant` with `role`, valid for ten minutes by the service's clock.
     pub fn token(&self, tenant: &str, role: Role) -> String {
-        let ahead = self
-            .now()
-            .duration_since(SystemTime::now())
-            .unwrap_or_default();
         self.key
-            .mint(tenant, "test", role, Duration::from_secs(600) + ahead)
+            .mint_at(tenant, "test", role, Duration::from_secs(600), self.now())
             .expect("mint a token")
     }
 

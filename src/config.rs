@@ -652,6 +652,108 @@ mod tests {
         );
     }
 
+    fn serve_on(listen: &str, config: &str, oidc: OidcArgs) -> anyhow::Result<Settings> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("numbers.toml");
+        std::fs::write(&path, config).unwrap();
+        Settings::for_serve(&ServeArgs {
+            common: CommonArgs {
+                config: Some(path),
+                data_dir: Some(dir.path().to_path_buf()),
+                ..Default::default()
+            },
+            listen: Some(listen.into()),
+            oidc,
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn the_identity_provider_comes_from_flags_or_the_file() {
+        let file = "[oidc]\nissuer = \"https://login.microsoftonline.com/t/v2.0\"\n\
+                    audience = \"api://numbers\"\nroles_claim = \"groups\"";
+        let settings = serve_with(file).unwrap();
+        let oidc = settings.oidc.expect("a provider");
+        assert_eq!(oidc.issuer, "https://login.microsoftonline.com/t/v2.0");
+        assert_eq!(oidc.audience, "api://numbers");
+        assert_eq!(oidc.jwks_url, None);
+        assert_eq!(oidc.tenant_claim, "tid");
+        assert_eq!(oidc.roles_claim, "groups");
+        assert!(serve_with("").unwrap().oidc.is_none());
+
+        // Flags (and so the environment) come before the file.
+        let flags = OidcArgs {
+            audience: Some("client-id".into()),
+            tenant_claim: Some("org".into()),
+            jwks_url: Some("https://keys.example.com/jwks".into()),
+            ..Default::default()
+        };
+        let oidc = serve_on("127.0.0.1:0", file, flags).unwrap().oidc.unwrap();
+        assert_eq!(oidc.audience, "client-id");
+        assert_eq!(oidc.tenant_claim, "org");
+        assert_eq!(oidc.roles_claim, "groups");
+        assert_eq!(
+            oidc.jwks_url.as_deref(),
+            Some("https://keys.example.com/jwks")
+        );
+
+        for (bad, explained) in [
+            (
+                "[oidc]\nissuer = \"https://idp.example.com\"",
+                "--oidc-audience",
+            ),
+            ("[oidc]\naudience = \"api://numbers\"", "--oidc-issuer"),
+            (
+                "[oidc]\nissuer = \"http://idp.example.com\"\naudience = \"a\"",
+                "https://",
+            ),
+            (
+                "[oidc]\nissuer = \"https://idp.example.com\"\naudience = \"a\"\n\
+                 tenant_claim = \"\"",
+                "--oidc-tenant-claim",
+            ),
+            ("[oidc]\nclient_secret = \"x\"", "client_secret"),
+        ] {
+            let refused = serve_with(bad).unwrap_err();
+            assert!(
+                format!("{refused:#}").contains(explained),
+                "{bad}: {refused:#}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_local_key_is_for_loopback_unless_allowed() {
+        let local = serve_on("127.0.0.1:0", "", OidcArgs::default()).unwrap();
+        assert!(local.local_tokens);
+        let refused = serve_on("0.0.0.0:50051", "", OidcArgs::default()).unwrap_err();
+        let message = format!("{refused:#}");
+        assert!(
+            message.contains("--allow-local-key-on-network"),
+            "{message}"
+        );
+        assert!(message.contains("--oidc-issuer"), "{message}");
+        assert!(serve_on("[::]:50051", "", OidcArgs::default()).is_err());
+
+        let allowed = serve_on(
+            "0.0.0.0:50051",
+            "allow_local_key_on_network = true",
+            OidcArgs::default(),
+        )
+        .unwrap();
+        assert!(allowed.local_tokens);
+
+        // With a provider, the service starts, refusing the local key's tokens.
+        let provider = OidcArgs {
+            issuer: Some("https://idp.example.com".into()),
+            audience: Some("api://numbers".into()),
+            ..Default::default()
+        };
+        let networked = serve_on("0.0.0.0:50051", "", provider).unwrap();
+        assert!(!networked.local_tokens);
+        assert!(networked.oidc.is_some());
+    }
+
     #[test]
     fn bad_files_are_explained() {
         let unknown = serve_with("colour = \"blue\"").unwrap_err();

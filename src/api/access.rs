@@ -22,46 +22,29 @@ const ADMINS: &[Role] = &[Admin];
 const OPERATORS: &[Role] = &[Operator];
 
 /// Every method of the public services, by its gRPC path, with the roles that may call it.
+#[rustfmt::skip]
 pub const ROLE_MATRIX: &[(&str, &[Role])] = &[
-    ("/numbers.v1.NumberManagement/GetUser", READERS),
-    ("/numbers.v1.NumberManagement/ListUsers", READERS),
-    ("/numbers.v1.NumberManagement/GetEmergencyLocation", READERS),
-    (
-        "/numbers.v1.NumberManagement/ListEmergencyLocations",
-        READERS,
-    ),
-    ("/numbers.v1.NumberManagement/GetPhoneNumber", READERS),
-    ("/numbers.v1.NumberManagement/ListPhoneNumbers", READERS),
-    ("/numbers.v1.NumberManagement/ListOperators", READERS),
-    ("/numbers.v1.NumberManagement/ListAuditEvents", READERS),
-    ("/numbers.v1.NumberManagement/GetOperation", READERS),
-    (
-        "/numbers.v1.NumberManagement/AssignPhoneNumber",
-        SERVICE_DESK,
-    ),
-    (
-        "/numbers.v1.NumberManagement/ChangePhoneNumber",
-        SERVICE_DESK,
-    ),
-    (
-        "/numbers.v1.NumberManagement/RemovePhoneNumber",
-        SERVICE_DESK,
-    ),
-    (
-        "/numbers.v1.NumberManagement/UpdateEmergencyLocation",
-        SERVICE_DESK,
-    ),
-    ("/numbers.v1.NumberManagement/UpsertUser", ADMINS),
-    (
-        "/numbers.v1.NumberManagement/CreateEmergencyLocation",
-        ADMINS,
-    ),
-    ("/numbers.v1.NumberManagement/AcquirePhoneNumbers", ADMINS),
-    ("/numbers.v1.NumberManagement/ReleasePhoneNumbers", ADMINS),
-    ("/numbers.v1.NumberManagement/EnableOperator", ADMINS),
-    ("/numbers.v1.NumberManagement/DisableOperator", ADMINS),
-    ("/numbers.v1.OperatorConnect/UploadNumbers", OPERATORS),
-    ("/numbers.v1.OperatorConnect/ReleaseNumbers", OPERATORS),
+    ("/numbers.v1.NumberManagement/GetUser",                 READERS),
+    ("/numbers.v1.NumberManagement/ListUsers",               READERS),
+    ("/numbers.v1.NumberManagement/GetEmergencyLocation",    READERS),
+    ("/numbers.v1.NumberManagement/ListEmergencyLocations",  READERS),
+    ("/numbers.v1.NumberManagement/GetPhoneNumber",          READERS),
+    ("/numbers.v1.NumberManagement/ListPhoneNumbers",        READERS),
+    ("/numbers.v1.NumberManagement/ListOperators",           READERS),
+    ("/numbers.v1.NumberManagement/ListAuditEvents",         READERS),
+    ("/numbers.v1.NumberManagement/GetOperation",            READERS),
+    ("/numbers.v1.NumberManagement/AssignPhoneNumber",       SERVICE_DESK),
+    ("/numbers.v1.NumberManagement/ChangePhoneNumber",       SERVICE_DESK),
+    ("/numbers.v1.NumberManagement/RemovePhoneNumber",       SERVICE_DESK),
+    ("/numbers.v1.NumberManagement/UpdateEmergencyLocation", SERVICE_DESK),
+    ("/numbers.v1.NumberManagement/UpsertUser",              ADMINS),
+    ("/numbers.v1.NumberManagement/CreateEmergencyLocation", ADMINS),
+    ("/numbers.v1.NumberManagement/AcquirePhoneNumbers",     ADMINS),
+    ("/numbers.v1.NumberManagement/ReleasePhoneNumbers",     ADMINS),
+    ("/numbers.v1.NumberManagement/EnableOperator",          ADMINS),
+    ("/numbers.v1.NumberManagement/DisableOperator",         ADMINS),
+    ("/numbers.v1.OperatorConnect/UploadNumbers",            OPERATORS),
+    ("/numbers.v1.OperatorConnect/ReleaseNumbers",           OPERATORS),
 ];
 
 /// The roles that may call `method` (a gRPC path); none for a method not in the table.

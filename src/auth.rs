@@ -116,6 +116,18 @@ impl Principal {
     }
 }
 
+/// How the audit trail names `subject` of `issuer`: the bare subject for the local key (as it
+/// always has), `<issuer>#<subject>` for an identity provider's. An issuer is a URL without a
+/// fragment, so the first `#` splits the two, and the same subject at two issuers never reads
+/// as one principal.
+pub fn principal_name(issuer: &str, subject: &str) -> String {
+    if issuer == LOCAL_ISSUER {
+        subject.to_owned()
+    } else {
+        format!("{issuer}#{subject}")
+    }
+}
+
 /// An authenticated Operator Connect operator.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OperatorCaller {

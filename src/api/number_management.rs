@@ -418,7 +418,11 @@ impl NumberManagement for NumberManagementApi {
             .await?;
         Ok(Response::new(pb::ListAuditEventsResponse {
             next_page_token: next_page_token(&request, &events),
-            audit_events: events.items.into_iter().map(convert::audit_event).collect(),
+            audit_events: events
+                .items
+                .into_iter()
+                .map(|e| convert::audit_event(e, &caller.tenant_id))
+                .collect(),
         }))
     }
 

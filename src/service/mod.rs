@@ -35,7 +35,7 @@ use std::time::SystemTime;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::auth::Caller;
+use crate::auth::{Caller, principal_name};
 use crate::clock::Clock;
 use crate::domain::{AuditAction, AuditEvent, Operator};
 use crate::error::{Error, Reason, Result};
@@ -105,7 +105,8 @@ impl<T> Page<T> {
 pub struct Actor {
     /// The tenant whose records change.
     pub tenant_id: String,
-    /// The name the audit trail records.
+    /// The name the audit trail records: the principal, its issuer included
+    /// ([`principal_name`]).
     pub name: String,
 }
 
@@ -124,7 +125,7 @@ impl Actor {
     pub fn tenant(caller: &Caller) -> Self {
         Self {
             tenant_id: caller.tenant_id.clone(),
-            name: caller.subject.clone(),
+            name: principal_name(&caller.issuer, &caller.subject),
         }
     }
 }

@@ -26,11 +26,14 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpListener;
 use tonic::Code;
 
+use crate::calls::all_audit_events;
 use crate::helpers::{Backend, Client, TestApp, TestConfig, assert_error, free_address};
 
 const TENANT: &str = "contoso";
 const AUDIENCE: &str = "api://numbers";
 const JOHN_ID: &str = "7c0e2a51-0d1b-4c3e-9f00-000000000001";
+/// The subject of the provider's tokens: Entra ID's are opaque, per application.
+const SUBJECT: &str = "AAAAAAAAAAAAAAAAAAAAAIkzqFVrSaSaFHy782bbtaQ";
 
 /// A signing key of the provider: its key id, algorithm, private key and public JWK.
 struct Signer {
@@ -206,7 +209,7 @@ impl Provider {
     fn claims(&self, tenant: &str, roles: Value) -> Value {
         let now = unix_now();
         json!({
-            "iss": self.issuer, "aud": AUDIENCE, "sub": "AAAAAAAAAAAAAAAAAAAAAIkzqFVrSaSaFHy782bbtaQ",
+            "iss": self.issuer, "aud": AUDIENCE, "sub": SUBJECT,
             "tid": tenant, "roles": roles, "iat": now, "nbf": now, "exp": now + 3600,
             "name": "Alice", "oid": "00000000-0000-0000-66f3-3332eca7ea81",
         })
@@ -350,6 +353,32 @@ async fn provider_tokens_name_the_tenant_and_the_role() {
             .id,
         JOHN_ID
     );
+    app.admin(TENANT)
+        .upsert_user(new_user("frank@contoso.com"))
+        .await
+        .expect("a local admin writes");
+
+    // The audit trail names each principal with its issuer, and the tenant.
+    let events = all_audit_events(&app, TENANT).await;
+    let actor_of = |upn: &str| {
+        let event = events
+            .iter()
+            .find(|e| {
+                e.after
+                    .as_ref()
+                    .and_then(|a| a.fields.get("userPrincipalName"))
+                    .and_then(|v| v.kind.as_ref())
+                    == Some(&prost_types::value::Kind::StringValue(upn.into()))
+            })
+            .unwrap_or_else(|| panic!("no event about {upn}: {events:#?}"));
+        assert_eq!(event.tenant_id, TENANT);
+        event.actor.clone()
+    };
+    assert_eq!(
+        actor_of("eve@contoso.com"),
+        format!("{}#{SUBJECT}", provider.issuer)
+    );
+    assert_eq!(actor_of("frank@contoso.com"), "test");
     assert_eq!(provider.jwks_fetches(), 1, "the keys were fetched once");
 }
 

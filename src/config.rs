@@ -92,8 +92,8 @@ pub struct OidcArgs {
     #[arg(long = "oidc-issuer", env = "NUMBERS_OIDC_ISSUER", value_name = "URL")]
     pub issuer: Option<String>,
 
-    /// What the provider's tokens for this service carry in `aud` (for Entra ID: the
-    /// application ID URI or client id of the service's app registration).
+    /// What the provider's tokens for this service carry in `aud` (for Entra ID's v2.0 tokens:
+    /// the client id of the service's app registration).
     #[arg(
         long = "oidc-audience",
         env = "NUMBERS_OIDC_AUDIENCE",

@@ -35,7 +35,7 @@ pub const DEFAULT_TENANT_CLAIM: &str = "tid";
 pub const DEFAULT_ROLES_CLAIM: &str = "roles";
 /// Clock skew allowed on `exp` and `nbf`.
 pub const LEEWAY: Duration = Duration::from_secs(60);
-/// How long fetched keys are used before they are fetched again.
+/// How long fetched keys are used before they are fetched again, unless configured.
 pub const KEYS_MAX_AGE: Duration = Duration::from_secs(3600);
 /// Least time between two fetches of the keys, unless configured.
 pub const DEFAULT_REFETCH_INTERVAL: Duration = Duration::from_secs(30);
@@ -60,6 +60,8 @@ pub struct OidcSettings {
     pub roles_claim: String,
     /// Least time between two fetches of the keys caused by unknown key ids.
     pub refetch_interval: Duration,
+    /// How long fetched keys are used before they are fetched again.
+    pub keys_max_age: Duration,
 }
 
 impl OidcSettings {
@@ -72,6 +74,7 @@ impl OidcSettings {
             tenant_claim: DEFAULT_TENANT_CLAIM.to_owned(),
             roles_claim: DEFAULT_ROLES_CLAIM.to_owned(),
             refetch_interval: DEFAULT_REFETCH_INTERVAL,
+            keys_max_age: KEYS_MAX_AGE,
         }
     }
 }
@@ -279,54 +282,66 @@ impl Issuer {
         Ok((Principal::Tenant(caller), expires))
     }
 
-    /// The key `kid`: cached, or fetched again when unknown (or the cache is old), at most once
-    /// per refetch interval.
+    /// The key `kid`: cached, or fetched again when unknown, at most once per refetch interval.
+    /// Keys older than [`OidcSettings::keys_max_age`] are fetched again by one request while the others go on
+    /// with them, and kept when the provider does not answer: the provider being down must not
+    /// lock everyone out.
     async fn key(&self, kid: &str) -> Result<Key, Error> {
-        let cached = self.cached(kid);
-        if let Some(key) = &cached.0
-            && !cached.1
-        {
-            return Ok(key.clone());
-        }
-        let mut fetches = self.fetches.lock().await;
-        // Another request may have fetched the keys while this one waited.
-        let (key, stale) = self.cached(kid);
-        if let Some(key) = &key
-            && !stale
-        {
-            return Ok(key.clone());
-        }
-        let paced = fetches
-            .last
-            .is_some_and(|last| last.elapsed() < self.settings.refetch_interval);
-        if !paced && let Err(error) = self.fetch_into(&mut fetches).await {
-            tracing::warn!(
-                issuer = %self.settings.issuer,
-                error = format!("{error:#}"),
-                "cannot fetch the identity provider's keys"
-            );
-        }
-        // A stale key still verifies when fresh ones cannot be had: the provider being down
-        // must not lock everyone out.
-        if let Some(key) = self.cached(kid).0.or(key) {
-            return Ok(key);
-        }
-        match &fetches.failure {
-            Some(failure) => Err(Error::new(
-                Reason::IdentityProviderUnavailable,
-                format!(
-                    "the signing keys of {} cannot be fetched ({failure}); retry later",
-                    self.settings.issuer
-                ),
-            )),
-            None => Err(unauthenticated(format!(
-                "the token was signed with key {kid}, which {} does not publish",
-                self.settings.issuer
-            ))),
+        match self.cached(kid) {
+            (Some(key), false) => Ok(key),
+            (Some(key), true) => {
+                let Ok(mut fetches) = self.fetches.try_lock() else {
+                    return Ok(key);
+                };
+                if self.paced(&fetches) || self.fetch_into(&mut fetches).await.is_err() {
+                    return Ok(key);
+                }
+                // Fresh keys: one the provider withdrew verifies no more.
+                self.cached(kid).0.ok_or_else(|| self.unpublished(kid))
+            }
+            (None, _) => {
+                let mut fetches = self.fetches.lock().await;
+                // Another request may have fetched the keys while this one waited.
+                if let (Some(key), _) = self.cached(kid) {
+                    return Ok(key);
+                }
+                if !self.paced(&fetches) {
+                    let _ = self.fetch_into(&mut fetches).await;
+                }
+                if let (Some(key), _) = self.cached(kid) {
+                    return Ok(key);
+                }
+                match &fetches.failure {
+                    Some(failure) => Err(Error::new(
+                        Reason::IdentityProviderUnavailable,
+                        format!(
+                            "the signing keys of {} cannot be fetched ({failure}); retry later",
+                            self.settings.issuer
+                        ),
+                    )),
+                    None => Err(self.unpublished(kid)),
+                }
+            }
         }
     }
 
-    /// The cached key `kid`, if any, and whether the cache is older than [`KEYS_MAX_AGE`].
+    /// Whether the last fetch was too recent for another.
+    fn paced(&self, fetches: &Fetches) -> bool {
+        fetches
+            .last
+            .is_some_and(|last| last.elapsed() < self.settings.refetch_interval)
+    }
+
+    /// The refusal of a token signed with a key the provider does not publish.
+    fn unpublished(&self, kid: &str) -> Error {
+        unauthenticated(format!(
+            "the token was signed with key {kid}, which {} does not publish",
+            self.settings.issuer
+        ))
+    }
+
+    /// The cached key `kid`, if any, and whether the cache is older than
+    /// [`OidcSettings::keys_max_age`].
     fn cached(&self, kid: &str) -> (Option<Key>, bool) {
         let keys = self
             .keys
@@ -335,7 +350,7 @@ impl Issuer {
             .clone();
         let stale = keys
             .fetched
-            .is_none_or(|fetched| fetched.elapsed() >= KEYS_MAX_AGE);
+            .is_none_or(|fetched| fetched.elapsed() >= self.settings.keys_max_age);
         (keys.by_id.get(kid).cloned(), stale)
     }
 
@@ -358,6 +373,11 @@ impl Issuer {
                 Ok(count)
             }
             Err(error) => {
+                tracing::warn!(
+                    issuer = %self.settings.issuer,
+                    error = format!("{error:#}"),
+                    "cannot fetch the identity provider's keys"
+                );
                 fetches.failure = Some(format!("{error:#}"));
                 Err(error)
             }

@@ -647,3 +647,40 @@ async fn a_provider_out_of_reach_is_unavailable_and_local_tokens_still_work() {
         JOHN_ID
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn withdrawn_keys_stop_verifying_once_the_keys_are_fetched_again() {
+    let old = first_rsa();
+    let new = second_rsa();
+    let provider = Provider::start(&[&old, &new]).await;
+    // Keys are old at once: every token has them fetched again.
+    let app = app_trusting(OidcSettings {
+        keys_max_age: Duration::ZERO,
+        ..provider.settings(Duration::ZERO)
+    })
+    .await;
+    let token = |signer: &Signer, role: &str| {
+        let claims = provider.claims(TENANT, json!([role]));
+        app.client_with_token(Some(&signer.sign(&claims)))
+    };
+    get_john(&mut token(&old, "admin"))
+        .await
+        .expect("the old key, still published");
+    provider.publish(&[&new]);
+    let status = assert_error(
+        get_john(&mut token(&old, "reader")).await,
+        Code::Unauthenticated,
+        "UNAUTHENTICATED",
+    );
+    assert!(status.message().contains("rsa-1"), "{status:?}");
+    get_john(&mut token(&new, "reader"))
+        .await
+        .expect("the new key");
+
+    // A provider that stops answering leaves the keys it published last in use.
+    let mut client = token(&new, "helpdesk");
+    drop(provider);
+    get_john(&mut client)
+        .await
+        .expect("the last keys, the provider gone");
+}

@@ -9,7 +9,8 @@ use numbers_calling_plan::CallingPlan;
 use numbers_operator_simulator::{OperatorSettings, RunningSimulator, SimulatorSettings};
 
 use crate::api::TenantRate;
-use crate::auth::{Role, SigningKey};
+use crate::auth::oidc::Issuer;
+use crate::auth::{Authenticator, Role, SigningKey};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
 use crate::routing::Providers;
@@ -36,6 +37,7 @@ pub struct Application {
     store: Arc<dyn store::Store>,
     service: Service,
     key: SigningKey,
+    authenticator: Authenticator,
     mailer: Mailer,
     worker: WorkerSettings,
     health: HealthSettings,
@@ -56,6 +58,7 @@ impl Application {
                 .await?
                 .into();
         let key = SigningKey::load(&settings.token_key_file, settings.generate_token_key)?;
+        let authenticator = authenticator(&settings, &key, clock.clone()).await?;
         tracing::info!(
             database = store.backend(),
             url = %store::redact(&settings.database_url),
@@ -81,6 +84,7 @@ impl Application {
             store,
             service,
             key,
+            authenticator,
             mailer,
             worker: settings.worker,
             health: settings.health,
@@ -99,7 +103,7 @@ impl Application {
         &self.store
     }
 
-    /// The key that signs and verifies tokens.
+    /// The local key that signs and verifies tokens.
     pub fn key(&self) -> &SigningKey {
         &self.key
     }
@@ -112,7 +116,8 @@ impl Application {
             tls,
             store,
             service,
-            key,
+            key: _,
+            authenticator,
             mailer,
             worker,
             health,
@@ -149,10 +154,18 @@ impl Application {
             let (service, settings, until) = (service.clone(), worker, until_stopped());
             async move { service.run_housekeeping(&settings, until).await }
         });
-        let result = server::run(listener, tls, service, key, health, rate, async move {
-            shutdown.await;
-            let _ = stop.send(());
-        })
+        let result = server::run(
+            listener,
+            tls,
+            service,
+            authenticator,
+            health,
+            rate,
+            async move {
+                shutdown.await;
+                let _ = stop.send(());
+            },
+        )
         .await;
         let _ = tokio::join!(provisioning, mail, housekeeping);
         if let Some(simulator) = simulator {
@@ -164,6 +177,38 @@ impl Application {
     }
 }
 
+/// The verifier of the tokens `settings` accept: the local key's where they are accepted, and
+/// the identity provider's, whose keys are fetched now (a provider not answering yet is
+/// reported, and asked again when a token needs its keys).
+async fn authenticator(
+    settings: &Settings,
+    key: &SigningKey,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<Authenticator> {
+    let provider = match &settings.oidc {
+        Some(oidc) => {
+            let provider = Issuer::new(oidc.clone())?;
+            // A provider not answering yet is logged, and asked again when a token needs keys.
+            if let Ok(keys) = provider.prefetch().await {
+                tracing::info!(issuer = %oidc.issuer, keys, "identity provider ready");
+            }
+            Some(provider)
+        }
+        None => None,
+    };
+    if !settings.local_tokens {
+        tracing::info!(
+            listen = %settings.listen,
+            "tokens of the local development key are refused on this listener"
+        );
+    }
+    Ok(Authenticator::new(
+        settings.local_tokens.then(|| key.clone()),
+        provider,
+        clock,
+    ))
+}
+
 /// Whom `numbers token` mints a token for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TokenFor {
@@ -171,7 +216,7 @@ pub enum TokenFor {
     Tenant {
         /// The tenant.
         tenant: String,
-        /// Admin or reader.
+        /// Admin, reader or helpdesk.
         role: Role,
     },
     /// An Operator Connect operator.

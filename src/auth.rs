@@ -1,13 +1,24 @@
-//! Who is calling: bearer tokens, the key that signs them, and the caller they name.
+//! Who is calling: bearer tokens, the keys that sign them, and the caller they name.
 //!
-//! Tokens are JWTs signed with HMAC-SHA256 by a key the service keeps in its data directory
-//! (generated on first start) or in a file the configuration names, shared by every replica. A
-//! token names the tenant and the caller's role; the tenant is never taken from anything else,
-//! so a caller cannot reach another tenant's records by naming them.
+//! Two kinds of token are accepted, told apart by their issuer (`iss`):
+//! - the local development key's (issuer `numbers`): JWTs signed with HMAC-SHA256 by a key the
+//!   service keeps in its data directory (generated on first start) or in a file the
+//!   configuration names, shared by every replica, minted by `numbers token` for at most
+//!   [`MAX_LOCAL_TOKEN_LIFETIME`]. Anyone holding the key file can mint any role in any tenant,
+//!   so the service refuses it on a listener reachable from the network unless told otherwise;
+//! - an OpenID Connect provider's ([`oidc`]): RS256 or ES256 JWTs verified with the keys the
+//!   provider publishes.
+//!
+//! A token names the tenant and the caller's role; the tenant is never taken from anything
+//! else, so a caller cannot reach another tenant's records by naming them. What each role may
+//! call is decided at the gRPC edge (`api::access`), in one table.
+
+pub mod oidc;
 
 use std::fs;
 use std::io::Write as _;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
@@ -16,10 +27,14 @@ use base64::engine::general_purpose::STANDARD;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
+use crate::clock::Clock;
 use crate::error::{Error, Reason};
 
-/// The issuer and audience of every token.
-const ISSUER: &str = "numbers";
+/// The issuer and audience of the local key's tokens.
+pub const LOCAL_ISSUER: &str = "numbers";
+/// The longest lifetime of a token of the local key: `numbers token` mints no longer one, and
+/// the service refuses longer ones (a leaked development token should not outlive the day).
+pub const MAX_LOCAL_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 /// Length of a generated signing key.
 const KEY_BYTES: usize = 32;
 
@@ -30,20 +45,47 @@ numbers_provider::spelled_enum! {
         Admin = "ADMIN",
         /// Read the tenant's records.
         Reader = "READER",
+        /// Read the tenant's records, and assign, change and remove numbers and update their
+        /// emergency locations: a service desk's work, without buying, releasing, operators or
+        /// directory writes.
+        Helpdesk = "HELPDESK",
         /// An Operator Connect operator: upload numbers into tenants that enabled it.
         Operator = "OPERATOR",
     }
 }
 
 impl Role {
-    /// Reads a tenant role as typed on the command line: `admin`, `reader`.
+    /// Reads a tenant role as typed on the command line: `admin`, `reader`, `helpdesk`.
     pub fn from_cli(text: &str) -> Result<Self, String> {
+        Self::tenant_role(text).ok_or_else(|| {
+            format!(
+                "unknown role {text:?}: use admin, reader or helpdesk (operators use --operator)"
+            )
+        })
+    }
+
+    /// The tenant role `text` names, whatever its case (`admin`, `Reader`, `HELPDESK`), as
+    /// identity providers spell them.
+    pub fn tenant_role(text: &str) -> Option<Self> {
         match text.to_ascii_uppercase().parse() {
-            Ok(role @ (Role::Admin | Role::Reader)) => Ok(role),
-            _ => Err(format!(
-                "unknown role {text:?}: use admin or reader (operators use --operator)"
-            )),
+            Ok(role @ (Role::Admin | Role::Reader | Role::Helpdesk)) => Some(role),
+            _ => None,
         }
+    }
+
+    /// How much a tenant role allows: a caller holding several roles acts with the strongest.
+    fn rank(self) -> u8 {
+        match self {
+            Role::Reader => 1,
+            Role::Helpdesk => 2,
+            Role::Admin => 3,
+            Role::Operator => 0,
+        }
+    }
+
+    /// The strongest of `roles`.
+    pub fn strongest(roles: impl IntoIterator<Item = Role>) -> Option<Role> {
+        roles.into_iter().max_by_key(|role| role.rank())
     }
 }
 
@@ -56,6 +98,36 @@ pub enum Principal {
     Operator(OperatorCaller),
 }
 
+impl Principal {
+    /// What the principal may do.
+    pub fn role(&self) -> Role {
+        match self {
+            Principal::Tenant(caller) => caller.role,
+            Principal::Operator(_) => Role::Operator,
+        }
+    }
+
+    /// Who the principal is, for messages: its subject.
+    pub fn subject(&self) -> &str {
+        match self {
+            Principal::Tenant(caller) => &caller.subject,
+            Principal::Operator(operator) => &operator.subject,
+        }
+    }
+}
+
+/// How the audit trail names `subject` of `issuer`: the bare subject for the local key (as it
+/// always has), `<issuer>#<subject>` for an identity provider's. An issuer is a URL without a
+/// fragment, so the first `#` splits the two, and the same subject at two issuers never reads
+/// as one principal.
+pub fn principal_name(issuer: &str, subject: &str) -> String {
+    if issuer == LOCAL_ISSUER {
+        subject.to_owned()
+    } else {
+        format!("{issuer}#{subject}")
+    }
+}
+
 /// An authenticated Operator Connect operator.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OperatorCaller {
@@ -63,35 +135,22 @@ pub struct OperatorCaller {
     pub operator_id: String,
     /// Who at the operator is calling, for the audit trail.
     pub subject: String,
+    /// Who vouches for the subject: the token's issuer.
+    pub issuer: String,
 }
 
-/// The authenticated caller of a request.
+/// The authenticated caller of a request in a tenant. A handler finds one in its request only
+/// once the role matrix (`api::access`) allowed the caller's role to call the method.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Caller {
     /// The tenant whose records the caller works with.
     pub tenant_id: String,
     /// Who the caller is, for the audit trail.
     pub subject: String,
+    /// Who vouches for the subject: the token's issuer (`numbers` for the local key).
+    pub issuer: String,
     /// What the caller may do.
     pub role: Role,
-}
-
-impl Caller {
-    /// Refuses callers that may not change records.
-    pub fn require_admin(&self) -> Result<(), Error> {
-        match self.role {
-            Role::Admin => Ok(()),
-            Role::Reader | Role::Operator => Err(Error::new(
-                Reason::PermissionDenied,
-                format!(
-                    "{} has the {} role, which may read but not change records",
-                    self.subject,
-                    self.role.as_str().to_ascii_lowercase()
-                ),
-            )
-            .with("role", self.role)),
-        }
-    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -106,6 +165,7 @@ struct Claims {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     operator: Option<String>,
     role: Role,
+    /// Required: the service refuses tokens living longer than [`MAX_LOCAL_TOKEN_LIFETIME`].
     iat: u64,
     exp: u64,
 }
@@ -158,7 +218,8 @@ impl SigningKey {
         }
     }
 
-    /// Mints a token for `subject` in `tenant` with `role` (admin or reader), valid for `ttl`.
+    /// Mints a token for `subject` in `tenant` with `role` (a tenant role), valid for `ttl`
+    /// (at most [`MAX_LOCAL_TOKEN_LIFETIME`]).
     pub fn mint(
         &self,
         tenant: &str,
@@ -166,21 +227,42 @@ impl SigningKey {
         role: Role,
         ttl: Duration,
     ) -> anyhow::Result<String> {
+        self.mint_at(tenant, subject, role, ttl, SystemTime::now())
+    }
+
+    /// Mints a token like [`SigningKey::mint`], issued at `now` (the service's clock, in tests
+    /// that move it).
+    pub fn mint_at(
+        &self,
+        tenant: &str,
+        subject: &str,
+        role: Role,
+        ttl: Duration,
+        now: SystemTime,
+    ) -> anyhow::Result<String> {
         anyhow::ensure!(
             role != Role::Operator,
             "operator tokens name an operator, not a tenant"
         );
-        self.sign(subject, Some(tenant), None, role, ttl)
+        self.sign(subject, Some(tenant), None, role, ttl, now)
     }
 
-    /// Mints a token for `subject` at the operator `operator_id`, valid for `ttl`.
+    /// Mints a token for `subject` at the operator `operator_id`, valid for `ttl` (at most
+    /// [`MAX_LOCAL_TOKEN_LIFETIME`]).
     pub fn mint_operator(
         &self,
         operator_id: &str,
         subject: &str,
         ttl: Duration,
     ) -> anyhow::Result<String> {
-        self.sign(subject, None, Some(operator_id), Role::Operator, ttl)
+        self.sign(
+            subject,
+            None,
+            Some(operator_id),
+            Role::Operator,
+            ttl,
+            SystemTime::now(),
+        )
     }
 
     fn sign(
@@ -190,11 +272,17 @@ impl SigningKey {
         operator: Option<&str>,
         role: Role,
         ttl: Duration,
+        now: SystemTime,
     ) -> anyhow::Result<String> {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+        anyhow::ensure!(
+            ttl <= MAX_LOCAL_TOKEN_LIFETIME,
+            "tokens of the local key live at most {} hours",
+            MAX_LOCAL_TOKEN_LIFETIME.as_secs() / 3600
+        );
+        let now = now.duration_since(UNIX_EPOCH)?.as_secs();
         let claims = Claims {
-            iss: ISSUER.into(),
-            aud: ISSUER.into(),
+            iss: LOCAL_ISSUER.into(),
+            aud: LOCAL_ISSUER.into(),
             sub: subject.into(),
             tenant: tenant.map(str::to_owned),
             operator: operator.map(str::to_owned),
@@ -224,9 +312,10 @@ impl SigningKey {
     ) -> Result<(Principal, SystemTime), Error> {
         const LEEWAY: Duration = Duration::from_secs(30);
         let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_issuer(&[ISSUER]);
-        validation.set_audience(&[ISSUER]);
+        validation.set_issuer(&[LOCAL_ISSUER]);
+        validation.set_audience(&[LOCAL_ISSUER]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.validate_nbf = false;
         // Expiry is checked below against the service's clock, not the system's.
         validation.validate_exp = false;
         let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
@@ -246,15 +335,28 @@ impl SigningKey {
                 "the token has expired; mint a new one",
             ));
         }
+        if claims.exp.saturating_sub(claims.iat) > MAX_LOCAL_TOKEN_LIFETIME.as_secs() {
+            return Err(Error::new(
+                Reason::Unauthenticated,
+                format!(
+                    "the token lives longer than the {} hours tokens of the local key may; mint \
+                     a new one with numbers token",
+                    MAX_LOCAL_TOKEN_LIFETIME.as_secs() / 3600
+                ),
+            ));
+        }
         let valid_id = |id: &Option<String>| {
             id.as_ref()
                 .is_some_and(|id| !id.is_empty() && id.len() <= 128)
         };
         let principal = match claims.role {
-            Role::Admin | Role::Reader if valid_id(&claims.tenant) && claims.operator.is_none() => {
+            Role::Admin | Role::Reader | Role::Helpdesk
+                if valid_id(&claims.tenant) && claims.operator.is_none() =>
+            {
                 Principal::Tenant(Caller {
                     tenant_id: claims.tenant.unwrap_or_default(),
                     subject: claims.sub,
+                    issuer: claims.iss,
                     role: claims.role,
                 })
             }
@@ -262,9 +364,10 @@ impl SigningKey {
                 Principal::Operator(OperatorCaller {
                     operator_id: claims.operator.unwrap_or_default(),
                     subject: claims.sub,
+                    issuer: claims.iss,
                 })
             }
-            Role::Admin | Role::Reader => {
+            Role::Admin | Role::Reader | Role::Helpdesk => {
                 return Err(Error::new(
                     Reason::Unauthenticated,
                     "the token names no valid tenant",
@@ -278,6 +381,86 @@ impl SigningKey {
             }
         };
         Ok((principal, expires))
+    }
+}
+
+/// Verifies bearer tokens: the local key's and, when one is configured, an OpenID Connect
+/// provider's, telling them apart by the token's issuer and telling expiry by the service's
+/// clock.
+///
+/// Clients send the same token with call after call; checking its signature each time would
+/// cost more than many a read. A token verified once is remembered with whom it names and
+/// until when it is valid (at most [`VERIFIED_TOKENS`] tokens), and is only checked against
+/// the clock on later calls.
+#[derive(Clone, Debug)]
+pub struct Authenticator {
+    local: Option<SigningKey>,
+    oidc: Option<Arc<oidc::Issuer>>,
+    clock: Arc<dyn Clock>,
+    verified: Arc<quick_cache::sync::Cache<String, (Principal, SystemTime)>>,
+}
+
+/// How many verified tokens are remembered.
+const VERIFIED_TOKENS: usize = 10_000;
+
+/// The part of a token's claims that says who issued it, read before any verification to pick
+/// the verifier.
+#[derive(Deserialize)]
+struct Issued {
+    #[serde(default)]
+    iss: Option<String>,
+}
+
+impl Authenticator {
+    /// Accepts the tokens of `local` (none: the local key is refused) and of `oidc`.
+    pub fn new(
+        local: Option<SigningKey>,
+        oidc: Option<oidc::Issuer>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            local,
+            oidc: oidc.map(Arc::new),
+            clock,
+            verified: Arc::new(quick_cache::sync::Cache::new(VERIFIED_TOKENS)),
+        }
+    }
+
+    /// Whom `token` names: remembered, or verified now by the verifier of its issuer.
+    pub async fn principal(&self, token: &str) -> Result<Principal, Error> {
+        let now = self.clock.now();
+        if let Some((principal, expires)) = self.verified.get(token)
+            && now < expires
+        {
+            return Ok(principal);
+        }
+        let issuer = jsonwebtoken::dangerous::insecure_decode_claims::<Issued>(token)
+            .map_err(|_| Error::new(Reason::Unauthenticated, "the token is malformed"))?
+            .iss
+            .unwrap_or_default();
+        let (principal, expires) = match (&self.local, &self.oidc) {
+            (Some(key), _) if issuer == LOCAL_ISSUER => key.verify_until(token, now)?,
+            (None, _) if issuer == LOCAL_ISSUER => {
+                return Err(Error::new(
+                    Reason::Unauthenticated,
+                    "tokens of the local development key are not accepted on this listener; \
+                     use a token of the configured identity provider",
+                ));
+            }
+            (_, Some(provider)) if issuer == provider.issuer() => {
+                provider.verify(token, now).await?
+            }
+            _ => {
+                let shown: String = issuer.chars().take(100).collect();
+                return Err(Error::new(
+                    Reason::Unauthenticated,
+                    format!("the token's issuer {shown:?} is not one this service trusts"),
+                ));
+            }
+        };
+        self.verified
+            .insert(token.to_owned(), (principal.clone(), expires));
+        Ok(principal)
     }
 }
 
@@ -325,10 +508,7 @@ mod tests {
         assert_eq!(caller.tenant_id, "contoso");
         assert_eq!(caller.subject, "alice");
         assert_eq!(caller.role, Role::Reader);
-        assert_eq!(
-            caller.require_admin().unwrap_err().reason(),
-            Reason::PermissionDenied
-        );
+        assert_eq!(caller.issuer, LOCAL_ISSUER);
     }
 
     #[test]
@@ -341,6 +521,7 @@ mod tests {
             Principal::Operator(OperatorCaller {
                 operator_id: "fabrikam-telecom".into(),
                 subject: "provisioning".into(),
+                issuer: LOCAL_ISSUER.into(),
             })
         );
         assert!(
@@ -356,6 +537,7 @@ mod tests {
                 Some("fabrikam-telecom"),
                 Role::Operator,
                 Duration::from_secs(60),
+                SystemTime::now(),
             )
             .unwrap();
         assert_eq!(
@@ -363,7 +545,14 @@ mod tests {
             Reason::Unauthenticated
         );
         let no_tenant = key()
-            .sign("x", None, None, Role::Admin, Duration::from_secs(60))
+            .sign(
+                "x",
+                None,
+                None,
+                Role::Admin,
+                Duration::from_secs(60),
+                SystemTime::now(),
+            )
             .unwrap();
         assert_eq!(
             key()
@@ -418,6 +607,63 @@ mod tests {
             .unwrap_err();
         assert_eq!(error.reason(), Reason::Unauthenticated);
         assert!(error.message().contains("expired"), "{error}");
+    }
+
+    #[test]
+    fn local_tokens_live_a_day_at_most() {
+        let day = MAX_LOCAL_TOKEN_LIFETIME;
+        assert!(
+            key()
+                .mint(
+                    "contoso",
+                    "alice",
+                    Role::Admin,
+                    day + Duration::from_secs(1)
+                )
+                .is_err()
+        );
+        let longest = key().mint("contoso", "alice", Role::Admin, day).unwrap();
+        assert!(key().verify(&longest, SystemTime::now()).is_ok());
+        // A longer-lived token signed with the key, not minted by this service, is refused.
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let claims = Claims {
+            iss: LOCAL_ISSUER.into(),
+            aud: LOCAL_ISSUER.into(),
+            sub: "alice".into(),
+            tenant: Some("contoso".into()),
+            operator: None,
+            role: Role::Admin,
+            iat: now,
+            exp: now + day.as_secs() + 1,
+        };
+        let forged =
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key().encoding).unwrap();
+        let error = key().verify(&forged, SystemTime::now()).unwrap_err();
+        assert_eq!(error.reason(), Reason::Unauthenticated);
+        assert!(error.message().contains("24 hours"), "{error}");
+    }
+
+    #[test]
+    fn roles_read_in_any_case_and_the_strongest_wins() {
+        assert_eq!(Role::tenant_role("Admin"), Some(Role::Admin));
+        assert_eq!(Role::tenant_role("HELPDESK"), Some(Role::Helpdesk));
+        assert_eq!(Role::tenant_role("reader"), Some(Role::Reader));
+        assert_eq!(Role::tenant_role("operator"), None);
+        assert_eq!(Role::tenant_role("owner"), None);
+        assert_eq!(
+            Role::strongest([Role::Reader, Role::Admin, Role::Helpdesk]),
+            Some(Role::Admin)
+        );
+        assert_eq!(
+            Role::strongest([Role::Reader, Role::Helpdesk]),
+            Some(Role::Helpdesk)
+        );
+        assert_eq!(Role::strongest([]), None);
+        assert!(Role::from_cli("helpdesk").is_ok());
+        assert!(Role::from_cli("operator").is_err());
     }
 
     #[test]

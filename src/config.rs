@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use serde::Deserialize;
 
+use crate::auth::oidc::{self, OidcSettings};
 use crate::domain::{ActivationMode, Country, Operator};
 use crate::server::HealthSettings;
 use crate::service::{SmtpSettings, WorkerSettings};
@@ -94,6 +95,58 @@ pub struct ServeArgs {
     /// Load the Contoso demo tenant (idempotent) and print a ready-to-paste grpcurl command.
     #[arg(long, env = "NUMBERS_DEMO")]
     pub demo: bool,
+
+    /// Accept tokens of the local development key (`numbers token`) although --listen is
+    /// reachable from other machines; without it the service refuses them there.
+    #[arg(long, env = "NUMBERS_ALLOW_LOCAL_KEY_ON_NETWORK")]
+    pub allow_local_key_on_network: bool,
+
+    #[command(flatten)]
+    pub oidc: OidcArgs,
+}
+
+/// The flags naming an OpenID Connect identity provider whose tokens the service accepts.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct OidcArgs {
+    /// The identity provider's issuer, exactly as its tokens carry it in `iss`
+    /// (for Entra ID: https://login.microsoftonline.com/<tenant id>/v2.0).
+    #[arg(long = "oidc-issuer", env = "NUMBERS_OIDC_ISSUER", value_name = "URL")]
+    pub issuer: Option<String>,
+
+    /// What the provider's tokens for this service carry in `aud` (for Entra ID's v2.0 tokens:
+    /// the client id of the service's app registration).
+    #[arg(
+        long = "oidc-audience",
+        env = "NUMBERS_OIDC_AUDIENCE",
+        value_name = "AUDIENCE"
+    )]
+    pub audience: Option<String>,
+
+    /// The provider's JWKS, when not found through its discovery document
+    /// [default: jwks_uri of <issuer>/.well-known/openid-configuration].
+    #[arg(
+        long = "oidc-jwks-url",
+        env = "NUMBERS_OIDC_JWKS_URL",
+        value_name = "URL"
+    )]
+    pub jwks_url: Option<String>,
+
+    /// The claim naming the caller's tenant [default: tid].
+    #[arg(
+        long = "oidc-tenant-claim",
+        env = "NUMBERS_OIDC_TENANT_CLAIM",
+        value_name = "CLAIM"
+    )]
+    pub tenant_claim: Option<String>,
+
+    /// The claim listing the caller's roles: admin, reader, helpdesk, in any case
+    /// [default: roles].
+    #[arg(
+        long = "oidc-roles-claim",
+        env = "NUMBERS_OIDC_ROLES_CLAIM",
+        value_name = "CLAIM"
+    )]
+    pub roles_claim: Option<String>,
 }
 
 /// The configuration file's shape. Every key is optional.
@@ -110,6 +163,8 @@ struct FileConfig {
     tls_client_ca: Option<PathBuf>,
     log_format: Option<LogFormat>,
     token_key_file: Option<PathBuf>,
+    allow_local_key_on_network: Option<bool>,
+    oidc: Option<OidcConfig>,
     calling_plan: Option<CallingPlanConfig>,
     #[serde(default)]
     operators: Vec<OperatorConfig>,
@@ -117,6 +172,65 @@ struct FileConfig {
     smtp: Option<SmtpSettings>,
     remote_adapters: Option<RemoteConfig>,
     health: Option<HealthConfig>,
+}
+
+/// The `[oidc]` table: the OpenID Connect identity provider.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OidcConfig {
+    issuer: Option<String>,
+    audience: Option<String>,
+    jwks_url: Option<String>,
+    tenant_claim: Option<String>,
+    roles_claim: Option<String>,
+}
+
+impl OidcConfig {
+    /// The provider flags and environment name, else the file, if any names an issuer.
+    fn settings(self, args: &OidcArgs) -> anyhow::Result<Option<OidcSettings>> {
+        let issuer = args.issuer.clone().or(self.issuer);
+        let audience = args.audience.clone().or(self.audience);
+        let jwks_url = args.jwks_url.clone().or(self.jwks_url);
+        let tenant_claim = args.tenant_claim.clone().or(self.tenant_claim);
+        let roles_claim = args.roles_claim.clone().or(self.roles_claim);
+        let Some(issuer) = issuer else {
+            anyhow::ensure!(
+                audience.is_none()
+                    && jwks_url.is_none()
+                    && tenant_claim.is_none()
+                    && roles_claim.is_none(),
+                "the identity provider settings need its issuer: give --oidc-issuer \
+                 (NUMBERS_OIDC_ISSUER, oidc.issuer)"
+            );
+            return Ok(None);
+        };
+        oidc::check_url("--oidc-issuer", &issuer)?;
+        let audience = audience.filter(|a| !a.trim().is_empty()).with_context(|| {
+            format!(
+                "--oidc-issuer {issuer} needs the audience its tokens carry for this service: \
+                 give --oidc-audience (NUMBERS_OIDC_AUDIENCE, oidc.audience)"
+            )
+        })?;
+        if let Some(url) = &jwks_url {
+            oidc::check_url("--oidc-jwks-url", url)?;
+        }
+        let mut settings = OidcSettings::new(issuer, audience);
+        settings.jwks_url = jwks_url;
+        for (flag, claim, target) in [
+            (
+                "--oidc-tenant-claim",
+                tenant_claim,
+                &mut settings.tenant_claim,
+            ),
+            ("--oidc-roles-claim", roles_claim, &mut settings.roles_claim),
+        ] {
+            if let Some(claim) = claim {
+                anyhow::ensure!(!claim.trim().is_empty(), "{flag} names no claim");
+                *target = claim;
+            }
+        }
+        Ok(Some(settings))
+    }
 }
 
 /// The `[health]` table: how health checks follow the database.
@@ -329,6 +443,11 @@ pub struct Settings {
     pub token_key_file: PathBuf,
     /// Whether the key file is ours to generate (it is the default one in the data directory).
     pub generate_token_key: bool,
+    /// Whether tokens of the local key are accepted: on a loopback listener, or when allowed
+    /// explicitly.
+    pub local_tokens: bool,
+    /// The OpenID Connect identity provider whose tokens are accepted too, if any.
+    pub oidc: Option<OidcSettings>,
     /// The Operator Connect operators.
     pub operators: Vec<Operator>,
     /// A Calling Plan catalogue file replacing the shipped one.
@@ -384,6 +503,17 @@ impl Settings {
             args.common.token_key_file.clone().or(file.token_key_file),
             &data_dir,
         );
+        let oidc = file.oidc.unwrap_or_default().settings(&args.oidc)?;
+        let local_tokens = local_tokens(
+            listen,
+            args.allow_local_key_on_network || file.allow_local_key_on_network == Some(true),
+            oidc.is_some(),
+        )?;
+        anyhow::ensure!(
+            local_tokens || !args.demo,
+            "--demo prints a token of the local development key, which --listen {listen} \
+             does not accept: listen on 127.0.0.1, or pass --allow-local-key-on-network"
+        );
         Ok(Self {
             listen,
             database_url,
@@ -393,6 +523,8 @@ impl Settings {
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
             token_key_file,
             generate_token_key,
+            local_tokens,
+            oidc,
             operators: operators(file.operators)?,
             calling_plan_catalogue: file.calling_plan.and_then(|c| c.catalogue),
             worker: file.worker.unwrap_or_default().settings()?,
@@ -455,6 +587,21 @@ fn tls_settings(
         ),
         _ => anyhow::bail!("--tls-cert and --tls-key go together: give both, or neither"),
     }
+}
+
+/// Whether a service listening on `listen` accepts tokens of the local key: anyone who can read
+/// the key file can mint any role in any tenant, so only on loopback, unless `allowed`. A
+/// service on the network without them needs an identity provider, or nobody could call it.
+fn local_tokens(listen: SocketAddr, allowed: bool, provider: bool) -> anyhow::Result<bool> {
+    let accepted = listen.ip().is_loopback() || allowed;
+    anyhow::ensure!(
+        accepted || provider,
+        "--listen {listen} is reachable from other machines, where tokens of the local \
+         development key are refused: configure an identity provider (--oidc-issuer and \
+         --oidc-audience), or accept the local key there with --allow-local-key-on-network \
+         (NUMBERS_ALLOW_LOCAL_KEY_ON_NETWORK, allow_local_key_on_network = true)"
+    );
+    Ok(accepted)
 }
 
 fn token_key_file(configured: Option<PathBuf>, data_dir: &Path) -> (PathBuf, bool) {
@@ -660,6 +807,108 @@ mod tests {
             format!("{too_often:#}").contains("database_check_interval_ms"),
             "{too_often:#}"
         );
+    }
+
+    fn serve_on(listen: &str, config: &str, oidc: OidcArgs) -> anyhow::Result<Settings> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("numbers.toml");
+        std::fs::write(&path, config).unwrap();
+        Settings::for_serve(&ServeArgs {
+            common: CommonArgs {
+                config: Some(path),
+                data_dir: Some(dir.path().to_path_buf()),
+                ..Default::default()
+            },
+            listen: Some(listen.into()),
+            oidc,
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn the_identity_provider_comes_from_flags_or_the_file() {
+        let file = "[oidc]\nissuer = \"https://login.microsoftonline.com/t/v2.0\"\n\
+                    audience = \"api://numbers\"\nroles_claim = \"groups\"";
+        let settings = serve_with(file).unwrap();
+        let oidc = settings.oidc.expect("a provider");
+        assert_eq!(oidc.issuer, "https://login.microsoftonline.com/t/v2.0");
+        assert_eq!(oidc.audience, "api://numbers");
+        assert_eq!(oidc.jwks_url, None);
+        assert_eq!(oidc.tenant_claim, "tid");
+        assert_eq!(oidc.roles_claim, "groups");
+        assert!(serve_with("").unwrap().oidc.is_none());
+
+        // Flags (and so the environment) come before the file.
+        let flags = OidcArgs {
+            audience: Some("client-id".into()),
+            tenant_claim: Some("org".into()),
+            jwks_url: Some("https://keys.example.com/jwks".into()),
+            ..Default::default()
+        };
+        let oidc = serve_on("127.0.0.1:0", file, flags).unwrap().oidc.unwrap();
+        assert_eq!(oidc.audience, "client-id");
+        assert_eq!(oidc.tenant_claim, "org");
+        assert_eq!(oidc.roles_claim, "groups");
+        assert_eq!(
+            oidc.jwks_url.as_deref(),
+            Some("https://keys.example.com/jwks")
+        );
+
+        for (bad, explained) in [
+            (
+                "[oidc]\nissuer = \"https://idp.example.com\"",
+                "--oidc-audience",
+            ),
+            ("[oidc]\naudience = \"api://numbers\"", "--oidc-issuer"),
+            (
+                "[oidc]\nissuer = \"http://idp.example.com\"\naudience = \"a\"",
+                "https://",
+            ),
+            (
+                "[oidc]\nissuer = \"https://idp.example.com\"\naudience = \"a\"\n\
+                 tenant_claim = \"\"",
+                "--oidc-tenant-claim",
+            ),
+            ("[oidc]\nclient_secret = \"x\"", "client_secret"),
+        ] {
+            let refused = serve_with(bad).unwrap_err();
+            assert!(
+                format!("{refused:#}").contains(explained),
+                "{bad}: {refused:#}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_local_key_is_for_loopback_unless_allowed() {
+        let local = serve_on("127.0.0.1:0", "", OidcArgs::default()).unwrap();
+        assert!(local.local_tokens);
+        let refused = serve_on("0.0.0.0:50051", "", OidcArgs::default()).unwrap_err();
+        let message = format!("{refused:#}");
+        assert!(
+            message.contains("--allow-local-key-on-network"),
+            "{message}"
+        );
+        assert!(message.contains("--oidc-issuer"), "{message}");
+        assert!(serve_on("[::]:50051", "", OidcArgs::default()).is_err());
+
+        let allowed = serve_on(
+            "0.0.0.0:50051",
+            "allow_local_key_on_network = true",
+            OidcArgs::default(),
+        )
+        .unwrap();
+        assert!(allowed.local_tokens);
+
+        // With a provider, the service starts, refusing the local key's tokens.
+        let provider = OidcArgs {
+            issuer: Some("https://idp.example.com".into()),
+            audience: Some("api://numbers".into()),
+            ..Default::default()
+        };
+        let networked = serve_on("0.0.0.0:50051", "", provider).unwrap();
+        assert!(!networked.local_tokens);
+        assert!(networked.oidc.is_some());
     }
 
     #[test]

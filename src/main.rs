@@ -36,7 +36,8 @@ struct TokenArgs {
     /// The tenant the token gives access to.
     #[arg(long, required_unless_present = "operator", requires = "role")]
     tenant: Option<String>,
-    /// What the caller may do: admin (read and change) or reader (read only).
+    /// What the caller may do: admin (everything in the tenant), helpdesk (read, and assign,
+    /// change and remove numbers and update their emergency locations) or reader (read only).
     #[arg(long, value_parser = Role::from_cli, requires = "tenant")]
     role: Option<Role>,
     /// Mint an Operator Connect operator's token instead (for the OperatorConnect service).
@@ -45,8 +46,9 @@ struct TokenArgs {
     /// Who the caller is, as recorded in the audit trail.
     #[arg(long, default_value = "cli")]
     subject: String,
-    /// How many hours the token is valid.
-    #[arg(long, default_value_t = 12)]
+    /// How many hours the token is valid: 1 to 24 (the service refuses longer-lived tokens of
+    /// the local key).
+    #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u64).range(1..=24))]
     hours: u64,
 }
 

@@ -1,5 +1,5 @@
-//! Assembles the gRPC server: the public API behind authentication, health and reflection in
-//! the open, and request logging around everything.
+//! Assembles the gRPC server: the public API behind authentication and the role matrix
+//! ([`Guarded`]), health and reflection in the open, and request logging around everything.
 //!
 //! [`run`] takes a bound listener and a shutdown future, so `main` and the integration tests
 //! start the very same server (tests on `127.0.0.1:0`).
@@ -30,10 +30,8 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
-use crate::api::{
-    Authenticate, MAX_MESSAGE_BYTES, NumberManagementApi, OperatorConnectApi, TenantRate,
-};
-use crate::auth::SigningKey;
+use crate::api::{Guarded, MAX_MESSAGE_BYTES, NumberManagementApi, OperatorConnectApi, TenantRate};
+use crate::auth::Authenticator;
 use crate::error::Error;
 use crate::proto::FILE_DESCRIPTOR_SET;
 use crate::proto::v1::number_management_server::NumberManagementServer;
@@ -150,7 +148,7 @@ pub async fn run(
     listener: TcpListener,
     tls: Option<Tls>,
     service: Service,
-    key: SigningKey,
+    authenticator: Authenticator,
     health_settings: HealthSettings,
     rate: TenantRate,
     shutdown: impl Future<Output = ()> + Send,
@@ -174,6 +172,7 @@ pub async fn run(
         .context("building reflection")?;
 
     // The client certificate is checked before the token: without one, nothing is looked at.
+    // Then the token, the role matrix and the caller's rate, in `Guarded`.
     let client_certificate =
         ClientCertificate::required(tls.as_ref().is_some_and(Tls::requires_client_certificates));
     let api = NumberManagementServer::new(
@@ -182,21 +181,14 @@ pub async fn run(
             .context("reading the page tokens' key")?,
     )
     .max_decoding_message_size(MAX_MESSAGE_BYTES);
-    // Interceptors run outside in: the client certificate, the token, then the caller's rate.
     let api = InterceptedService::new(
-        InterceptedService::new(
-            InterceptedService::new(api, rate.clone()),
-            Authenticate::tenants(key.clone(), service.clock()),
-        ),
+        Guarded::new(api, authenticator.clone(), rate.clone()),
         client_certificate,
     );
     let operator_api = OperatorConnectServer::new(OperatorConnectApi::new(service.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
     let operator_api = InterceptedService::new(
-        InterceptedService::new(
-            InterceptedService::new(operator_api, rate),
-            Authenticate::operators(key, service.clock()),
-        ),
+        Guarded::new(operator_api, authenticator, rate),
         client_certificate,
     );
 

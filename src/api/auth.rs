@@ -1,134 +1,123 @@
-//! The interceptor that authenticates every call of the public services: it reads
-//! `authorization: Bearer <token>`, verifies the token, checks it is the kind of credential
-//! the service takes (tenant callers for NumberManagement, operators for OperatorConnect) and
-//! puts the caller in the request's extensions, where the handlers take it from.
+//! The guard in front of every call of the public services: it reads
+//! `authorization: Bearer <token>`, has the [`Authenticator`] verify the token, asks the role
+//! matrix ([`super::access`]) whether the caller's role may call the method, and only then
+//! puts the caller in the request's extensions, where the handlers take it from, and lets the
+//! request through.
+//!
+//! It is a tower service wrapped around each generated server rather than a tonic interceptor:
+//! verifying a provider's token may need its keys fetched over the network, and interceptors
+//! cannot wait. Health and reflection are not wrapped: they need no token.
 
-use std::sync::Arc;
-use std::time::SystemTime;
+use std::convert::Infallible;
+use std::task::{Context, Poll};
 
-use tonic::service::Interceptor;
+use tonic::body::Body;
+use tonic::codegen::{BoxFuture, Service, http};
+use tonic::server::NamedService;
 use tonic::{Request, Status};
 
-use super::limits;
-use crate::auth::{Caller, OperatorCaller, Principal, SigningKey};
-use crate::clock::Clock;
+use super::rate::TenantRate;
+use super::{access, limits};
+use crate::auth::{Authenticator, Caller, OperatorCaller, Principal};
 use crate::error::{Error, Reason};
 
-/// Which callers a service takes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Audience {
-    Tenants,
-    Operators,
-}
-
-/// Authenticates requests with the service's signing key, telling expired tokens by `clock`.
-///
-/// Clients send the same token with call after call; checking its signature each time would
-/// cost more than many a read. A token verified once is remembered with whom it names and
-/// until when it is valid (at most [`VERIFIED_TOKENS`] tokens), and is only checked against
-/// the clock on later calls.
+/// A public service behind authentication and the role matrix.
 #[derive(Clone, Debug)]
-pub struct Authenticate {
-    key: SigningKey,
-    clock: Arc<dyn Clock>,
-    audience: Audience,
-    verified: Arc<quick_cache::sync::Cache<String, (Principal, SystemTime)>>,
+pub struct Guarded<S> {
+    inner: S,
+    authenticator: Authenticator,
+    rate: TenantRate,
 }
 
-/// How many verified tokens are remembered.
-const VERIFIED_TOKENS: usize = 10_000;
-
-impl Authenticate {
-    /// For the tenant-facing service: admin and reader tokens.
-    pub fn tenants(key: SigningKey, clock: Arc<dyn Clock>) -> Self {
+impl<S> Guarded<S> {
+    /// `inner`, answering only callers `authenticator` knows and the role matrix allows, within
+    /// their `rate`.
+    pub fn new(inner: S, authenticator: Authenticator, rate: TenantRate) -> Self {
         Self {
-            key,
-            clock,
-            audience: Audience::Tenants,
-            verified: Arc::new(quick_cache::sync::Cache::new(VERIFIED_TOKENS)),
-        }
-    }
-
-    /// For the operator-facing service: operator tokens.
-    pub fn operators(key: SigningKey, clock: Arc<dyn Clock>) -> Self {
-        Self {
-            key,
-            clock,
-            audience: Audience::Operators,
-            verified: Arc::new(quick_cache::sync::Cache::new(VERIFIED_TOKENS)),
+            inner,
+            authenticator,
+            rate,
         }
     }
 }
 
-impl Interceptor for Authenticate {
-    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        let header = request
-            .metadata()
-            .get("authorization")
-            .ok_or_else(|| {
-                unauthenticated(
-                    "missing authorization metadata: send authorization: Bearer <token>",
-                )
-            })?
-            .to_str()
-            .map_err(|_| unauthenticated("the authorization metadata is not text"))?;
-        let token = header
-            .split_once(' ')
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim())
-            .ok_or_else(|| unauthenticated("the authorization metadata must be Bearer <token>"))?;
-        match (self.principal(token)?, self.audience) {
-            (Principal::Tenant(caller), Audience::Tenants) => {
-                request.extensions_mut().insert(caller);
+impl<S: NamedService> NamedService for Guarded<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S> Service<http::Request<Body>> for Guarded<S>
+where
+    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
+        // The service made ready is the one to call; a clone takes its place for the next call.
+        let ready = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, ready);
+        let authenticator = self.authenticator.clone();
+        let rate = self.rate.clone();
+        // The token and the method are read first: the request's body cannot be held across
+        // the wait for verification (it is not Sync).
+        let token = bearer(request.headers()).map(str::to_owned);
+        let method = request.uri().path().to_owned();
+        Box::pin(async move {
+            let admitted = admit(&authenticator, token, &method)
+                .await
+                .and_then(|principal| rate.check(&principal).map(|()| principal));
+            match admitted {
+                Ok(Principal::Tenant(caller)) => {
+                    request.extensions_mut().insert(caller);
+                }
+                Ok(Principal::Operator(operator)) => {
+                    request.extensions_mut().insert(operator);
+                }
+                Err(error) => return Ok(Status::from(error).into_http()),
             }
-            (Principal::Operator(operator), Audience::Operators) => {
-                request.extensions_mut().insert(operator);
-            }
-            (Principal::Operator(operator), Audience::Tenants) => {
-                return Err(Error::new(
-                    Reason::PermissionDenied,
-                    format!(
-                        "operator {} credentials cannot call NumberManagement; use a tenant \
-                         admin or reader token",
-                        operator.operator_id
-                    ),
-                )
-                .into());
-            }
-            (Principal::Tenant(caller), Audience::Operators) => {
-                return Err(Error::new(
-                    Reason::PermissionDenied,
-                    format!(
-                        "tenant {} credentials cannot call OperatorConnect; use an operator \
-                         token",
-                        caller.tenant_id
-                    ),
-                )
-                .into());
-            }
-        }
-        Ok(request)
+            inner.call(request).await
+        })
     }
 }
 
-impl Authenticate {
-    /// Whom a token names: remembered, or verified now.
-    fn principal(&self, token: &str) -> Result<Principal, Error> {
-        let now = self.clock.now();
-        if let Some((principal, expires)) = self.verified.get(token)
-            && now < expires
-        {
-            return Ok(principal);
-        }
-        let (principal, expires) = self.key.verify_until(token, now)?;
-        self.verified
-            .insert(token.to_owned(), (principal.clone(), expires));
-        Ok(principal)
-    }
+/// Who sends `token`, once verified, if its role may call `method`.
+async fn admit(
+    authenticator: &Authenticator,
+    token: Result<String, Error>,
+    method: &str,
+) -> Result<Principal, Error> {
+    let principal = authenticator.principal(&token?).await?;
+    access::authorize(&principal, method)?;
+    Ok(principal)
 }
 
-fn unauthenticated(message: &str) -> Status {
-    Error::new(Reason::Unauthenticated, message).into()
+/// The token of `authorization: Bearer <token>`.
+fn bearer(headers: &http::HeaderMap) -> Result<&str, Error> {
+    let header = headers
+        .get(http::header::AUTHORIZATION)
+        .ok_or_else(|| {
+            unauthenticated("missing authorization metadata: send authorization: Bearer <token>")
+        })?
+        .to_str()
+        .map_err(|_| unauthenticated("the authorization metadata is not text"))?;
+    header
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .ok_or_else(|| unauthenticated("the authorization metadata must be Bearer <token>"))
+}
+
+fn unauthenticated(message: &str) -> Error {
+    Error::new(Reason::Unauthenticated, message)
 }
 
 /// The authenticated tenant caller of a request, once its fields are within their limits.
@@ -138,7 +127,7 @@ pub(crate) fn caller<T: prost::Name>(request: &Request<T>) -> Result<Caller, Sta
         .extensions()
         .get::<Caller>()
         .cloned()
-        .ok_or_else(|| unauthenticated("the request was not authenticated"))
+        .ok_or_else(|| unauthenticated("the request was not authenticated").into())
 }
 
 /// The authenticated operator of a request, once its fields are within their limits.
@@ -148,5 +137,5 @@ pub(crate) fn operator<T: prost::Name>(request: &Request<T>) -> Result<OperatorC
         .extensions()
         .get::<OperatorCaller>()
         .cloned()
-        .ok_or_else(|| unauthenticated("the request was not authenticated"))
+        .ok_or_else(|| unauthenticated("the request was not authenticated").into())
 }

@@ -586,9 +586,10 @@ pub(crate) fn uploads(numbers: Vec<pb::UploadedNumber>, max: usize) -> Result<Ve
     Ok(uploads)
 }
 
-/// An audit event for the API.
-pub(crate) fn audit_event(event: AuditEvent) -> pb::AuditEvent {
+/// An audit event of `tenant_id`, for the API.
+pub(crate) fn audit_event(event: AuditEvent, tenant_id: &str) -> pb::AuditEvent {
     pb::AuditEvent {
+        tenant_id: tenant_id.to_owned(),
         id: event.id,
         time: timestamp(event.time),
         actor: event.actor,

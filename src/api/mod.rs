@@ -1,6 +1,7 @@
 //! The gRPC edge: authentication, request conversion and validation, and the mapping of errors
 //! to statuses. Handlers are thin; the rules live in the domain and the service.
 
+mod access;
 mod auth;
 mod convert;
 #[doc(hidden)]
@@ -13,7 +14,8 @@ mod pagination;
 mod rate;
 mod status;
 
-pub use auth::Authenticate;
+pub use access::{ROLE_MATRIX, allowed_roles};
+pub use auth::Guarded;
 pub use limits::{MAX_CHARS, MAX_ITEMS, MAX_MESSAGE_BYTES};
 pub use number_management::NumberManagementApi;
 pub use operator_connect::OperatorConnectApi;

@@ -2,19 +2,16 @@
 //! one caller's flood cannot take the service from the others. A call over its caller's rate
 //! answers RESOURCE_EXHAUSTED (`RATE_LIMITED`) with a RetryInfo saying when to try again.
 //!
-//! The check runs after authentication (it keys on who the token names) and before anything
-//! reads the request.
+//! The check runs after authentication and the role matrix (it keys on who the token names), in
+//! [`super::Guarded`], and before anything reads the request.
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
+use crate::auth::Principal;
+use crate::error::{Error, Reason};
 use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use tonic::service::Interceptor;
-use tonic::{Request, Status};
-
-use crate::auth::{Caller, OperatorCaller};
-use crate::error::{Error, Reason};
 
 /// Callers tracked before the buckets of those that have not called lately are dropped.
 const TRACKED_CALLERS: usize = 10_000;
@@ -38,39 +35,31 @@ impl TenantRate {
     }
 }
 
-impl Interceptor for TenantRate {
-    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+impl TenantRate {
+    /// Counts a request of `principal`; refuses it when over the rate.
+    pub(crate) fn check(&self, principal: &Principal) -> Result<(), Error> {
         let Some(limiter) = &self.limiter else {
-            return Ok(request);
+            return Ok(());
         };
-        let extensions = request.extensions();
-        let key = match (
-            extensions.get::<Caller>(),
-            extensions.get::<OperatorCaller>(),
-        ) {
-            (Some(caller), _) => format!("tenant:{}", caller.tenant_id),
-            (None, Some(operator)) => format!("operator:{}", operator.operator_id),
-            (None, None) => return Ok(request),
+        let key = match principal {
+            Principal::Tenant(caller) => format!("tenant:{}", caller.tenant_id),
+            Principal::Operator(operator) => format!("operator:{}", operator.operator_id),
         };
         if limiter.len() > TRACKED_CALLERS {
             limiter.retain_recent();
         }
-        match limiter.check_key(&key) {
-            Ok(()) => Ok(request),
-            Err(not_until) => {
-                let wait = not_until.wait_time_from(DefaultClock::default().now());
-                Err(Error::new(
-                    Reason::RateLimited,
-                    format!(
-                        "more than {} requests a second; retry in {} ms",
-                        self.per_second,
-                        wait.as_millis().max(1)
-                    ),
-                )
-                .with("limit", self.per_second)
-                .with_retry_after(wait)
-                .into())
-            }
-        }
+        limiter.check_key(&key).map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            Error::new(
+                Reason::RateLimited,
+                format!(
+                    "more than {} requests a second; retry in {} ms",
+                    self.per_second,
+                    wait.as_millis().max(1)
+                ),
+            )
+            .with("limit", self.per_second)
+            .with_retry_after(wait)
+        })
     }
 }

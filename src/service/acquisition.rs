@@ -60,7 +60,7 @@ impl Service {
         options: &RequestOptions,
     ) -> Result<Numbers> {
         const METHOD: &str = "AcquirePhoneNumbers";
-        let actor = Actor::admin(caller)?;
+        let actor = Actor::tenant(caller);
         let tenant = actor.tenant_id.as_str();
         let mut tx = match self.begin(&actor, METHOD, options).await? {
             Claimed::Proceed(tx) => tx,
@@ -179,7 +179,7 @@ impl Service {
         options: &RequestOptions,
     ) -> Result<Released> {
         const METHOD: &str = "ReleasePhoneNumbers";
-        let actor = Actor::admin(caller)?;
+        let actor = Actor::tenant(caller);
         let tenant = actor.tenant_id.as_str();
         let mut tx = match self.begin(&actor, METHOD, options).await? {
             Claimed::Proceed(tx) => tx,

@@ -183,7 +183,7 @@ impl Service {
         options: &RequestOptions,
     ) -> Result<Assigned> {
         const METHOD: &str = "AssignPhoneNumber";
-        let actor = Actor::admin(caller)?;
+        let actor = Actor::tenant(caller);
         let tenant = actor.tenant_id.as_str();
         if self.may_ask_over_network(request.number_type) {
             let checked = async {
@@ -273,7 +273,7 @@ impl Service {
         options: &RequestOptions,
     ) -> Result<Changed> {
         const METHOD: &str = "ChangePhoneNumber";
-        let actor = Actor::admin(caller)?;
+        let actor = Actor::tenant(caller);
         let tenant = actor.tenant_id.as_str();
         if self.may_ask_over_network(request.number_type) {
             let checked = async {
@@ -397,7 +397,7 @@ impl Service {
         options: &RequestOptions,
     ) -> Result<Removed> {
         const METHOD: &str = "RemovePhoneNumber";
-        let actor = Actor::admin(caller)?;
+        let actor = Actor::tenant(caller);
         let now = self.now();
         let block = block_for(request.block_days, request.block_forever, now)?;
         let tenant = actor.tenant_id.as_str();

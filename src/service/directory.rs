@@ -14,7 +14,7 @@ impl Service {
         user: UserUpsert,
         options: &RequestOptions,
     ) -> Result<User> {
-        let actor = Actor::admin(caller)?;
+        let actor = Actor::tenant(caller);
         let mut tx = match self.begin(&actor, "UpsertUser", options).await? {
             Claimed::Proceed(tx) => tx,
             Claimed::Replay(user) => return Ok(user),

@@ -23,7 +23,7 @@ impl Service {
         description: &str,
         options: &RequestOptions,
     ) -> Result<EmergencyLocation> {
-        let actor = Actor::admin(caller)?;
+        let actor = Actor::tenant(caller);
         let location = validate_address(address, description)?;
         let mut tx = match self
             .begin(&actor, "CreateEmergencyLocation", options)
@@ -129,7 +129,7 @@ impl Service {
         options: &RequestOptions,
     ) -> Result<PhoneNumber> {
         const METHOD: &str = "UpdateEmergencyLocation";
-        let actor = Actor::admin(caller)?;
+        let actor = Actor::tenant(caller);
         let tenant = actor.tenant_id.as_str();
         // A provider in another process is asked before the write transaction, outside any
         // lock; one in this process, inside it.

@@ -35,7 +35,7 @@ use std::time::SystemTime;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::auth::Caller;
+use crate::auth::{Caller, principal_name};
 use crate::clock::Clock;
 use crate::domain::{AuditAction, AuditEvent, Operator};
 use crate::error::{Error, Reason, Result};
@@ -105,7 +105,8 @@ impl<T> Page<T> {
 pub struct Actor {
     /// The tenant whose records change.
     pub tenant_id: String,
-    /// The name the audit trail records.
+    /// The name the audit trail records: the principal, its issuer included
+    /// ([`principal_name`]).
     pub name: String,
 }
 
@@ -119,13 +120,13 @@ impl Actor {
         fingerprint
     }
 
-    /// A tenant's caller, once allowed to change records.
-    pub fn admin(caller: &Caller) -> Result<Self> {
-        caller.require_admin()?;
-        Ok(Self {
+    /// A tenant's caller. Whether its role may make the change was decided before the request
+    /// reached the service, by the role matrix at the API edge.
+    pub fn tenant(caller: &Caller) -> Self {
+        Self {
             tenant_id: caller.tenant_id.clone(),
-            name: caller.subject.clone(),
-        })
+            name: principal_name(&caller.issuer, &caller.subject),
+        }
     }
 }
 

@@ -76,7 +76,7 @@ impl Service {
         countries: &[Country],
         options: &RequestOptions,
     ) -> Result<TenantOperator> {
-        let actor = Actor::admin(caller)?;
+        let actor = Actor::tenant(caller);
         let operator = self.configured_operator(operator_id)?.clone();
         if let Some(unserved) = countries.iter().find(|c| !operator.countries.contains(c)) {
             return Err(Error::new(
@@ -143,7 +143,7 @@ impl Service {
         operator_id: &str,
         options: &RequestOptions,
     ) -> Result<TenantOperator> {
-        let actor = Actor::admin(caller)?;
+        let actor = Actor::tenant(caller);
         let operator = self.configured_operator(operator_id)?.clone();
         let mut tx = match self.begin(&actor, "DisableOperator", options).await? {
             Claimed::Proceed(tx) => tx,

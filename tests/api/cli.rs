@@ -430,6 +430,36 @@ fn a_port_in_use_fails_in_one_line() {
     drop(taken);
 }
 
+#[test]
+fn the_local_key_on_the_network_fails_in_one_line_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().display().to_string();
+    let finished = run(
+        numbers_command(["serve", "--listen", "0.0.0.0:0", "--data-dir", &data_dir]),
+        Duration::from_secs(20),
+    );
+    let line = finished.one_error_line();
+    assert!(line.contains("0.0.0.0:0"), "{line}");
+    assert!(line.contains("--oidc-issuer"), "{line}");
+    assert!(line.contains("--allow-local-key-on-network"), "{line}");
+    // Allowed through the environment, it gets past the check (and stops at the bad database
+    // URL given to end the test there).
+    let mut allowed = numbers_command([
+        "serve",
+        "--listen",
+        "0.0.0.0:0",
+        "--data-dir",
+        &data_dir,
+        "--database-url",
+        "bogus://x",
+    ]);
+    allowed.env("NUMBERS_ALLOW_LOCAL_KEY_ON_NETWORK", "true");
+    let line = run(allowed, Duration::from_secs(20))
+        .one_error_line()
+        .to_owned();
+    assert!(line.contains("bogus://x"), "past the check: {line}");
+}
+
 // ---- tokens ------------------------------------------------------------------------------------
 
 #[test]
@@ -467,6 +497,28 @@ fn the_token_command_prints_a_token_last() {
     assert!(!refused.status.success(), "{refused:?}");
     assert!(refused.stderr.contains("superuser"), "{refused:?}");
     assert!(refused.stdout.trim().is_empty(), "no token: {refused:?}");
+
+    let helpdesk = mint(dir.path(), "contoso", "helpdesk");
+    assert_eq!(tenant_caller(&helpdesk).role, Role::Helpdesk);
+
+    // Tokens of the local key live a day at most.
+    let too_long = run(
+        numbers_command([
+            "token",
+            "--data-dir",
+            &dir.path().display().to_string(),
+            "--tenant",
+            "contoso",
+            "--role",
+            "admin",
+            "--hours",
+            "25",
+        ]),
+        Duration::from_secs(20),
+    );
+    assert!(!too_long.status.success(), "{too_long:?}");
+    assert!(too_long.stderr.contains("25"), "{too_long:?}");
+    assert!(too_long.stdout.trim().is_empty(), "no token: {too_long:?}");
 }
 
 // ---- a real server -----------------------------------------------------------------------------

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use number_management::app::Application;
+use number_management::auth::oidc::OidcSettings;
 use number_management::auth::{Role, SigningKey};
 use number_management::clock::{Clock, ManualClock, SystemClock};
 use number_management::config::{
@@ -196,6 +197,8 @@ pub struct TestConfig {
     pub tls: Option<TlsSettings>,
     /// Requests a second per tenant and operator, 0 for no limit: the service's default.
     pub tenant_requests_per_second: u32,
+    /// An OpenID Connect identity provider whose tokens the service accepts too.
+    pub oidc: Option<OidcSettings>,
 }
 
 impl TestConfig {
@@ -232,6 +235,7 @@ impl Default for TestConfig {
             clock: None,
             tls: None,
             tenant_requests_per_second: DEFAULT_TENANT_REQUESTS_PER_SECOND,
+            oidc: None,
         }
     }
 }
@@ -294,6 +298,8 @@ impl TestApp {
             log_format: LogFormat::Human,
             token_key_file: data_dir.path().join("token.key"),
             generate_token_key: true,
+            local_tokens: true,
+            oidc: config.oidc,
             operators: config.operators,
             calling_plan_catalogue: None,
             worker: config.worker,
@@ -393,12 +399,8 @@ impl TestApp {
 
     /// A token for `tenant` with `role`, valid for ten minutes by the service's clock.
     pub fn token(&self, tenant: &str, role: Role) -> String {
-        let ahead = self
-            .now()
-            .duration_since(SystemTime::now())
-            .unwrap_or_default();
         self.key
-            .mint(tenant, "test", role, Duration::from_secs(600) + ahead)
+            .mint_at(tenant, "test", role, Duration::from_secs(600), self.now())
             .expect("mint a token")
     }
 

@@ -868,6 +868,7 @@ async fn audit_trail_reads_back(app: &TestApp) {
         time: at(micros),
         actor: actor.into(),
         action: action as i32,
+        tenant_id: TENANT.into(),
         ..Default::default()
     };
     assert_eq!(

@@ -76,7 +76,8 @@ impl Application {
             None => CallingPlan::with_default_catalogue(),
         };
         let providers = Providers::new(catalogue, &settings.operators, &settings.remote)?;
-        let service = Service::new(store.clone(), settings.operators, providers, clock);
+        let service = Service::new(store.clone(), settings.operators, providers, clock)
+            .with_calling_plan_quota(settings.calling_plan_quota);
         let mailer = Mailer::new(settings.smtp.as_ref())?;
         Ok(Self {
             listener,

@@ -334,6 +334,8 @@ impl WorkerConfig {
 struct CallingPlanConfig {
     /// A catalogue file replacing the one the repository ships.
     catalogue: Option<PathBuf>,
+    /// The most Calling Plan numbers one tenant may hold.
+    quota: Option<usize>,
 }
 
 /// An Operator Connect operator in the configuration file.
@@ -414,6 +416,12 @@ impl RemoteConfig {
 /// database with more cores may want more.
 pub const DEFAULT_POOL_SIZE: usize = 8;
 
+/// The most Calling Plan numbers a tenant may hold unless configured (`[calling_plan] quota`):
+/// the shared stock is not one tenant's to empty.
+pub const DEFAULT_CALLING_PLAN_QUOTA: usize = 1000;
+/// The largest quota that may be configured.
+const MAX_CALLING_PLAN_QUOTA: usize = 1_000_000;
+
 /// Requests a second a tenant may make unless configured: far above what an administrator's
 /// tools need, well below what would starve the other tenants of one server.
 pub const DEFAULT_TENANT_REQUESTS_PER_SECOND: u32 = 1000;
@@ -452,6 +460,9 @@ pub struct Settings {
     pub operators: Vec<Operator>,
     /// A Calling Plan catalogue file replacing the shipped one.
     pub calling_plan_catalogue: Option<PathBuf>,
+    /// The most Calling Plan numbers one tenant may hold (see
+    /// [`DEFAULT_CALLING_PLAN_QUOTA`]).
+    pub calling_plan_quota: usize,
     /// How background work paces itself.
     pub worker: WorkerSettings,
     /// The SMTP server emails go to; none writes them to the log.
@@ -490,6 +501,15 @@ impl Settings {
             (1..=MAX_POOL_SIZE).contains(&database_pool_size),
             "the database pool size must be 1 to {MAX_POOL_SIZE}, not {database_pool_size}"
         );
+        let (calling_plan_catalogue, calling_plan_quota) = match file.calling_plan {
+            Some(table) => (table.catalogue, table.quota),
+            None => (None, None),
+        };
+        let calling_plan_quota = calling_plan_quota.unwrap_or(DEFAULT_CALLING_PLAN_QUOTA);
+        anyhow::ensure!(
+            (1..=MAX_CALLING_PLAN_QUOTA).contains(&calling_plan_quota),
+            "[calling_plan] quota must be 1 to {MAX_CALLING_PLAN_QUOTA}, not {calling_plan_quota}"
+        );
         let tenant_requests_per_second = args
             .tenant_requests_per_second
             .or(file.tenant_requests_per_second)
@@ -526,7 +546,8 @@ impl Settings {
             local_tokens,
             oidc,
             operators: operators(file.operators)?,
-            calling_plan_catalogue: file.calling_plan.and_then(|c| c.catalogue),
+            calling_plan_catalogue,
+            calling_plan_quota,
             worker: file.worker.unwrap_or_default().settings()?,
             smtp: file.smtp,
             remote: file.remote_adapters.unwrap_or_default().settings()?,

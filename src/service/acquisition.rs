@@ -74,6 +74,25 @@ impl Service {
                     .ok_or_else(|| location_not_found(id))?,
             ),
         };
+        // The quota is counted once the tenant's other acquisitions have ended (they take
+        // turns), so two at once cannot both fit in what is left.
+        let held = tx
+            .count_numbers_taking_turn(tenant, NumberType::CallingPlan)
+            .await?;
+        let held = usize::try_from(held).unwrap_or(usize::MAX);
+        if held.saturating_add(request.quantity) > self.calling_plan_quota {
+            return Err(Error::new(
+                Reason::QuotaExceeded,
+                format!(
+                    "the tenant holds {held} Calling Plan numbers of its quota of {}; {} more \
+                     would exceed it. Release numbers it does not use, or ask for fewer",
+                    self.calling_plan_quota, request.quantity
+                ),
+            )
+            .with("held", held)
+            .with("quota", self.calling_plan_quota)
+            .with("requested", request.quantity));
+        }
         let catalogue = self.providers.calling_plan();
         let query = NumberQuery {
             country: request.country.as_str().to_owned(),

@@ -37,6 +37,7 @@ use serde::de::DeserializeOwned;
 
 use crate::auth::{Caller, principal_name};
 use crate::clock::Clock;
+use crate::config::DEFAULT_CALLING_PLAN_QUOTA;
 use crate::domain::{AuditAction, AuditEvent, Operator};
 use crate::error::{Error, Reason, Result};
 use crate::routing::Providers;
@@ -54,6 +55,7 @@ pub struct Service {
     operators: Arc<[Operator]>,
     providers: Providers,
     clock: Arc<dyn Clock>,
+    calling_plan_quota: usize,
 }
 
 /// How a mutation may be retried or rehearsed (AIP-155 and AIP-163).
@@ -144,7 +146,14 @@ impl Service {
             operators: operators.into(),
             providers,
             clock,
+            calling_plan_quota: DEFAULT_CALLING_PLAN_QUOTA,
         }
+    }
+
+    /// The same service, letting a tenant hold at most `quota` Calling Plan numbers.
+    pub fn with_calling_plan_quota(mut self, quota: usize) -> Self {
+        self.calling_plan_quota = quota;
+        self
     }
 
     /// The store, for start-up tasks (demo data, health checks).

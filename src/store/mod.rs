@@ -33,8 +33,8 @@ pub use sqlite::SqliteStore;
 
 use crate::domain::{
     AuditEvent, AuditFilter, Country, EmergencyLocation, Identity, Job, NewEmergencyLocation,
-    Notification, NumberFilter, Operation, OperatorConsent, PhoneNumber, TenantId, User,
-    UserFilter, UserUpsert, ValidationStatus,
+    Notification, NumberFilter, NumberType, Operation, OperatorConsent, PhoneNumber, TenantId,
+    User, UserFilter, UserUpsert, ValidationStatus,
 };
 
 /// Why a store operation failed.
@@ -325,6 +325,15 @@ pub trait NumberRepository: Send {
     /// Which of `numbers` some tenant holds. This is the one query that looks across tenants:
     /// a number is in one tenant's inventory at a time.
     async fn numbers_taken(&mut self, numbers: &[String]) -> StoreResult<HashSet<String>>;
+
+    /// How many numbers of `number_type` the tenant holds, counted once the tenant's
+    /// concurrent inserts of provider numbers (see `insert_number`) have ended: the transaction
+    /// takes its turn first, and keeps it.
+    async fn count_numbers_taking_turn(
+        &mut self,
+        tenant: &TenantId,
+        number_type: NumberType,
+    ) -> StoreResult<i64>;
 
     /// How many of the operator's numbers in the tenant are assigned.
     async fn assigned_numbers_of_operator(

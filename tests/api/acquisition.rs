@@ -8,11 +8,12 @@ use std::collections::{BTreeSet, HashMap};
 use number_management::domain::NumberType;
 use number_management::proto::v1 as pb;
 use tonic::{Code, Status};
+use tonic_types::StatusExt as _;
 
 use crate::calls::{
     all_audit_events as audit_events, all_phone_numbers as list_all, get_phone_number as get,
 };
-use crate::helpers::{Backend, Client, TestApp, assert_error, number, violated_fields};
+use crate::helpers::{Backend, Client, TestApp, TestConfig, assert_error, number, violated_fields};
 use crate::on_both_stores;
 
 const TENANT: &str = "contoso";
@@ -1049,6 +1050,57 @@ async fn two_tenants_never_get_the_same_number(backend: Backend) {
     assert_eq!(got, expected);
 }
 
+/// A tenant holds at most its quota of Calling Plan numbers: an acquisition beyond it answers
+/// RESOURCE_EXHAUSTED and acquires nothing; other tenants have quotas of their own, and a
+/// release makes room again.
+async fn acquisitions_stop_at_the_tenants_quota(backend: Backend) {
+    let app = TestApp::start(
+        backend,
+        TestConfig {
+            calling_plan_quota: 5,
+            ..TestConfig::default()
+        },
+    )
+    .await;
+    let mut a = app.admin(TENANT);
+    let first = phone_numbers(
+        &acquire(&mut a, acquire_request("US", "206", 3))
+            .await
+            .expect("3 of 5"),
+    );
+    let before = state(&app, TENANT).await;
+    let status = assert_error(
+        acquire(&mut a, acquire_request("US", "206", 3)).await,
+        Code::ResourceExhausted,
+        "QUOTA_EXCEEDED",
+    );
+    let details = status.get_error_details();
+    let info = details.error_info().expect("ErrorInfo");
+    assert_eq!(info.metadata["held"], "3");
+    assert_eq!(info.metadata["quota"], "5");
+    assert_unchanged(&before, &state(&app, TENANT).await, "3 more of 5");
+    acquire(&mut a, acquire_request("US", "206", 2))
+        .await
+        .expect("the last 2 of 5");
+    acquire(
+        &mut app.admin(OTHER_TENANT),
+        acquire_request("US", "206", 5),
+    )
+    .await
+    .expect("another tenant's own quota");
+    assert_error(
+        acquire(&mut a, acquire_request("US", "206", 1)).await,
+        Code::ResourceExhausted,
+        "QUOTA_EXCEEDED",
+    );
+    release(&mut a, release_request(&[first[0].as_str()]))
+        .await
+        .expect("release one");
+    acquire(&mut a, acquire_request("US", "206", 1))
+        .await
+        .expect("room again after a release");
+}
+
 async fn concurrent_retries_with_one_request_id_acquire_and_release_once(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let admin = app.admin(TENANT);
@@ -1727,6 +1779,7 @@ async fn readers_may_not_acquire_or_release(backend: Backend) {
 }
 
 on_both_stores!(
+    acquisitions_stop_at_the_tenants_quota,
     acquires_by_country_and_area_code,
     acquisition_answers_the_numbers_as_stored,
     acquires_by_city_case_insensitively,

@@ -375,6 +375,28 @@ impl NumberRepository for PgTx {
         Ok(taken.into_iter().collect())
     }
 
+    async fn count_numbers_taking_turn(
+        &mut self,
+        tenant: &TenantId,
+        number_type: NumberType,
+    ) -> StoreResult<i64> {
+        // The same turn as `insert_number`'s, taken in a statement of its own: the count's
+        // snapshot must begin after the turn came, to see what the previous holder wrote.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind(tenant)
+            .execute(self.conn())
+            .await
+            .map_err(|e| self.failed(e))?;
+        sqlx::query_scalar(
+            "SELECT count(*) FROM phone_numbers WHERE tenant_id = $1 AND number_type = $2",
+        )
+        .bind(tenant)
+        .bind(number_type.as_str())
+        .fetch_one(self.conn())
+        .await
+        .map_err(|e| self.failed(e))
+    }
+
     async fn assigned_numbers_of_operator(
         &mut self,
         tenant: &TenantId,

@@ -8,7 +8,8 @@ use sqlx::{FromRow, QueryBuilder, Sqlite};
 
 use super::{SqliteTx, json_list, micros, system_time};
 use crate::domain::{
-    Assignment, Block, Capabilities, Capability, Country, E164, NumberFilter, PhoneNumber, TenantId,
+    Assignment, Block, Capabilities, Capability, Country, E164, NumberFilter, NumberType,
+    PhoneNumber, TenantId,
 };
 use crate::store::{NumberRepository, StoreError, StoreResult, prefix_upper_bound};
 
@@ -285,6 +286,22 @@ impl NumberRepository for SqliteTx {
         .await
         .map_err(|e| self.failed(e))?;
         Ok(taken.into_iter().collect())
+    }
+
+    async fn count_numbers_taking_turn(
+        &mut self,
+        tenant: &TenantId,
+        number_type: NumberType,
+    ) -> StoreResult<i64> {
+        // The one writer is everyone's turn.
+        sqlx::query_scalar(
+            "SELECT count(*) FROM phone_numbers WHERE tenant_id = $1 AND number_type = $2",
+        )
+        .bind(tenant)
+        .bind(number_type.as_str())
+        .fetch_one(self.conn())
+        .await
+        .map_err(|e| self.failed(e))
     }
 
     async fn assigned_numbers_of_operator(

@@ -88,10 +88,14 @@ type Violations = Vec<(Reason, FieldViolation)>;
 fn walk(message: &DynamicMessage, prefix: &str, violations: &mut Violations) {
     for (field, value) in message.fields() {
         let name = field.name();
-        let path = if prefix.is_empty() {
-            name.to_owned()
-        } else {
-            format!("{prefix}.{name}")
+        // The path is spelled out only for a violation or a nested message: most fields are
+        // within their limits, and every call is checked.
+        let path = || {
+            if prefix.is_empty() {
+                name.to_owned()
+            } else {
+                format!("{prefix}.{name}")
+            }
         };
         match value {
             Value::List(items) => {
@@ -100,14 +104,14 @@ fn walk(message: &DynamicMessage, prefix: &str, violations: &mut Violations) {
                     violations.push((
                         Reason::InvalidArgument,
                         FieldViolation::new(
-                            &path,
+                            path(),
                             format!("has {} items; at most {max}", items.len()),
                         ),
                     ));
                     continue;
                 }
                 for (index, item) in items.iter().enumerate() {
-                    check_value(item, name, &format!("{path}[{index}]"), violations);
+                    check_value(item, name, &|| format!("{}[{index}]", path()), violations);
                 }
             }
             value => check_value(value, name, &path, violations),
@@ -115,25 +119,26 @@ fn walk(message: &DynamicMessage, prefix: &str, violations: &mut Violations) {
     }
 }
 
-/// Checks one value of the field `name`, found at `path`.
-fn check_value(value: &Value, name: &str, path: &str, violations: &mut Violations) {
+/// Checks one value of the field `name`, found at `path()`.
+fn check_value(value: &Value, name: &str, path: &dyn Fn() -> String, violations: &mut Violations) {
     match value {
         Value::String(text) => {
             let max = max_chars(name);
-            if text.chars().count() > max {
+            // Counting characters only when the bytes could be too many.
+            if text.len() > max && text.chars().count() > max {
                 violations.push((
                     reason(name),
-                    FieldViolation::new(path, format!("must be at most {max} characters")),
+                    FieldViolation::new(path(), format!("must be at most {max} characters")),
                 ));
             }
         }
         Value::Bytes(bytes) if bytes.len() > max_chars(name) => {
             violations.push((
                 reason(name),
-                FieldViolation::new(path, format!("must be at most {} bytes", max_chars(name))),
+                FieldViolation::new(path(), format!("must be at most {} bytes", max_chars(name))),
             ));
         }
-        Value::Message(message) => walk(message, path, violations),
+        Value::Message(message) => walk(message, &path(), violations),
         _ => {}
     }
 }

@@ -11,6 +11,7 @@ use std::sync::LazyLock;
 
 use prost_reflect::{DescriptorPool, DynamicMessage, Value};
 
+use super::pagination::MAX_TOKEN_CHARS;
 use crate::error::{Error, FieldViolation, Reason};
 use crate::proto::FILE_DESCRIPTOR_SET;
 use crate::service::MAX_NUMBERS_PER_REQUEST;
@@ -26,7 +27,7 @@ pub const MAX_ITEMS: usize = MAX_NUMBERS_PER_REQUEST;
 /// The longest value of the string fields named `field`, in any message.
 fn max_chars(field: &str) -> usize {
     match field {
-        "page_token" => 1024,
+        "page_token" => MAX_TOKEN_CHARS,
         _ => MAX_CHARS,
     }
 }

@@ -21,7 +21,7 @@ const KEY_NAME: &str = "page_tokens";
 /// Length of a generated key.
 const KEY_BYTES: usize = 32;
 /// The longest page token read: a sort key is a number, an id or a time, far shorter.
-const MAX_TOKEN_CHARS: usize = 1024;
+pub(super) const MAX_TOKEN_CHARS: usize = 1024;
 
 /// What a page token holds.
 #[derive(Clone, PartialEq, prost::Message)]

@@ -244,6 +244,11 @@ impl SigningKey {
             role != Role::Operator,
             "operator tokens name an operator, not a tenant"
         );
+        anyhow::ensure!(
+            crate::domain::is_tenant_id(tenant),
+            "{tenant:?} is not a tenant id: 1 to {} letters, digits, '-', '_' or '.'",
+            crate::domain::MAX_TENANT_ID_CHARS
+        );
         self.sign(subject, Some(tenant), None, role, ttl, now)
     }
 
@@ -351,7 +356,11 @@ impl SigningKey {
         };
         let principal = match claims.role {
             Role::Admin | Role::Reader | Role::Helpdesk
-                if valid_id(&claims.tenant) && claims.operator.is_none() =>
+                if claims
+                    .tenant
+                    .as_deref()
+                    .is_some_and(crate::domain::is_tenant_id)
+                    && claims.operator.is_none() =>
             {
                 Principal::Tenant(Caller {
                     tenant_id: claims.tenant.unwrap_or_default(),

@@ -31,7 +31,7 @@ fn tenant(field: &str, value: &str) -> Result<String, Error> {
             field,
             "is required",
         )),
-        id if id.len() > 128 || id.chars().any(char::is_control) => Err(Error::invalid_field(
+        id if !crate::domain::is_tenant_id(id) => Err(Error::invalid_field(
             Reason::InvalidArgument,
             field,
             "is not a tenant id",

@@ -248,7 +248,7 @@ impl Issuer {
         };
         let tenant_claim = &self.settings.tenant_claim;
         let tenant_id = match claims.get(tenant_claim) {
-            Some(Value::String(id)) if !id.is_empty() && id.len() <= 128 => id.clone(),
+            Some(Value::String(id)) if crate::domain::is_tenant_id(id) => id.clone(),
             _ => {
                 return Err(unauthenticated(format!(
                     "the token names no tenant in its {tenant_claim} claim"

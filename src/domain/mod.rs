@@ -39,3 +39,16 @@ pub use user::{Identity, License, Licenses, User, UserFilter, UserUpsert};
 
 /// The id of a tenant, as named by the caller's token.
 pub type TenantId = str;
+
+/// The longest tenant id.
+pub const MAX_TENANT_ID_CHARS: usize = 128;
+
+/// Whether `id` can name a tenant: 1 to 128 ASCII letters, digits, `-`, `_` and `.` (Microsoft
+/// Entra ID's tenant ids are GUIDs). Anything else is refused where a tenant id comes in, so no
+/// tenant can be named like the workers' scope of every tenant (`*`) in the database.
+pub fn is_tenant_id(id: &str) -> bool {
+    (1..=MAX_TENANT_ID_CHARS).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}

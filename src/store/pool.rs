@@ -7,7 +7,8 @@
 //! and one whose statement failed for want of the database is closed instead of lent again.
 //!
 //! A [`Session`] is one loan: single statements, or a transaction that is rolled back unless
-//! committed.
+//! committed. A pooled connection remembers the tenant it was last scoped to (see
+//! [`Session::scope`]), so lending it again for the same tenant costs nothing.
 
 use std::fmt;
 use std::time::Duration;
@@ -55,17 +56,31 @@ impl<C: Connection> fmt::Debug for Connector<C> {
     }
 }
 
+/// A pooled connection and the scope its session is set to.
+#[derive(Debug)]
+pub(super) struct Pooled<C> {
+    conn: C,
+    scope: Option<Box<str>>,
+}
+
 impl<C: Connection> managed::Manager for Connector<C> {
-    type Type = C;
+    type Type = Pooled<C>;
     type Error = sqlx::Error;
 
-    async fn create(&self) -> Result<C, sqlx::Error> {
-        self.options.connect().await
+    async fn create(&self) -> Result<Pooled<C>, sqlx::Error> {
+        Ok(Pooled {
+            conn: self.options.connect().await?,
+            scope: None,
+        })
     }
 
-    async fn recycle(&self, conn: &mut C, metrics: &Metrics) -> RecycleResult<sqlx::Error> {
+    async fn recycle(
+        &self,
+        pooled: &mut Pooled<C>,
+        metrics: &Metrics,
+    ) -> RecycleResult<sqlx::Error> {
         if metrics.last_used() > IDLE_BEFORE_PING {
-            conn.ping().await.map_err(RecycleError::Backend)?;
+            pooled.conn.ping().await.map_err(RecycleError::Backend)?;
         }
         Ok(())
     }
@@ -136,6 +151,9 @@ impl<C: Plain> Session<C> {
     pub(super) async fn commit(mut self) -> StoreResult<()> {
         if self.transaction {
             let committed = self.conn().plain("COMMIT").await;
+            if committed.is_err() {
+                *self.scope() = None;
+            }
             committed.map_err(|e| self.failed(e))?;
             self.transaction = false;
         }
@@ -144,6 +162,16 @@ impl<C: Plain> Session<C> {
 
     /// The connection.
     pub(super) fn conn(&mut self) -> &mut C {
+        &mut self.pooled().conn
+    }
+
+    /// The scope the connection's session is set to, as the store last recorded it (`None`:
+    /// unknown). A scope set in a transaction that is rolled back is forgotten with it.
+    pub(super) fn scope(&mut self) -> &mut Option<Box<str>> {
+        &mut self.pooled().scope
+    }
+
+    fn pooled(&mut self) -> &mut Pooled<C> {
         self.conn
             .as_deref_mut()
             .expect("a session has its connection until it is dropped")
@@ -170,7 +198,8 @@ impl<C: Plain> Drop for Session<C> {
         } else if self.transaction {
             tokio::spawn(async move {
                 let mut conn = conn;
-                let rolled_back = conn.plain("ROLLBACK").await;
+                conn.scope = None;
+                let rolled_back = conn.conn.plain("ROLLBACK").await;
                 if rolled_back.is_err() {
                     drop(Object::take(conn));
                 }

@@ -16,6 +16,7 @@ mod cli;
 mod emergency;
 mod fuzz_corpora;
 mod health;
+mod isolation;
 mod limits;
 mod locations;
 mod notifications;

@@ -79,7 +79,7 @@ impl AuditRepository for PgTx {
             .push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
         let rows: Vec<AuditRow> = sql
             .build_query_as()
-            .fetch_all(self.conn())
+            .fetch_all(self.scoped(tenant).await?)
             .await
             .map_err(|e| self.failed(e))?;
         rows.into_iter().map(TryInto::try_into).collect()

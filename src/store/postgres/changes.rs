@@ -346,7 +346,7 @@ impl PgTx {
             // the answer to the request id
             .bind(changes.response.as_ref().map(|(id, _)| id.as_str())) // $56
             .bind(changes.response.as_ref().map(|(_, answer)| Json(answer))) // $57
-            .fetch_one(self.conn())
+            .fetch_one(self.scoped(tenant).await?)
             .await
             .map_err(|e| self.failed(e))?;
         if written_numbers != numbers.len() as i64 || written_users != users.len() as i64 {

@@ -14,7 +14,7 @@ impl ConsentRepository for PgTx {
              ORDER BY operator_id",
         )
         .bind(tenant)
-        .fetch_all(self.conn())
+        .fetch_all(self.scoped(tenant).await?)
         .await
         .map_err(|e| self.failed(e))?;
         rows.into_iter()
@@ -48,7 +48,7 @@ impl ConsentRepository for PgTx {
         .bind(&consent.operator_id)
         .bind(countries)
         .bind(timestamp(now))
-        .execute(self.conn())
+        .execute(self.scoped(tenant).await?)
         .await
         .map_err(|e| self.failed(e))?;
         Ok(())
@@ -58,7 +58,7 @@ impl ConsentRepository for PgTx {
         sqlx::query("DELETE FROM operator_consents WHERE tenant_id = $1 AND operator_id = $2")
             .bind(tenant)
             .bind(operator_id)
-            .execute(self.conn())
+            .execute(self.scoped(tenant).await?)
             .await
             .map_err(|e| self.failed(e))?;
         Ok(())

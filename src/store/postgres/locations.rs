@@ -105,7 +105,7 @@ impl LocationRepository for PgTx {
         .bind(&location.description) // $15
         .bind(status.as_str()) // $16
         .bind(timestamp(now)) // $17
-        .fetch_one(self.conn())
+        .fetch_one(self.scoped(tenant).await?)
         .await
         .map_err(|e| self.failed(e))?;
         row.try_into()
@@ -123,7 +123,7 @@ impl LocationRepository for PgTx {
         ))
         .bind(tenant)
         .bind(id)
-        .fetch_optional(self.conn())
+        .fetch_optional(self.scoped(tenant).await?)
         .await
         .map_err(|e| self.failed(e))?;
         row.map(TryInto::try_into).transpose()
@@ -160,7 +160,7 @@ impl LocationRepository for PgTx {
             .push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
         let rows: Vec<LocationRow> = sql
             .build_query_as()
-            .fetch_all(self.conn())
+            .fetch_all(self.scoped(tenant).await?)
             .await
             .map_err(|e| self.failed(e))?;
         rows.into_iter().map(TryInto::try_into).collect()

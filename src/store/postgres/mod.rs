@@ -5,6 +5,11 @@
 //! with one winner. Reads outside a mutation take a pooled connection and run one statement,
 //! with no `BEGIN` around it; the pool does not ping a connection before lending it.
 //!
+//! Every tenant table has row-level security (migration 0007): the store's connections work as
+//! the role `numbers_service`, which sees only the rows of the tenant its session is scoped to
+//! ([`PgTx::scoped`]), so a statement that forgot its tenant filter still sees one tenant.
+//! Migrations and the planner's statistics run as the owner of the tables.
+//!
 //! The schema is PostgreSQL's own: `boolean`, `timestamptz`, `text[]`, `jsonb`, `uuid`
 //! (`migrations/postgres`). Work written for the background workers wakes every replica's
 //! workers through `LISTEN`/`NOTIFY` on the channel `numbers_work`, sent by triggers at commit.
@@ -40,6 +45,13 @@ const CONNECTION_WAIT: Duration = Duration::from_secs(10);
 /// The channel `NOTIFY` wakes the workers on; the payload names the queue.
 const WORK_CHANNEL: &str = "numbers_work";
 
+/// The role the store's connections work as (migration 0007).
+const SERVICE_ROLE: &str = "numbers_service";
+
+/// The scope of the background workers, which serve every tenant; no tenant id can be `*`
+/// ([`crate::domain::is_tenant_id`]).
+const EVERY_TENANT: &str = "*";
+
 /// A [`Store`] on PostgreSQL.
 #[derive(Debug)]
 pub struct PostgresStore {
@@ -67,20 +79,19 @@ impl PostgresStore {
         // a millisecond of the database's time per assignment. Every statement here is written
         // for the index that serves it whatever the values, so the generic plan is the right
         // one, and `keep_statistics` has it planned with what the tables hold.
-        let options = options.options([
+        let owner = options.options([
             ("statement_timeout", "30s"),
             ("plan_cache_mode", "force_generic_plan"),
         ]);
+        let options = owner.clone().options([("role", SERVICE_ROLE)]);
         // One direct connection first: a pool would retry until its timeout and then report
         // only that it timed out, hiding the cause (refused, unknown host, bad password).
-        let probe = tokio::time::timeout(
-            Duration::from_secs(10),
-            PgConnection::connect_with(&options),
-        )
-        .await
-        .map_err(|_| anyhow::anyhow!("no answer within 10 s"))
-        .and_then(|connected| connected.map_err(anyhow::Error::from))
-        .with_context(|| format!("cannot connect to PostgreSQL at {}", redact(url)))?;
+        let probe =
+            tokio::time::timeout(Duration::from_secs(10), PgConnection::connect_with(&owner))
+                .await
+                .map_err(|_| anyhow::anyhow!("no answer within 10 s"))
+                .and_then(|connected| connected.map_err(anyhow::Error::from))
+                .with_context(|| format!("cannot connect to PostgreSQL at {}", redact(url)))?;
         let mut connection = probe;
         MIGRATOR
             .run(&mut connection)
@@ -93,16 +104,35 @@ impl PostgresStore {
         let listener_pool = PgPoolOptions::new()
             .max_connections(1)
             .connect_lazy_with(options);
+        // Analysing a table is its owner's work.
+        let owner_pool = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_lazy_with(owner);
         let wakeups = Arc::new(Wakeups::default());
         let background = [
             tokio::spawn(listen(listener_pool, wakeups.clone())),
-            tokio::spawn(keep_statistics(pool.clone())),
+            tokio::spawn(keep_statistics(owner_pool)),
         ];
         Ok(Self {
             pool,
             wakeups,
             background,
         })
+    }
+}
+
+impl PostgresStore {
+    /// Runs `sql`, one statement without parameters, as the store's own statements run: as
+    /// the service's role, on a connection scoped to `tenant`. Answers how many rows it
+    /// returned or changed. For diagnostics, and for the tests that show what row-level
+    /// security lets a statement without a tenant filter see.
+    pub async fn run_scoped(&self, tenant: &TenantId, sql: &str) -> StoreResult<u64> {
+        let mut tx = PgTx {
+            session: Session::lend(&self.pool).await?,
+        };
+        let conn = tx.scoped(tenant).await?;
+        let done = conn.execute(sqlx::AssertSqlSafe(sql.to_owned())).await;
+        Ok(done.map_err(|e| tx.failed(e))?.rows_affected())
     }
 }
 
@@ -157,10 +187,10 @@ const YOUNG_TABLE_ROWS: f32 = 1_000_000.0;
 /// of it changed (autovacuum's own threshold, looked at every second rather than every
 /// minute); older tables are left to autovacuum. Every replica may run it: analysing a table
 /// twice is harmless.
-async fn keep_statistics(pool: Pool<PgConnection>) {
+async fn keep_statistics(pool: PgPool) {
     loop {
         tokio::time::sleep(STATISTICS_EVERY).await;
-        let Ok(mut session) = Session::lend(&pool).await else {
+        let Ok(mut conn) = pool.acquire().await else {
             continue;
         };
         let due: Result<Vec<String>, sqlx::Error> = sqlx::query_scalar(
@@ -171,21 +201,16 @@ async fn keep_statistics(pool: Pool<PgConnection>) {
              AND c.reltuples < $1",
         )
         .bind(YOUNG_TABLE_ROWS)
-        .fetch_all(session.conn())
+        .fetch_all(&mut *conn)
         .await;
-        let tables = match due {
-            Ok(tables) => tables,
-            Err(error) => {
-                session.failed(error);
-                continue;
-            }
+        let Ok(tables) = due else {
+            continue;
         };
         for table in tables {
             // The name comes from the catalogue, quoted as an identifier.
             let analyze = format!("ANALYZE \"{}\"", table.replace('"', "\"\""));
-            if let Err(error) = session.conn().execute(sqlx::AssertSqlSafe(analyze)).await {
+            if let Err(error) = conn.execute(sqlx::AssertSqlSafe(analyze)).await {
                 tracing::debug!(%error, %table, "cannot analyse");
-                session.failed(error);
                 break;
             }
         }
@@ -265,7 +290,23 @@ pub(super) struct PgTx {
 }
 
 impl PgTx {
-    /// The connection to run statements on.
+    /// The connection, its session scoped to `tenant` (or to [`EVERY_TENANT`]): row-level
+    /// security lets its statements see and write that tenant's rows only. The scope is set
+    /// for the session, not just the transaction, since reads run without one: a connection
+    /// lent again for the same tenant, as under one tenant's load, costs no statement.
+    async fn scoped(&mut self, tenant: &TenantId) -> StoreResult<&mut PgConnection> {
+        if self.session.scope().as_deref() != Some(tenant) {
+            let set = sqlx::query("SELECT set_config('numbers.tenant', $1, false)")
+                .bind(tenant)
+                .execute(self.session.conn())
+                .await;
+            set.map_err(|e| self.session.failed(e))?;
+            *self.session.scope() = Some(tenant.into());
+        }
+        Ok(self.session.conn())
+    }
+
+    /// The connection, whatever its scope: for statements on no tenant's rows.
     fn conn(&mut self) -> &mut PgConnection {
         self.session.conn()
     }

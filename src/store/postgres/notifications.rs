@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use sqlx::FromRow;
 use time::OffsetDateTime;
 
-use super::{PgTx, system_time, timestamp, uuid};
+use super::{EVERY_TENANT, PgTx, system_time, timestamp, uuid};
 use crate::domain::{Notification, TenantId};
 use crate::store::{Delivery, NotificationRepository, StoreResult};
 
@@ -60,7 +60,7 @@ impl NotificationRepository for PgTx {
         ))
         .bind(tenant)
         .bind(pending_only)
-        .fetch_all(self.conn())
+        .fetch_all(self.scoped(tenant).await?)
         .await
         .map_err(|e| self.failed(e))?;
         Ok(rows
@@ -89,7 +89,7 @@ impl NotificationRepository for PgTx {
         .bind(timestamp(now + lease))
         .bind(timestamp(now))
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(self.conn())
+        .fetch_all(self.scoped(EVERY_TENANT).await?)
         .await
         .map_err(|e| self.failed(e))?;
         Ok(rows.into_iter().map(Delivery::from).collect())
@@ -121,7 +121,7 @@ impl NotificationRepository for PgTx {
         .bind(state) // $4
         .bind(error) // $5
         .bind(next) // $6
-        .execute(self.conn())
+        .execute(self.scoped(&delivery.tenant_id).await?)
         .await
         .map_err(|e| self.failed(e))?;
         Ok(finished.rows_affected() == 1)

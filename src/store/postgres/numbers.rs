@@ -217,7 +217,7 @@ impl NumberRepository for PgTx {
         ))
         .bind(tenant)
         .bind(number)
-        .fetch_optional(self.conn())
+        .fetch_optional(self.scoped(tenant).await?)
         .await
         .map_err(|e| self.failed(e))?;
         row.map(TryInto::try_into).transpose()
@@ -240,7 +240,7 @@ impl NumberRepository for PgTx {
         ))
         .bind(tenant)
         .bind(numbers)
-        .fetch_all(self.conn())
+        .fetch_all(self.scoped(tenant).await?)
         .await
         .map_err(|e| self.failed(e))?;
         self::numbers(rows)
@@ -264,7 +264,7 @@ impl NumberRepository for PgTx {
         ))
         .bind(tenant)
         .bind(numbers)
-        .fetch_all(self.conn())
+        .fetch_all(self.scoped(tenant).await?)
         .await
         .map_err(|e| self.failed(e))?;
         self::numbers(rows)
@@ -288,7 +288,7 @@ impl NumberRepository for PgTx {
         .bind(tenant)
         .bind(base)
         .bind(also)
-        .fetch_all(self.conn())
+        .fetch_all(self.scoped(tenant).await?)
         .await
         .map_err(|e| self.failed(e))?;
         self::numbers(rows)
@@ -339,7 +339,7 @@ impl NumberRepository for PgTx {
             .bind(number.version) // $18
             .bind(timestamp(number.create_time)) // $19
             .bind(timestamp(number.update_time)) // $20
-            .execute(self.conn())
+            .execute(self.scoped(tenant).await?)
             .await
             .map_err(|e| match self.failed(e) {
                 // The number inserted meanwhile by the tenant: a concurrent change.
@@ -355,7 +355,7 @@ impl NumberRepository for PgTx {
         sqlx::query("DELETE FROM phone_numbers WHERE tenant_id = $1 AND phone_number = ANY($2)")
             .bind(tenant)
             .bind(numbers)
-            .execute(self.conn())
+            .execute(self.scoped(tenant).await?)
             .await
             .map_err(|e| self.failed(e))?;
         Ok(())
@@ -365,13 +365,12 @@ impl NumberRepository for PgTx {
         if numbers.is_empty() {
             return Ok(HashSet::new());
         }
-        let taken: Vec<String> = sqlx::query_scalar(
-            "SELECT phone_number FROM phone_numbers WHERE phone_number = ANY($1)",
-        )
-        .bind(numbers)
-        .fetch_all(self.conn())
-        .await
-        .map_err(|e| self.failed(e))?;
+        // Across tenants, so through the one function that may look there (migration 0007).
+        let taken: Vec<String> = sqlx::query_scalar("SELECT numbers_taken($1)")
+            .bind(numbers)
+            .fetch_all(self.conn())
+            .await
+            .map_err(|e| self.failed(e))?;
         Ok(taken.into_iter().collect())
     }
 
@@ -384,7 +383,7 @@ impl NumberRepository for PgTx {
         // snapshot must begin after the turn came, to see what the previous holder wrote.
         sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
             .bind(tenant)
-            .execute(self.conn())
+            .execute(self.scoped(tenant).await?)
             .await
             .map_err(|e| self.failed(e))?;
         sqlx::query_scalar(
@@ -392,7 +391,7 @@ impl NumberRepository for PgTx {
         )
         .bind(tenant)
         .bind(number_type.as_str())
-        .fetch_one(self.conn())
+        .fetch_one(self.scoped(tenant).await?)
         .await
         .map_err(|e| self.failed(e))
     }
@@ -408,7 +407,7 @@ impl NumberRepository for PgTx {
         )
         .bind(tenant)
         .bind(operator_id)
-        .fetch_one(self.conn())
+        .fetch_one(self.scoped(tenant).await?)
         .await
         .map_err(|e| self.failed(e))?)
     }
@@ -470,7 +469,7 @@ impl NumberRepository for PgTx {
             .push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
         let rows: Vec<NumberRow> = sql
             .build_query_as()
-            .fetch_all(self.conn())
+            .fetch_all(self.scoped(tenant).await?)
             .await
             .map_err(|e| self.failed(e))?;
         numbers(rows)

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use sqlx::FromRow;
 use time::OffsetDateTime;
 
-use super::{PgTx, system_time, timestamp, uuid};
+use super::{EVERY_TENANT, PgTx, system_time, timestamp, uuid};
 use crate::domain::{Job, Operation, OperationState, OperationStep, TenantId};
 use crate::store::{JobOutcome, OperationRepository, StoreError, StoreResult};
 
@@ -137,7 +137,7 @@ impl OperationRepository for PgTx {
         )
         .bind(tenant)
         .bind(key)
-        .fetch_all(self.conn())
+        .fetch_all(self.scoped(tenant).await?)
         .await
         .map_err(|e| self.failed(e))?;
         operation(id, rows)
@@ -156,7 +156,7 @@ impl OperationRepository for PgTx {
         sqlx::query("SELECT id FROM operations WHERE tenant_id = $1 AND id = $2 FOR UPDATE")
             .bind(tenant)
             .bind(key)
-            .fetch_optional(self.conn())
+            .fetch_optional(self.scoped(tenant).await?)
             .await
             .map_err(|e| self.failed(e))?;
         self.get_operation(tenant, id).await
@@ -179,7 +179,7 @@ impl OperationRepository for PgTx {
         .bind(operation.state.as_str())
         .bind(&operation.error)
         .bind(timestamp(operation.update_time))
-        .execute(self.conn())
+        .execute(self.scoped(tenant).await?)
         .await
         .map_err(|e| self.failed(e))?;
         Ok(())
@@ -212,7 +212,7 @@ impl OperationRepository for PgTx {
         .bind(timestamp(now + lease))
         .bind(timestamp(now))
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(self.conn())
+        .fetch_all(self.scoped(EVERY_TENANT).await?)
         .await
         .map_err(|e| self.failed(e))?;
         rows.into_iter().map(TryInto::try_into).collect()
@@ -265,7 +265,7 @@ impl OperationRepository for PgTx {
         .bind(timestamp(next)) // $7
         .bind(state.is_final().then_some(owner)) // $8
         .bind(timestamp(now)) // $9
-        .execute(self.conn())
+        .execute(self.scoped(&job.tenant_id).await?)
         .await
         .map_err(|e| self.failed(e))?;
         Ok(finished.rows_affected() == 1)
@@ -275,7 +275,7 @@ impl OperationRepository for PgTx {
         Ok(sqlx::query_scalar(
             "SELECT count(*) FROM provisioning_jobs WHERE state IN ('PENDING', 'RUNNING')",
         )
-        .fetch_one(self.conn())
+        .fetch_one(self.scoped(EVERY_TENANT).await?)
         .await
         .map_err(|e| self.failed(e))?)
     }

@@ -5,7 +5,7 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use sqlx::types::Json;
 
-use super::{PgTx, timestamp};
+use super::{EVERY_TENANT, PgTx, timestamp};
 use crate::domain::TenantId;
 use crate::store::{Claim, RequestRepository, StoreResult};
 
@@ -28,7 +28,7 @@ impl RequestRepository for PgTx {
         .bind(method)
         .bind(fingerprint)
         .bind(timestamp(now))
-        .execute(self.conn())
+        .execute(self.scoped(tenant).await?)
         .await
         .map_err(|e| self.failed(e))?;
         if claimed.rows_affected() == 1 {
@@ -57,7 +57,7 @@ impl RequestRepository for PgTx {
         )
         .bind(tenant)
         .bind(request_id)
-        .fetch_optional(self.conn())
+        .fetch_optional(self.scoped(tenant).await?)
         .await
         .map_err(|e| self.failed(e))?;
         Ok(found.map(|(stored_method, stored_fingerprint, response)| {
@@ -79,7 +79,7 @@ impl RequestRepository for PgTx {
         )
         .bind(timestamp(before))
         .bind(limit)
-        .execute(self.conn())
+        .execute(self.scoped(EVERY_TENANT).await?)
         .await
         .map_err(|e| self.failed(e))?;
         Ok(purged.rows_affected())

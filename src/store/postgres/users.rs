@@ -206,7 +206,7 @@ impl UserRepository for PgTx {
         let row: Option<UserRow> = sqlx::query_as(sql)
             .bind(tenant)
             .bind(value)
-            .fetch_optional(self.conn())
+            .fetch_optional(self.scoped(tenant).await?)
             .await
             .map_err(|e| self.failed(e))?;
         row.map(TryInto::try_into).transpose()
@@ -225,7 +225,7 @@ impl UserRepository for PgTx {
         let rows = sqlx::query(sql)
             .bind(tenant)
             .bind(value)
-            .fetch_all(self.conn())
+            .fetch_all(self.scoped(tenant).await?)
             .await
             .map_err(|e| self.failed(e))?;
         let Some((mut holder, stale)) = holder(rows)? else {
@@ -241,7 +241,7 @@ impl UserRepository for PgTx {
             ))
             .bind(tenant)
             .bind(&holder.user.id)
-            .fetch_all(self.conn())
+            .fetch_all(self.scoped(tenant).await?)
             .await
             .map_err(|e| self.failed(e))?;
             holder = Holder::new(holder.user, numbers(rows)?);
@@ -279,7 +279,7 @@ impl UserRepository for PgTx {
             .bind(&user.on_premises_line_uri) // $12
             .bind(timestamp(now)) // $13
             .bind(AssignmentStatus::of(user.kind).as_str()) // $14
-            .fetch_one(self.conn())
+            .fetch_one(self.scoped(tenant).await?)
             .await
             .map_err(|e| self.failed(e))?;
         row.try_into()
@@ -313,7 +313,7 @@ impl UserRepository for PgTx {
             .push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
         let rows: Vec<UserRow> = sql
             .build_query_as()
-            .fetch_all(self.conn())
+            .fetch_all(self.scoped(tenant).await?)
             .await
             .map_err(|e| self.failed(e))?;
         rows.into_iter().map(TryInto::try_into).collect()

@@ -77,7 +77,8 @@ impl Application {
         };
         let providers = Providers::new(catalogue, &settings.operators, &settings.remote)?;
         let service = Service::new(store.clone(), settings.operators, providers, clock)
-            .with_calling_plan_quota(settings.calling_plan_quota);
+            .with_calling_plan_quota(settings.calling_plan_quota)
+            .with_emails_per_tenant_per_hour(settings.emails_per_tenant_per_hour);
         let mailer = Mailer::new(settings.smtp.as_ref())?;
         Ok(Self {
             listener,

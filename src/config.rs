@@ -74,6 +74,11 @@ pub struct ServeArgs {
     #[arg(long, env = "NUMBERS_TENANT_REQUESTS_PER_SECOND", value_name = "N")]
     pub tenant_requests_per_second: Option<u32>,
 
+    /// Emails each tenant's users may be sent an hour; an hour's worth may go at once, more
+    /// wait their turn. 0 for no limit [default: 1000].
+    #[arg(long, env = "NUMBERS_EMAILS_PER_TENANT_PER_HOUR", value_name = "N")]
+    pub emails_per_tenant_per_hour: Option<u32>,
+
     /// PEM certificate chain to serve TLS with (with --tls-key); reloaded when the file
     /// changes or on SIGHUP [default: plaintext].
     #[arg(long, env = "NUMBERS_TLS_CERT", value_name = "FILE")]
@@ -158,6 +163,7 @@ struct FileConfig {
     database_url: Option<String>,
     database_pool_size: Option<usize>,
     tenant_requests_per_second: Option<u32>,
+    emails_per_tenant_per_hour: Option<u32>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     tls_client_ca: Option<PathBuf>,
@@ -416,6 +422,10 @@ impl RemoteConfig {
 /// database with more cores may want more.
 pub const DEFAULT_POOL_SIZE: usize = 8;
 
+/// The most emails a tenant's users are sent an hour unless configured
+/// (`--emails-per-tenant-per-hour`); an hour's worth may go at once.
+pub const DEFAULT_EMAILS_PER_TENANT_PER_HOUR: u32 = 1000;
+
 /// The most Calling Plan numbers a tenant may hold unless configured (`[calling_plan] quota`):
 /// the shared stock is not one tenant's to empty.
 pub const DEFAULT_CALLING_PLAN_QUOTA: usize = 1000;
@@ -443,6 +453,9 @@ pub struct Settings {
     /// Requests a second per tenant and per operator, 0 for no limit (see
     /// [`DEFAULT_TENANT_REQUESTS_PER_SECOND`]).
     pub tenant_requests_per_second: u32,
+    /// Emails a tenant's users may be sent an hour, 0 for no limit (see
+    /// [`DEFAULT_EMAILS_PER_TENANT_PER_HOUR`]).
+    pub emails_per_tenant_per_hour: u32,
     /// TLS of the server; none serves plaintext.
     pub tls: Option<TlsSettings>,
     /// The log format.
@@ -514,6 +527,10 @@ impl Settings {
             .tenant_requests_per_second
             .or(file.tenant_requests_per_second)
             .unwrap_or(DEFAULT_TENANT_REQUESTS_PER_SECOND);
+        let emails_per_tenant_per_hour = args
+            .emails_per_tenant_per_hour
+            .or(file.emails_per_tenant_per_hour)
+            .unwrap_or(DEFAULT_EMAILS_PER_TENANT_PER_HOUR);
         let tls = tls_settings(
             args.tls_cert.clone().or(file.tls_cert),
             args.tls_key.clone().or(file.tls_key),
@@ -539,6 +556,7 @@ impl Settings {
             database_url,
             database_pool_size,
             tenant_requests_per_second,
+            emails_per_tenant_per_hour,
             tls,
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
             token_key_file,

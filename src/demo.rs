@@ -9,13 +9,16 @@ use anyhow::Context as _;
 
 use crate::domain::{
     ActivationMode, ActivationState, Block, Capabilities, Capability, CivicAddress, Country, E164,
-    Identity, License, NumberType, Operator, OperatorConsent, PhoneNumber, TargetKind, UserUpsert,
-    ValidationStatus, validate_address,
+    Identity, License, NotificationSettings, NumberType, Operator, OperatorConsent, PhoneNumber,
+    TargetKind, UserUpsert, ValidationStatus, validate_address,
 };
 use crate::store::Store;
 
 /// The demo tenant's id.
 pub const TENANT: &str = "contoso";
+
+/// The demo tenant's verified email domain.
+pub const EMAIL_DOMAIN: &str = "contoso.com";
 
 /// The Operator Connect operators the demo uses, added when the configuration lacks them.
 pub fn operators() -> Vec<Operator> {
@@ -364,6 +367,18 @@ pub async fn load(store: &dyn Store) -> anyhow::Result<()> {
             .with_context(|| format!("demo location {}", location.id))?;
         tx.insert_location(TENANT, location.id, &valid, location.status, now)
             .await?;
+    }
+
+    // Contoso's users are at contoso.com: emails to them are sent.
+    if tx
+        .notification_settings(TENANT)
+        .await?
+        .update_time
+        .is_none()
+    {
+        let verified = NotificationSettings::declare(&[EMAIL_DOMAIN.to_owned()], now)
+            .map_err(|(_, why)| anyhow::anyhow!("demo email domain: {why}"))?;
+        tx.put_notification_settings(TENANT, &verified).await?;
     }
 
     let consents = tx.consents(TENANT).await?;

@@ -153,6 +153,8 @@ reasons! {
     RateLimited = "RATE_LIMITED" => ResourceExhausted,
     /// The tenant holds as many numbers of the kind as its quota allows.
     QuotaExceeded = "QUOTA_EXCEEDED" => ResourceExhausted,
+    /// The request is larger than the server reads.
+    MessageTooLarge = "MESSAGE_TOO_LARGE" => ResourceExhausted,
     /// The identity provider's signing keys cannot be fetched to verify a token; retry later.
     IdentityProviderUnavailable = "IDENTITY_PROVIDER_UNAVAILABLE" => Unavailable,
     /// An unexpected fault; the details are in the server log.

@@ -26,13 +26,14 @@ use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 use tower::limit::ConcurrencyLimitLayer;
+use tower::util::MapResponseLayer;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use crate::api::{Guarded, MAX_MESSAGE_BYTES, NumberManagementApi, OperatorConnectApi, TenantRate};
 use crate::auth::Authenticator;
-use crate::error::Error;
+use crate::error::{Error, Reason};
 use crate::proto::FILE_DESCRIPTOR_SET;
 use crate::proto::v1::number_management_server::NumberManagementServer;
 use crate::proto::v1::operator_connect_server::OperatorConnectServer;
@@ -215,6 +216,7 @@ pub async fn run(
                 .on_response(DefaultOnResponse::new().level(Level::DEBUG))
                 .on_failure(DefaultOnFailure::new().level(Level::WARN)),
         )
+        .layer(MapResponseLayer::new(explain_oversized))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -243,6 +245,35 @@ pub async fn run(
         }
     }
     .context("serving gRPC")
+}
+
+/// A request over [`MAX_MESSAGE_BYTES`] is refused by tonic as it starts decoding it, with
+/// OUT_OF_RANGE and no reason; it is answered as the other limits are, with a reason:
+/// RESOURCE_EXHAUSTED (gRPC's own code for a message too large), `MESSAGE_TOO_LARGE`.
+fn explain_oversized(
+    response: http::Response<tonic::body::Body>,
+) -> http::Response<tonic::body::Body> {
+    let oversized = response
+        .extensions()
+        .get::<tonic::Status>()
+        .is_some_and(|status| {
+            status.code() == tonic::Code::OutOfRange
+                && status
+                    .message()
+                    .starts_with("Error, decoded message length too large")
+        });
+    if !oversized {
+        return response;
+    }
+    let error = Error::new(
+        Reason::MessageTooLarge,
+        format!(
+            "the request is larger than the {MAX_MESSAGE_BYTES} bytes the server reads; send \
+             less in each request"
+        ),
+    )
+    .with("limit", MAX_MESSAGE_BYTES);
+    tonic::Status::from(error).into_http()
 }
 
 /// The connections `listener` accepts, with Nagle's algorithm off. A unary response leaves in

@@ -33,6 +33,7 @@ pub const ROLE_MATRIX: &[(&str, &[Role])] = &[
     ("/numbers.v1.NumberManagement/ListOperators",           READERS),
     ("/numbers.v1.NumberManagement/ListAuditEvents",         READERS),
     ("/numbers.v1.NumberManagement/GetOperation",            READERS),
+    ("/numbers.v1.NumberManagement/GetNotificationSettings", READERS),
     ("/numbers.v1.NumberManagement/AssignPhoneNumber",       SERVICE_DESK),
     ("/numbers.v1.NumberManagement/ChangePhoneNumber",       SERVICE_DESK),
     ("/numbers.v1.NumberManagement/RemovePhoneNumber",       SERVICE_DESK),
@@ -43,6 +44,7 @@ pub const ROLE_MATRIX: &[(&str, &[Role])] = &[
     ("/numbers.v1.NumberManagement/ReleasePhoneNumbers",     ADMINS),
     ("/numbers.v1.NumberManagement/EnableOperator",          ADMINS),
     ("/numbers.v1.NumberManagement/DisableOperator",         ADMINS),
+    ("/numbers.v1.NumberManagement/UpdateNotificationSettings", ADMINS),
     ("/numbers.v1.OperatorConnect/UploadNumbers",            OPERATORS),
     ("/numbers.v1.OperatorConnect/ReleaseNumbers",           OPERATORS),
 ];

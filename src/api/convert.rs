@@ -11,8 +11,8 @@ use prost_types::Timestamp;
 use crate::domain::{
     ActivationMode, ActivationState, AssignmentCategory, AssignmentStatus, AuditAction, AuditEvent,
     Block, Capabilities, Capability, CivicAddress, Country, E164, EmergencyLocation, Identity,
-    License, Licenses, NumberFilter, NumberType, Operation, OperationState, PhoneNumber,
-    ProvisioningAction, TargetKind, User, UserUpsert, ValidationStatus,
+    License, Licenses, NotificationSettings, NumberFilter, NumberType, Operation, OperationState,
+    PhoneNumber, ProvisioningAction, TargetKind, User, UserUpsert, ValidationStatus,
 };
 use crate::error::{Error, FieldViolation, Reason};
 use crate::proto::v1 as pb;
@@ -399,6 +399,13 @@ pub(crate) fn phone_number_out(number: PhoneNumber, now: SystemTime) -> pb::Phon
 }
 
 /// An operator, with the tenant's consent, for the API.
+pub(crate) fn notification_settings(settings: NotificationSettings) -> pb::NotificationSettings {
+    pb::NotificationSettings {
+        verified_email_domains: settings.verified_email_domains,
+        update_time: settings.update_time.and_then(timestamp),
+    }
+}
+
 pub(crate) fn operator(listed: TenantOperator) -> pb::Operator {
     let op = listed.operator;
     pb::Operator {
@@ -618,6 +625,7 @@ fn audit_action(action: AuditAction) -> pb::AuditAction {
         AuditAction::OperatorReleasePhoneNumber => pb::AuditAction::OperatorReleasePhoneNumber,
         AuditAction::ProvisioningSucceeded => pb::AuditAction::ProvisioningSucceeded,
         AuditAction::ProvisioningFailed => pb::AuditAction::ProvisioningFailed,
+        AuditAction::UpdateNotificationSettings => pb::AuditAction::UpdateNotificationSettings,
     }
 }
 

@@ -70,6 +70,7 @@ mutation_request!(
     pb::ReleasePhoneNumbersRequest,
     pb::EnableOperatorRequest,
     pb::DisableOperatorRequest,
+    pb::UpdateNotificationSettingsRequest,
 );
 
 /// Implements [`MutationRequest`] for requests with `request_id` but no `validate_only`.

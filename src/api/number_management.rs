@@ -403,6 +403,29 @@ impl NumberManagement for NumberManagementApi {
         Ok(Response::new(convert::operator(disabled)))
     }
 
+    async fn get_notification_settings(
+        &self,
+        request: Request<pb::GetNotificationSettingsRequest>,
+    ) -> Answer<pb::NotificationSettings> {
+        let caller = caller(&request)?;
+        let settings = self.service.notification_settings(&caller).await?;
+        Ok(Response::new(convert::notification_settings(settings)))
+    }
+
+    async fn update_notification_settings(
+        &self,
+        request: Request<pb::UpdateNotificationSettingsRequest>,
+    ) -> Answer<pb::NotificationSettings> {
+        let caller = caller(&request)?;
+        let request = request.into_inner();
+        let options = request_options(&request)?;
+        let settings = self
+            .service
+            .update_notification_settings(&caller, &request.verified_email_domains, &options)
+            .await?;
+        Ok(Response::new(convert::notification_settings(settings)))
+    }
+
     async fn list_audit_events(
         &self,
         request: Request<pb::ListAuditEventsRequest>,

@@ -39,6 +39,8 @@ spelled_enum! {
         ProvisioningSucceeded = "PROVISIONING_SUCCEEDED",
         /// A provider refused or failed a change for good.
         ProvisioningFailed = "PROVISIONING_FAILED",
+        /// The tenant's verified email domains were replaced.
+        UpdateNotificationSettings = "UPDATE_NOTIFICATION_SETTINGS",
     }
 }
 

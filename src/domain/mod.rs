@@ -26,7 +26,7 @@ pub use emergency_location::{
     CivicAddress, EmergencyLocation, NewEmergencyLocation, ValidationStatus,
     validate as validate_address,
 };
-pub use notification::Notification;
+pub use notification::{MAX_EMAIL_DOMAINS, Notification, NotificationSettings, plain_text};
 pub use numbers_provider::{
     ActivationMode, AssignmentCategory, Capabilities, Capability, NumberType, TargetKind,
 };

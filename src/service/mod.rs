@@ -24,6 +24,7 @@ mod provisioning;
 pub use acquisition::{AcquireRequest, MAX_NUMBERS_PER_REQUEST, Numbers, Released};
 pub use assignment::{AssignRequest, Assigned, ChangeRequest, Changed, RemoveRequest, Removed};
 pub use locations::LocationUpdate;
+use notifications::EmailRate;
 pub use notifications::{Mailer, SmtpSettings, SmtpTls};
 pub use operator_connect::Upload;
 pub use operators::TenantOperator;
@@ -37,7 +38,7 @@ use serde::de::DeserializeOwned;
 
 use crate::auth::{Caller, principal_name};
 use crate::clock::Clock;
-use crate::config::DEFAULT_CALLING_PLAN_QUOTA;
+use crate::config::{DEFAULT_CALLING_PLAN_QUOTA, DEFAULT_EMAILS_PER_TENANT_PER_HOUR};
 use crate::domain::{AuditAction, AuditEvent, Operator};
 use crate::error::{Error, Reason, Result};
 use crate::routing::Providers;
@@ -56,6 +57,7 @@ pub struct Service {
     providers: Providers,
     clock: Arc<dyn Clock>,
     calling_plan_quota: usize,
+    email_rate: EmailRate,
 }
 
 /// How a mutation may be retried or rehearsed (AIP-155 and AIP-163).
@@ -147,7 +149,15 @@ impl Service {
             providers,
             clock,
             calling_plan_quota: DEFAULT_CALLING_PLAN_QUOTA,
+            email_rate: EmailRate::per_hour(DEFAULT_EMAILS_PER_TENANT_PER_HOUR),
         }
+    }
+
+    /// The same service, sending each tenant's users at most `per_hour` emails an hour (0:
+    /// no limit); emails over the rate wait their turn.
+    pub fn with_emails_per_tenant_per_hour(mut self, per_hour: u32) -> Self {
+        self.email_rate = EmailRate::per_hour(per_hour);
+        self
     }
 
     /// The same service, letting a tenant hold at most `quota` Calling Plan numbers.

@@ -7,20 +7,28 @@
 //! failures with backoff; a permanent refusal (a 5xx reply, an address that cannot be parsed)
 //! ends the email's attempts.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
-use std::time::Duration;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use governor::clock::{Clock as _, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use serde_json::json;
 
 use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport as _, Message, Tokio1Executor};
 use serde::Deserialize;
 
-use super::Service;
 use super::provisioning::WorkerSettings;
-use crate::domain::{Notification, backoff};
-use crate::error::Result;
-use crate::store::{Delivery, Queue};
+use super::{Actor, Claimed, RequestOptions, Service};
+use crate::auth::Caller;
+use crate::domain::{AuditAction, Notification, NotificationSettings, backoff};
+use crate::error::{Error, Reason, Result};
+use crate::store::{Changes, Delivered, Delivery, Queue};
 
 /// How long the mail worker, once woken, waits for more emails to send in the same batch.
 const EMAIL_GATHERING: Duration = Duration::from_millis(100);
@@ -202,7 +210,9 @@ impl Service {
         tracing::info!(%owner, "mail worker stopped");
     }
 
-    /// Claims the due emails (up to a batch) and sends them; answers how many were tried.
+    /// Claims the due emails (up to a batch) and sends them; answers how many were handled.
+    /// An email to an address outside its tenant's verified domains is skipped, and one over
+    /// its tenant's sending rate waits its turn.
     pub async fn deliver_due(
         &self,
         owner: &str,
@@ -217,32 +227,56 @@ impl Service {
             tx.commit().await?;
             claimed
         };
-        let mut outcomes = Vec::with_capacity(deliveries.len());
-        for delivery in deliveries {
-            let result = mailer.send(&delivery.notification).await;
-            outcomes.push((delivery, result));
+        let mut tenants: HashMap<&str, NotificationSettings> = HashMap::new();
+        if !deliveries.is_empty() {
+            let mut read = self.read().await?;
+            for delivery in &deliveries {
+                if !tenants.contains_key(delivery.tenant_id.as_str()) {
+                    let declared = read.notification_settings(&delivery.tenant_id).await?;
+                    tenants.insert(&delivery.tenant_id, declared);
+                }
+            }
+        }
+        let mut attempts = Vec::with_capacity(deliveries.len());
+        for delivery in &deliveries {
+            let email = &delivery.notification;
+            let attempt = if let Some(reason) =
+                tenants[delivery.tenant_id.as_str()].refusal(&email.recipient)
+            {
+                tracing::info!(to = %email.recipient, number = %email.phone_number, %reason, "email skipped");
+                Attempt::Skipped(reason)
+            } else if let Err(wait) = self.email_rate.check(&delivery.tenant_id) {
+                Attempt::Postponed(self.now() + wait)
+            } else {
+                Attempt::Tried(mailer.send(email).await)
+            };
+            attempts.push(attempt);
         }
         // The batch's outcomes are recorded together. An email sent just before a crash is sent
         // again once its lease ends: delivery is at least once.
         let mut tx = self.store.write().await?;
-        for (delivery, result) in &outcomes {
-            let outcome = self.outcome(settings, delivery, result);
-            tx.finish_delivery(delivery, owner, outcome).await?;
+        for (delivery, attempt) in deliveries.iter().zip(&attempts) {
+            let delivered = match attempt {
+                Attempt::Skipped(reason) => Delivered::Skipped(reason),
+                Attempt::Postponed(at) => Delivered::Postponed(*at),
+                Attempt::Tried(result) => self.outcome(settings, delivery, result),
+            };
+            tx.finish_delivery(delivery, owner, &delivered).await?;
         }
         tx.commit().await?;
-        Ok(outcomes.len())
+        Ok(deliveries.len())
     }
 
     /// How a delivery attempt went, as recorded: sent, or failed with the time of the next
-    /// attempt (none when the failure is permanent or attempts are used up).
+    /// attempt (for good when the failure is permanent or attempts are used up).
     fn outcome<'a>(
         &self,
         settings: &WorkerSettings,
         delivery: &Delivery,
         result: &'a std::result::Result<(), SendError>,
-    ) -> std::result::Result<(), (&'a str, Option<std::time::SystemTime>)> {
+    ) -> Delivered<'a> {
         let Err(error) = result else {
-            return Ok(());
+            return Delivered::Sent;
         };
         let attempts = delivery.attempts + 1;
         let retry_at = (!error.permanent && attempts < settings.max_failures).then(|| {
@@ -255,7 +289,93 @@ impl Service {
                 )
         });
         tracing::warn!(to = %delivery.notification.recipient, error = %error.message, attempts, retry = retry_at.is_some(), "email not sent");
-        Err((error.message.as_str(), retry_at))
+        match retry_at {
+            Some(at) => Delivered::Retry(&error.message, at),
+            None => Delivered::Failed(&error.message),
+        }
+    }
+
+    /// The tenant's notification settings.
+    pub async fn notification_settings(&self, caller: &Caller) -> Result<NotificationSettings> {
+        let mut tx = self.read().await?;
+        Ok(tx.notification_settings(&caller.tenant_id).await?)
+    }
+
+    /// Replaces the tenant's verified email domains.
+    pub async fn update_notification_settings(
+        &self,
+        caller: &Caller,
+        domains: &[String],
+        options: &RequestOptions,
+    ) -> Result<NotificationSettings> {
+        let actor = Actor::tenant(caller);
+        let declared = NotificationSettings::declare(domains, self.now()).map_err(|(i, why)| {
+            Error::invalid_field(
+                Reason::InvalidArgument,
+                format!("verified_email_domains[{i}]"),
+                why,
+            )
+        })?;
+        let mut tx = match self
+            .begin(&actor, "UpdateNotificationSettings", options)
+            .await?
+        {
+            Claimed::Proceed(tx) => tx,
+            Claimed::Replay(first) => return Ok(first),
+        };
+        let before = tx.notification_settings(&actor.tenant_id).await?;
+        tx.put_notification_settings(&actor.tenant_id, &declared)
+            .await?;
+        let snapshot =
+            |s: &NotificationSettings| json!({"verified_email_domains": s.verified_email_domains});
+        let changes = Changes {
+            audit: vec![self.audit(
+                &actor,
+                options,
+                AuditAction::UpdateNotificationSettings,
+                None,
+                None,
+                before.update_time.map(|_| snapshot(&before)),
+                Some(snapshot(&declared)),
+            )],
+            ..Changes::default()
+        };
+        self.finish(tx, &actor, options, changes, declared).await
+    }
+}
+
+/// What became of one claimed email.
+enum Attempt {
+    /// Not to be sent (the reason).
+    Skipped(String),
+    /// Over the tenant's rate: to be tried at this time.
+    Postponed(SystemTime),
+    /// Sent, or not.
+    Tried(std::result::Result<(), SendError>),
+}
+
+/// Limits how many emails each tenant's users are sent an hour; an hour's worth may go at once.
+/// Each replica counts its own sending.
+#[derive(Clone, Debug)]
+pub(super) struct EmailRate(Option<Arc<DefaultKeyedRateLimiter<String>>>);
+
+impl EmailRate {
+    /// `per_hour` emails an hour for each tenant; 0 for no limit.
+    pub(super) fn per_hour(per_hour: u32) -> Self {
+        Self(
+            NonZeroU32::new(per_hour)
+                .map(|rate| Arc::new(RateLimiter::keyed(Quota::per_hour(rate)))),
+        )
+    }
+
+    /// Counts an email of `tenant`; when over the rate, how long until the next may go.
+    fn check(&self, tenant: &str) -> std::result::Result<(), Duration> {
+        let Some(limiter) = &self.0 else {
+            return Ok(());
+        };
+        limiter
+            .check_key(&tenant.to_owned())
+            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
     }
 }
 

@@ -33,8 +33,8 @@ pub use sqlite::SqliteStore;
 
 use crate::domain::{
     AuditEvent, AuditFilter, Country, EmergencyLocation, Identity, Job, NewEmergencyLocation,
-    Notification, NumberFilter, NumberType, Operation, OperatorConsent, PhoneNumber, TenantId,
-    User, UserFilter, UserUpsert, ValidationStatus,
+    Notification, NotificationSettings, NumberFilter, NumberType, Operation, OperatorConsent,
+    PhoneNumber, TenantId, User, UserFilter, UserUpsert, ValidationStatus,
 };
 
 /// Why a store operation failed.
@@ -613,15 +613,57 @@ pub trait NotificationRepository: Send {
         limit: usize,
     ) -> StoreResult<Vec<Delivery>>;
 
-    /// Records a delivery attempt of a claimed notification: `Ok(())` sent, `Err` failed with
-    /// the next attempt at `retry_at` (or for good when `None`). Releases the lease; answers
-    /// false, changing nothing, when `owner` no longer holds it.
+    /// Records how the delivery of a claimed notification went, and releases the lease;
+    /// answers false, changing nothing, when `owner` no longer holds it.
     async fn finish_delivery(
         &mut self,
         delivery: &Delivery,
         owner: &str,
-        result: Result<(), (&str, Option<SystemTime>)>,
+        outcome: &Delivered<'_>,
     ) -> StoreResult<bool>;
+
+    /// The tenant's notification settings: the defaults (no verified domain) if never set.
+    async fn notification_settings(
+        &mut self,
+        tenant: &TenantId,
+    ) -> StoreResult<NotificationSettings>;
+
+    /// Replaces the tenant's notification settings.
+    async fn put_notification_settings(
+        &mut self,
+        tenant: &TenantId,
+        settings: &NotificationSettings,
+    ) -> StoreResult<()>;
+}
+
+/// How the delivery of a notification went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivered<'a> {
+    /// Sent.
+    Sent,
+    /// Not sent: tried again at the time given; the attempt counts.
+    Retry(&'a str, SystemTime),
+    /// Not sent, for good.
+    Failed(&'a str),
+    /// Not sent, and never to be: the tenant's settings do not allow it (the reason).
+    Skipped(&'a str),
+    /// Not tried: the tenant is over its sending rate. Tried at the time given; no attempt
+    /// counts.
+    Postponed(SystemTime),
+}
+
+impl Delivered<'_> {
+    /// The state it leaves the notification in, the error recorded, whether an attempt counts,
+    /// and when to try next, if ever.
+    fn record(&self) -> (&'static str, Option<&str>, bool, Option<SystemTime>) {
+        match *self {
+            Delivered::Sent => ("SENT", None, true, None),
+            Delivered::Retry(error, at) => ("PENDING", Some(error), true, Some(at)),
+            Delivered::Failed(error) => ("FAILED", Some(error), true, None),
+            Delivered::Skipped(reason) => ("SKIPPED", Some(reason), false, None),
+            Delivered::Postponed(at) => ("PENDING", None, false, Some(at)),
+        }
+    }
 }
 
 /// Where a listing of locations continues: after this creation time, then this id.

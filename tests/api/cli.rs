@@ -683,6 +683,13 @@ async fn logs_hold_no_tokens_passwords_or_emails() {
         let token = mint(dir.path(), "t1", "admin");
         let mut admin = client(server.address, &token).await;
         admin
+            .update_notification_settings(pb::UpdateNotificationSettingsRequest {
+                verified_email_domains: vec!["t1.example".into()],
+                ..Default::default()
+            })
+            .await
+            .expect("verify t1.example");
+        admin
             .upsert_user(new_user("ada@t1.example", "Ada Lovelace"))
             .await
             .expect("create Ada");

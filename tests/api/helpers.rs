@@ -14,8 +14,8 @@ use number_management::auth::oidc::OidcSettings;
 use number_management::auth::{Role, SigningKey};
 use number_management::clock::{Clock, ManualClock, SystemClock};
 use number_management::config::{
-    DEFAULT_CALLING_PLAN_QUOTA, DEFAULT_POOL_SIZE, DEFAULT_TENANT_REQUESTS_PER_SECOND, LogFormat,
-    Settings,
+    DEFAULT_CALLING_PLAN_QUOTA, DEFAULT_EMAILS_PER_TENANT_PER_HOUR, DEFAULT_POOL_SIZE,
+    DEFAULT_TENANT_REQUESTS_PER_SECOND, LogFormat, Settings,
 };
 use number_management::demo;
 use number_management::domain::{
@@ -198,6 +198,7 @@ pub struct TestConfig {
     pub tls: Option<TlsSettings>,
     /// Requests a second per tenant and operator, 0 for no limit: the service's default.
     pub tenant_requests_per_second: u32,
+    pub emails_per_tenant_per_hour: u32,
     /// The most Calling Plan numbers a tenant may hold: the service's default.
     pub calling_plan_quota: usize,
     /// An OpenID Connect identity provider whose tokens the service accepts too.
@@ -238,6 +239,7 @@ impl Default for TestConfig {
             clock: None,
             tls: None,
             tenant_requests_per_second: DEFAULT_TENANT_REQUESTS_PER_SECOND,
+            emails_per_tenant_per_hour: DEFAULT_EMAILS_PER_TENANT_PER_HOUR,
             calling_plan_quota: DEFAULT_CALLING_PLAN_QUOTA,
             oidc: None,
         }
@@ -298,6 +300,7 @@ impl TestApp {
             database_url: url.to_owned(),
             database_pool_size: DEFAULT_POOL_SIZE,
             tenant_requests_per_second: config.tenant_requests_per_second,
+            emails_per_tenant_per_hour: config.emails_per_tenant_per_hour,
             calling_plan_quota: config.calling_plan_quota,
             tls: config.tls.clone(),
             log_format: LogFormat::Human,

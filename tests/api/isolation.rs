@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use number_management::domain::{
-    AuditAction, AuditEvent, CivicAddress, Job, License, Notification, NumberType, Operation,
-    OperationState, OperatorConsent, ProvisioningAction, TargetKind, UserUpsert, ValidationStatus,
-    validate_address,
+    AuditAction, AuditEvent, CivicAddress, Job, License, Notification, NotificationSettings,
+    NumberType, Operation, OperationState, OperatorConsent, ProvisioningAction, TargetKind,
+    UserUpsert, ValidationStatus, validate_address,
 };
 use number_management::store::{Changes, NewOperation, PostgresStore, Store};
 use serde_json::json;
@@ -21,7 +21,7 @@ const A: &str = "tenant-a";
 const B: &str = "tenant-b";
 
 /// Every table that holds a tenant's rows.
-const TENANT_TABLES: [&str; 9] = [
+const TENANT_TABLES: [&str; 10] = [
     "users",
     "emergency_locations",
     "phone_numbers",
@@ -31,6 +31,7 @@ const TENANT_TABLES: [&str; 9] = [
     "notifications",
     "operations",
     "provisioning_jobs",
+    "notification_settings",
 ];
 
 fn uuid() -> String {
@@ -87,6 +88,10 @@ async fn populate(store: &dyn Store, tenant: &str, phone_number: &str) {
         countries: vec![number_management::domain::Country::parse("US").unwrap()],
     };
     tx.put_consent(tenant, &consent, now).await.unwrap();
+    let settings = NotificationSettings::declare(&["contoso.com".into()], now).unwrap();
+    tx.put_notification_settings(tenant, &settings)
+        .await
+        .unwrap();
     let operation_id = uuid();
     let job = Job {
         id: uuid(),

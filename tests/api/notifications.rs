@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use number_management::proto::v1 as pb;
 use number_management::service::{SmtpSettings, SmtpTls, WorkerSettings};
 
-use crate::helpers::{Backend, TestApp, TestConfig};
+use tonic::Code;
+
+use crate::helpers::{Backend, TestApp, TestConfig, assert_error, violated_fields};
 use crate::on_both_stores;
 
 /// An SMTP server for one test: aiosmtpd writing every message it accepts to a maildir.
@@ -241,7 +243,240 @@ async fn without_a_server_emails_go_to_the_log(backend: Backend) {
     }
 }
 
+/// Waits until no email of the demo tenant is pending.
+async fn until_none_pending(app: &TestApp) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut read = app.store.read().await.unwrap();
+        if read
+            .notifications("contoso", true)
+            .await
+            .unwrap()
+            .is_empty()
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "an email was never handled");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn emails_go_only_to_the_tenants_verified_domains(backend: Backend) {
+    let mut smtp = SmtpServer::reserve();
+    smtp.start();
+    let app = TestApp::start_demo(
+        backend,
+        TestConfig {
+            smtp: Some(smtp.settings()),
+            ..TestConfig::default()
+        },
+    )
+    .await;
+    // The demo tenant verified contoso.com; an admin types an address elsewhere.
+    app.user("contoso", "eve@contoso.com.phish.example", "Eve", "US")
+        .await;
+    assign(&app, "eve@contoso.com.phish.example", "+14255550102", None).await;
+    until_none_pending(&app).await;
+    assign(&app, "john@contoso.com", "+14255550101", None).await;
+    let messages = smtp.wait_for(1, Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let messages = if smtp.messages().len() > messages.len() {
+        smtp.messages()
+    } else {
+        messages
+    };
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert_eq!(header(&messages[0], "X-RcptTo"), Some("john@contoso.com"));
+    let mut read = app.store.read().await.unwrap();
+    let queued = read.notifications("contoso", false).await.unwrap();
+    assert!(
+        queued
+            .iter()
+            .any(|n| n.recipient == "eve@contoso.com.phish.example"),
+        "the skipped email is recorded"
+    );
+
+    // With no verified domain, nothing is sent.
+    let mut admin = app.admin("contoso");
+    admin
+        .update_notification_settings(pb::UpdateNotificationSettingsRequest::default())
+        .await
+        .unwrap();
+    assign(&app, "jack@contoso.com", "+14255550105", None).await;
+    until_none_pending(&app).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        smtp.messages().len(),
+        1,
+        "an email left without a verified domain"
+    );
+}
+
+async fn verified_domains_are_checked_replaced_and_audited(backend: Backend) {
+    let app = TestApp::spawn_demo(backend).await;
+    let mut admin = app.admin("contoso");
+    let declared = admin
+        .get_notification_settings(pb::GetNotificationSettingsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(declared.verified_email_domains, ["contoso.com"]);
+    let update = |domains: &[&str], validate_only: bool| pb::UpdateNotificationSettingsRequest {
+        verified_email_domains: domains.iter().map(|d| d.to_string()).collect(),
+        validate_only,
+        ..Default::default()
+    };
+
+    // Bad domains are refused by index, and change nothing.
+    for (bad, index) in [
+        ("contoso", 1),
+        ("john@contoso.com", 1),
+        ("", 1),
+        ("-x.com", 1),
+    ] {
+        let status = assert_error(
+            admin
+                .update_notification_settings(update(&["fabrikam.com", bad], false))
+                .await,
+            Code::InvalidArgument,
+            "INVALID_ARGUMENT",
+        );
+        assert_eq!(
+            violated_fields(&status),
+            [format!("verified_email_domains[{index}]")],
+            "{bad:?}"
+        );
+    }
+    let many: Vec<String> = (0..=50).map(|i| format!("d{i}.example")).collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    assert_error(
+        admin
+            .update_notification_settings(update(&many, false))
+            .await,
+        Code::InvalidArgument,
+        "INVALID_ARGUMENT",
+    );
+    // validate_only checks and changes nothing.
+    let rehearsed = admin
+        .update_notification_settings(update(&["fabrikam.com"], true))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(rehearsed.verified_email_domains, ["fabrikam.com"]);
+    let unchanged = admin
+        .get_notification_settings(pb::GetNotificationSettingsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(unchanged, declared);
+
+    let replaced = admin
+        .update_notification_settings(update(
+            &["Fabrikam.COM", "contoso.com", "fabrikam.com"],
+            false,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        replaced.verified_email_domains,
+        ["contoso.com", "fabrikam.com"]
+    );
+    assert!(replaced.update_time.is_some());
+    let events = admin
+        .list_audit_events(pb::ListAuditEventsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .audit_events;
+    let event = events
+        .iter()
+        .find(|e| e.action == pb::AuditAction::UpdateNotificationSettings as i32)
+        .expect("an audit event of the update");
+    assert!(
+        format!("{:?}", event.after).contains("fabrikam.com"),
+        "{event:?}"
+    );
+
+    // A reader sees the settings and may not change them.
+    let mut reader = app.reader("contoso");
+    let seen = reader
+        .get_notification_settings(pb::GetNotificationSettingsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(seen, replaced);
+    assert_error(
+        reader
+            .update_notification_settings(update(&["contoso.com"], false))
+            .await,
+        Code::PermissionDenied,
+        "PERMISSION_DENIED",
+    );
+}
+
+async fn a_tenant_over_its_sending_rate_waits(backend: Backend) {
+    let mut smtp = SmtpServer::reserve();
+    smtp.start();
+    let app = TestApp::start_demo(
+        backend,
+        TestConfig {
+            smtp: Some(smtp.settings()),
+            emails_per_tenant_per_hour: 1,
+            ..TestConfig::default()
+        },
+    )
+    .await;
+    assign(&app, "john@contoso.com", "+14255550101", None).await;
+    assign(&app, "jack@contoso.com", "+14255550102", None).await;
+    smtp.wait_for(1, Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        smtp.messages().len(),
+        1,
+        "the second email went over the rate"
+    );
+    let mut read = app.store.read().await.unwrap();
+    let waiting = read.notifications("contoso", true).await.unwrap();
+    assert_eq!(waiting.len(), 1, "the second email waits its turn");
+}
+
+async fn what_the_admin_typed_stays_on_its_line(backend: Backend) {
+    let mut smtp = SmtpServer::reserve();
+    smtp.start();
+    let app = TestApp::start_demo(
+        backend,
+        TestConfig {
+            smtp: Some(smtp.settings()),
+            ..TestConfig::default()
+        },
+    )
+    .await;
+    app.user(
+        "contoso",
+        "eve@contoso.com",
+        "Eve\u{2028}\u{2028}\u{202E}Your password expired: sign in at evil.example",
+        "US",
+    )
+    .await;
+    assign(&app, "eve@contoso.com", "+14255550101", None).await;
+    let messages = smtp.wait_for(1, Duration::from_secs(20)).await;
+    assert_eq!(messages.len(), 1);
+    let greeting = messages[0]
+        .lines()
+        .find(|line| line.starts_with("Hello "))
+        .unwrap_or_else(|| panic!("no greeting in {}", messages[0]));
+    assert!(
+        greeting.contains("Hello Eve   Your password expired: sign in at evil.example,"),
+        "the display name is on the greeting's line: {greeting:?}"
+    );
+}
+
 on_both_stores!(
+    emails_go_only_to_the_tenants_verified_domains,
+    verified_domains_are_checked_replaced_and_audited,
+    a_tenant_over_its_sending_rate_waits,
+    what_the_admin_typed_stays_on_its_line,
     an_assignment_emails_the_user_over_smtp,
     emails_wait_for_a_server_that_is_down,
     without_a_server_emails_go_to_the_log,

@@ -35,6 +35,7 @@ const EXPECTED: &[(&str, &str)] = &[
     ("NumberManagement/ListOperators", "AHR"),
     ("NumberManagement/ListAuditEvents", "AHR"),
     ("NumberManagement/GetOperation", "AHR"),
+    ("NumberManagement/GetNotificationSettings", "AHR"),
     ("NumberManagement/AssignPhoneNumber", "AH"),
     ("NumberManagement/ChangePhoneNumber", "AH"),
     ("NumberManagement/RemovePhoneNumber", "AH"),
@@ -45,6 +46,7 @@ const EXPECTED: &[(&str, &str)] = &[
     ("NumberManagement/ReleasePhoneNumbers", "A"),
     ("NumberManagement/EnableOperator", "A"),
     ("NumberManagement/DisableOperator", "A"),
+    ("NumberManagement/UpdateNotificationSettings", "A"),
     ("OperatorConnect/UploadNumbers", "O"),
     ("OperatorConnect/ReleaseNumbers", "O"),
 ];

@@ -9,12 +9,13 @@ use std::time::{Duration, SystemTime};
 use number_management::clock::{Clock as _, SystemClock};
 use number_management::domain::{
     ActivationState, AssignmentCategory, AssignmentStatus, AuditAction, CivicAddress, Country,
-    Identity, Job, License, Notification, NumberFilter, NumberType, Operation, OperationState,
-    OperatorConsent, ProvisioningAction, TargetKind, UserFilter, UserUpsert, ValidationStatus,
-    validate_address,
+    Identity, Job, License, Notification, NotificationSettings, NumberFilter, NumberType,
+    Operation, OperationState, OperatorConsent, ProvisioningAction, TargetKind, UserFilter,
+    UserUpsert, ValidationStatus, validate_address,
 };
 use number_management::store::{
-    Changes, Claim, Delivery, JobOutcome, LocationCursor, NewOperation, Store, StoreError, Tx,
+    Changes, Claim, Delivered, Delivery, JobOutcome, LocationCursor, NewOperation, Store,
+    StoreError, Tx,
 };
 use serde_json::json;
 
@@ -1135,13 +1136,14 @@ async fn emails_are_claimed_under_leases_and_retried(backend: Backend) {
             claimed
         }
     };
-    let finish = |delivery: Delivery,
-                  owner: &'static str,
-                  result: Result<(), (&'static str, Option<SystemTime>)>| {
+    let finish = |delivery: Delivery, owner: &'static str, outcome: Delivered<'static>| {
         let store = store.clone();
         async move {
             let mut tx = store.write().await.unwrap();
-            let recorded = tx.finish_delivery(&delivery, owner, result).await.unwrap();
+            let recorded = tx
+                .finish_delivery(&delivery, owner, &outcome)
+                .await
+                .unwrap();
             tx.commit().await.unwrap();
             recorded
         }
@@ -1170,15 +1172,22 @@ async fn emails_are_claimed_under_leases_and_retried(backend: Backend) {
     let taken = claim("w2", now + Duration::from_secs(31)).await;
     assert_eq!(taken.len(), 2);
     assert!(
-        !finish(first[0].clone(), "w1", Ok(())).await,
+        !finish(first[0].clone(), "w1", Delivered::Sent).await,
         "a lost lease records nothing"
     );
     let (sent, retried): (Vec<_>, Vec<_>) = taken
         .into_iter()
         .partition(|d| d.notification.id == john.id);
-    assert!(finish(sent[0].clone(), "w2", Ok(())).await);
+    assert!(finish(sent[0].clone(), "w2", Delivered::Sent).await);
     let retry_at = now + Duration::from_secs(60);
-    assert!(finish(retried[0].clone(), "w2", Err(("timeout", Some(retry_at)))).await);
+    assert!(
+        finish(
+            retried[0].clone(),
+            "w2",
+            Delivered::Retry("timeout", retry_at)
+        )
+        .await
+    );
     assert_eq!(pending().await, ["jack@contoso.com"]);
     assert!(
         claim("w3", now + Duration::from_secs(45)).await.is_empty(),
@@ -1188,13 +1197,41 @@ async fn emails_are_claimed_under_leases_and_retried(backend: Backend) {
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].attempts, 1, "the failed attempt counts");
     assert_eq!(again[0].notification, jack);
-    assert!(finish(again[0].clone(), "w3", Err(("mailbox unknown", None))).await);
+    // Over the tenant's rate: tried again later, no attempt counted.
+    let later = retry_at + Duration::from_secs(60);
+    assert!(finish(again[0].clone(), "w3", Delivered::Postponed(later)).await);
+    assert!(
+        claim("w3", retry_at).await.is_empty(),
+        "a postponed email waits"
+    );
+    let again = claim("w3", later).await;
+    assert_eq!(again[0].attempts, 1, "a postponement is no attempt");
+    assert!(finish(again[0].clone(), "w3", Delivered::Failed("mailbox unknown")).await);
     assert!(
         pending().await.is_empty(),
         "a permanent failure ends the attempts"
     );
+    // A skipped email is never sent.
+    let skipped = email("eve@elsewhere.example");
+    let mut tx = store.write().await.unwrap();
+    let changes = Changes {
+        notifications: vec![skipped.clone()],
+        ..Changes::default()
+    };
+    tx.apply(T1, &changes).await.unwrap();
+    tx.commit().await.unwrap();
+    let due = claim("w4", later).await;
+    assert_eq!(due.len(), 1);
+    assert!(finish(due[0].clone(), "w4", Delivered::Skipped("not verified")).await);
+    assert!(pending().await.is_empty(), "a skipped email is done with");
+    assert!(
+        claim("w4", later + Duration::from_secs(3600))
+            .await
+            .is_empty()
+    );
+    assert_eq!(due[0].attempts, 0);
     let mut read = store.read().await.unwrap();
-    assert_eq!(read.notifications(T1, false).await.unwrap().len(), 2);
+    assert_eq!(read.notifications(T1, false).await.unwrap().len(), 3);
 }
 
 /// A writer that locks a user after another writer changed one of the user's numbers (and not
@@ -1267,6 +1304,28 @@ async fn locked_users_hold_their_numbers_as_the_last_writer_left_them(backend: B
     );
 }
 
+async fn notification_settings_are_replaced_per_tenant(backend: Backend) {
+    let (_db, store) = store(backend).await;
+    let now = SystemClock.now();
+    let settings = |tenant: &'static str| {
+        let store = store.clone();
+        async move {
+            let mut read = store.read().await.unwrap();
+            read.notification_settings(tenant).await.unwrap()
+        }
+    };
+    assert_eq!(settings(T1).await, NotificationSettings::default());
+    for domains in [vec!["contoso.com"], vec!["contoso.com", "fabrikam.com"]] {
+        let domains: Vec<String> = domains.into_iter().map(String::from).collect();
+        let declared = NotificationSettings::declare(&domains, now).unwrap();
+        let mut tx = store.write().await.unwrap();
+        tx.put_notification_settings(T1, &declared).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(settings(T1).await, declared);
+    }
+    assert_eq!(settings(T2).await, NotificationSettings::default());
+}
+
 on_both_stores!(
     a_shared_secret_is_the_first_one_stored,
     migrations_apply_once_and_reopen,
@@ -1291,6 +1350,7 @@ on_both_stores!(
     retried_jobs_wait_until_their_next_attempt,
     writes_happen_only_at_the_version_read,
     emails_are_claimed_under_leases_and_retried,
+    notification_settings_are_replaced_per_tenant,
     locked_users_hold_their_numbers_as_the_last_writer_left_them,
 );
 

@@ -7,8 +7,8 @@ use sqlx::FromRow;
 use time::OffsetDateTime;
 
 use super::{EVERY_TENANT, PgTx, system_time, timestamp, uuid};
-use crate::domain::{Notification, TenantId};
-use crate::store::{Delivery, NotificationRepository, StoreResult};
+use crate::domain::{Notification, NotificationSettings, TenantId};
+use crate::store::{Delivered, Delivery, NotificationRepository, StoreResult};
 
 macro_rules! notification_columns {
     () => {
@@ -99,20 +99,16 @@ impl NotificationRepository for PgTx {
         &mut self,
         delivery: &Delivery,
         owner: &str,
-        result: Result<(), (&str, Option<SystemTime>)>,
+        outcome: &Delivered<'_>,
     ) -> StoreResult<bool> {
-        let (state, error, next) = match result {
-            Ok(()) => ("SENT", None, None),
-            Err((error, Some(at))) => ("PENDING", Some(error), Some(timestamp(at))),
-            Err((error, None)) => ("FAILED", Some(error), None),
-        };
+        let (state, error, attempted, next) = outcome.record();
         let Some(id) = uuid(&delivery.notification.id) else {
             return Ok(false);
         };
         let finished = sqlx::query(
-            "UPDATE notifications SET state = $4, last_error = $5, attempts = attempts + 1, \
+            "UPDATE notifications SET state = $4, last_error = $5, attempts = attempts + $6, \
              lease_owner = NULL, lease_expires = NULL, \
-             next_attempt_time = coalesce($6, next_attempt_time) \
+             next_attempt_time = coalesce($7, next_attempt_time) \
              WHERE tenant_id = $1 AND id = $2 AND lease_owner = $3",
         )
         .bind(&delivery.tenant_id) // $1
@@ -120,10 +116,53 @@ impl NotificationRepository for PgTx {
         .bind(owner) // $3
         .bind(state) // $4
         .bind(error) // $5
-        .bind(next) // $6
+        .bind(i64::from(attempted)) // $6
+        .bind(next.map(timestamp)) // $7
         .execute(self.scoped(&delivery.tenant_id).await?)
         .await
         .map_err(|e| self.failed(e))?;
         Ok(finished.rows_affected() == 1)
+    }
+
+    async fn notification_settings(
+        &mut self,
+        tenant: &TenantId,
+    ) -> StoreResult<NotificationSettings> {
+        let row: Option<(Vec<String>, OffsetDateTime)> = sqlx::query_as(
+            "SELECT verified_email_domains, update_time FROM notification_settings \
+             WHERE tenant_id = $1",
+        )
+        .bind(tenant)
+        .fetch_optional(self.scoped(tenant).await?)
+        .await
+        .map_err(|e| self.failed(e))?;
+        Ok(
+            row.map_or_else(NotificationSettings::default, |(domains, updated)| {
+                NotificationSettings {
+                    verified_email_domains: domains,
+                    update_time: Some(system_time(updated)),
+                }
+            }),
+        )
+    }
+
+    async fn put_notification_settings(
+        &mut self,
+        tenant: &TenantId,
+        settings: &NotificationSettings,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO notification_settings (tenant_id, verified_email_domains, update_time) \
+             VALUES ($1, $2, $3) ON CONFLICT (tenant_id) DO UPDATE \
+             SET verified_email_domains = excluded.verified_email_domains, \
+             update_time = excluded.update_time",
+        )
+        .bind(tenant)
+        .bind(&settings.verified_email_domains)
+        .bind(settings.update_time.map(timestamp))
+        .execute(self.scoped(tenant).await?)
+        .await
+        .map_err(|e| self.failed(e))?;
+        Ok(())
     }
 }

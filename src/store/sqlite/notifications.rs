@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use sqlx::FromRow;
 
 use super::{SqliteTx, micros, system_time};
-use crate::domain::{Notification, TenantId};
-use crate::store::{Delivery, NotificationRepository, StoreResult};
+use crate::domain::{Notification, NotificationSettings, TenantId};
+use crate::store::{Delivered, Delivery, NotificationRepository, StoreError, StoreResult};
 
 macro_rules! notification_columns {
     () => {
@@ -98,17 +98,13 @@ impl NotificationRepository for SqliteTx {
         &mut self,
         delivery: &Delivery,
         owner: &str,
-        result: Result<(), (&str, Option<SystemTime>)>,
+        outcome: &Delivered<'_>,
     ) -> StoreResult<bool> {
-        let (state, error, next) = match result {
-            Ok(()) => ("SENT", None, None),
-            Err((error, Some(at))) => ("PENDING", Some(error), Some(micros(at))),
-            Err((error, None)) => ("FAILED", Some(error), None),
-        };
+        let (state, error, attempted, next) = outcome.record();
         let finished = sqlx::query(
-            "UPDATE notifications SET state = $4, last_error = $5, attempts = attempts + 1, \
+            "UPDATE notifications SET state = $4, last_error = $5, attempts = attempts + $6, \
              lease_owner = NULL, lease_expires = NULL, \
-             next_attempt_time = coalesce($6, next_attempt_time) \
+             next_attempt_time = coalesce($7, next_attempt_time) \
              WHERE tenant_id = $1 AND id = $2 AND lease_owner = $3",
         )
         .bind(&delivery.tenant_id) // $1
@@ -116,10 +112,55 @@ impl NotificationRepository for SqliteTx {
         .bind(owner) // $3
         .bind(state) // $4
         .bind(error) // $5
-        .bind(next) // $6
+        .bind(i64::from(attempted)) // $6
+        .bind(next.map(micros)) // $7
         .execute(self.conn())
         .await
         .map_err(|e| self.failed(e))?;
         Ok(finished.rows_affected() == 1)
+    }
+
+    async fn notification_settings(
+        &mut self,
+        tenant: &TenantId,
+    ) -> StoreResult<NotificationSettings> {
+        let row: Option<(String, i64)> = sqlx::query_as(
+            "SELECT verified_email_domains, update_time FROM notification_settings \
+             WHERE tenant_id = $1",
+        )
+        .bind(tenant)
+        .fetch_optional(self.conn())
+        .await
+        .map_err(|e| self.failed(e))?;
+        let Some((domains, updated)) = row else {
+            return Ok(NotificationSettings::default());
+        };
+        Ok(NotificationSettings {
+            verified_email_domains: serde_json::from_str(&domains)
+                .map_err(|e| StoreError::corrupt("notification settings", e))?,
+            update_time: Some(system_time(updated)),
+        })
+    }
+
+    async fn put_notification_settings(
+        &mut self,
+        tenant: &TenantId,
+        settings: &NotificationSettings,
+    ) -> StoreResult<()> {
+        let domains = serde_json::to_string(&settings.verified_email_domains)
+            .map_err(|e| StoreError::corrupt("notification settings", e))?;
+        sqlx::query(
+            "INSERT INTO notification_settings (tenant_id, verified_email_domains, update_time) \
+             VALUES ($1, $2, $3) ON CONFLICT (tenant_id) DO UPDATE \
+             SET verified_email_domains = excluded.verified_email_domains, \
+             update_time = excluded.update_time",
+        )
+        .bind(tenant)
+        .bind(domains)
+        .bind(settings.update_time.map(micros))
+        .execute(self.conn())
+        .await
+        .map_err(|e| self.failed(e))?;
+        Ok(())
     }
 }

@@ -303,10 +303,19 @@ async fn start_demo(
         Duration::from_secs(12 * 3600),
     )?;
     let address = listener.local_addr()?;
+    // How grpcurl reaches the server: plaintext, or trusting the CA that signed its
+    // certificate (and presenting a client certificate under mutual TLS).
+    let connect = match &settings.tls {
+        None => "--plaintext",
+        Some(tls) if tls.client_ca.is_some() => {
+            "-cacert <CA of the server> -cert <client cert> -key <client key>"
+        }
+        Some(_) => "-cacert <CA of the server>",
+    };
     println!(
         "\nDemo tenant {tenant:?} is loaded. An admin token, valid 12 hours:\n\n  \
          export TOKEN={token}\n\nTry:\n\n  \
-         grpcurl --plaintext -H \"authorization: Bearer $TOKEN\" \
+         grpcurl {connect} -H \"authorization: Bearer $TOKEN\" \
          -d '{{\"identity\": \"john@contoso.com\"}}' \
          {address} numbers.v1.NumberManagement/GetUser\n\n\
          Litware Mobile, a simulated operator, answers at {endpoint}.\n",

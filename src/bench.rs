@@ -43,13 +43,16 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
 const AFTER_HELP: &str = "\
-Phases, in this order: users (UpsertUser of --users + --latency-calls users), latency \
-(AssignPhoneNumber by one client, one call at a time), assign (a fresh Direct Routing number for \
+Phases, in this order: users (UpsertUser of --users + --latency-calls users, and a tenth of \
+--users more for the warm-up), latency (AssignPhoneNumber by one client, one call at a time), \
+warmup (a tenth as many assignments as assign, at the same concurrency, to users of their own: \
+as pgbench is warmed up before its run), assign (a fresh Direct Routing number for \
 each of --users users; also the rate over each quarter of the calls), get (GetPhoneNumber of \
 random assigned numbers, for --duration), list (ListPhoneNumbers, pages of 100 under a random \
 prefix, for --duration), change (ChangePhoneNumber of half the users to a fresh number), remove \
 (RemovePhoneNumber with remove_all of every user). A phase that needs an earlier phase's data \
-(latency and assign need users; get, list, change and remove need assign) runs it first, \
+(latency and warmup need users, assign needs warmup; get, list, change and remove need assign) \
+runs it first, \
 unreported. Failed calls are reported, by gRPC code, and do not fail the command.";
 
 /// The flags of `numbers bench`.
@@ -156,6 +159,8 @@ pub enum Phase {
     Users,
     /// AssignPhoneNumber, one call at a time.
     Latency,
+    /// AssignPhoneNumber of a tenth as many fresh numbers as assign, to users of their own.
+    Warmup,
     /// AssignPhoneNumber of a fresh number to each user.
     Assign,
     /// GetPhoneNumber of random assigned numbers.
@@ -173,6 +178,7 @@ impl Phase {
         match self {
             Phase::Users => "users",
             Phase::Latency => "latency",
+            Phase::Warmup => "warmup",
             Phase::Assign => "assign",
             Phase::Get => "get",
             Phase::List => "list",
@@ -185,7 +191,8 @@ impl Phase {
     fn needs(self) -> Option<Phase> {
         match self {
             Phase::Users => None,
-            Phase::Latency | Phase::Assign => Some(Phase::Users),
+            Phase::Latency | Phase::Warmup => Some(Phase::Users),
+            Phase::Assign => Some(Phase::Warmup),
             Phase::Get | Phase::List | Phase::Change | Phase::Remove => Some(Phase::Assign),
         }
     }
@@ -281,8 +288,9 @@ async fn measure(
     out: Output,
 ) -> anyhow::Result<()> {
     anyhow::ensure!(
-        args.users + args.latency_calls <= BLOCK as usize,
-        "--users and --latency-calls together must be at most {BLOCK}"
+        args.users + args.latency_calls + warmup_calls(args.users) <= BLOCK as usize,
+        "--users, a tenth of them again (the warm-up) and --latency-calls together must be at \
+         most {BLOCK}"
     );
     let clients = connect(address, token, args.connections).await?;
     let plan = plan(&args.phases);
@@ -346,7 +354,7 @@ async fn run_phase(
             drive(
                 clients,
                 concurrency,
-                Load::Calls(users + args.latency_calls),
+                Load::Calls(users + args.latency_calls + warmup_calls(users)),
                 |mut client, i| async move {
                     let request = pb::UpsertUserRequest {
                         user: Some(pb::User {
@@ -374,6 +382,20 @@ async fn run_phase(
                 Load::Calls(args.latency_calls),
                 move |mut client, i| async move {
                     let request = assign(user(users + i), number(Block::Latency, i));
+                    client.assign_phone_number(request).await.map(drop)
+                },
+            )
+            .await
+        }
+        // The warm-up users follow the latency users.
+        Phase::Warmup => {
+            let first = users + args.latency_calls;
+            drive(
+                clients,
+                concurrency,
+                Load::Calls(warmup_calls(users)),
+                move |mut client, i| async move {
+                    let request = assign(user(first + i), number(Block::Warmup, i));
                     client.assign_phone_number(request).await.map(drop)
                 },
             )
@@ -476,14 +498,22 @@ fn user(i: usize) -> String {
 #[derive(Clone, Copy, Debug)]
 enum Block {
     Latency,
+    Warmup,
     Assign,
     Change,
+}
+
+/// The assignments that warm the server up before the assign phase: a tenth of its own, as
+/// `scripts/bench-ceiling` warms pgbench up.
+fn warmup_calls(users: usize) -> usize {
+    users / 10
 }
 
 /// The `i`th number of `block`, in E.164.
 fn number(block: Block, i: usize) -> String {
     let prefix = match block {
         Block::Latency => "+12062",
+        Block::Warmup => "+12063",
         Block::Assign => "+14252",
         Block::Change => "+14253",
     };
@@ -1114,7 +1144,7 @@ mod tests {
 
     #[test]
     fn every_block_holds_valid_us_numbers() {
-        for block in [Block::Latency, Block::Assign, Block::Change] {
+        for block in [Block::Latency, Block::Warmup, Block::Assign, Block::Change] {
             for i in [0, BLOCK as usize / 2, BLOCK as usize - 1] {
                 let text = number(block, i);
                 let parsed = E164::parse(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
@@ -1130,6 +1160,7 @@ mod tests {
             plan(&[Phase::Remove, Phase::Get]),
             [
                 (Phase::Users, false),
+                (Phase::Warmup, false),
                 (Phase::Assign, false),
                 (Phase::Get, true),
                 (Phase::Remove, true),

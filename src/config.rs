@@ -284,6 +284,8 @@ struct WorkerConfig {
     max_failures: Option<i64>,
     max_pending_hours: Option<u64>,
     request_id_retention_hours: Option<u64>,
+    operation_retention_days: Option<u64>,
+    notification_retention_days: Option<u64>,
 }
 
 impl WorkerConfig {
@@ -316,7 +318,27 @@ impl WorkerConfig {
                 .request_id_retention_hours
                 .map(|h| Duration::from_secs(h.saturating_mul(3600)))
                 .unwrap_or(defaults.request_id_retention),
+            operation_retention: self
+                .operation_retention_days
+                .map(|d| Duration::from_secs(d.saturating_mul(24 * 3600)))
+                .unwrap_or(defaults.operation_retention),
+            notification_retention: self
+                .notification_retention_days
+                .map(|d| Duration::from_secs(d.saturating_mul(24 * 3600)))
+                .unwrap_or(defaults.notification_retention),
         };
+        for (retention, key) in [
+            (settings.operation_retention, "operation_retention_days"),
+            (
+                settings.notification_retention,
+                "notification_retention_days",
+            ),
+        ] {
+            anyhow::ensure!(
+                retention >= Duration::from_secs(24 * 3600),
+                "worker.{key} must be at least 1"
+            );
+        }
         anyhow::ensure!(
             settings.lease >= Duration::from_secs(1),
             "worker.lease_seconds must be at least 1"

@@ -1,6 +1,7 @@
-//! Housekeeping: request ids (AIP-155) are kept for `request_id_retention`, then deleted in
-//! small batches, so the table does not grow for ever. Every replica runs it; deleting a row
-//! twice is harmless.
+//! Housekeeping: request ids (AIP-155), finished operations with their provisioning jobs, and
+//! emails that are done with are kept for their retention ([`WorkerSettings`]), then deleted
+//! oldest first in small batches, so no table grows for ever and no purge holds the database
+//! for long. Every replica runs it; deleting a row twice is harmless. Audit events are kept.
 
 use std::future::Future;
 use std::time::Duration;
@@ -19,19 +20,41 @@ fn purge_interval(retention: Duration) -> Duration {
 }
 
 impl Service {
-    /// Purges expired request ids now and then until `shutdown` completes.
+    /// Purges what has outlived its retention now and then until `shutdown` completes.
     pub async fn run_housekeeping(
         &self,
         settings: &WorkerSettings,
         shutdown: impl Future<Output = ()>,
     ) {
         tokio::pin!(shutdown);
-        let every = purge_interval(settings.request_id_retention);
+        let shortest = settings
+            .request_id_retention
+            .min(settings.operation_retention)
+            .min(settings.notification_retention);
+        let every = purge_interval(shortest);
         loop {
-            match self.purge_request_ids(settings.request_id_retention).await {
-                Ok(0) => {}
-                Ok(purged) => tracing::info!(purged, "expired request ids deleted"),
-                Err(error) => tracing::warn!(%error, "could not delete expired request ids"),
+            for (what, purged) in [
+                (
+                    "expired request ids",
+                    self.purge(Purge::RequestIds, settings.request_id_retention)
+                        .await,
+                ),
+                (
+                    "finished operations",
+                    self.purge(Purge::Operations, settings.operation_retention)
+                        .await,
+                ),
+                (
+                    "delivered emails",
+                    self.purge(Purge::Notifications, settings.notification_retention)
+                        .await,
+                ),
+            ] {
+                match purged {
+                    Ok(0) => {}
+                    Ok(purged) => tracing::info!(purged, "{what} deleted"),
+                    Err(error) => tracing::warn!(%error, "could not delete {what}"),
+                }
             }
             tokio::select! {
                 () = &mut shutdown => break,
@@ -42,13 +65,22 @@ impl Service {
 
     /// Deletes the request ids older than `retention`, answering how many.
     pub async fn purge_request_ids(&self, retention: Duration) -> Result<u64> {
+        self.purge(Purge::RequestIds, retention).await
+    }
+
+    /// Deletes the `what` older than `retention`, in batches, answering how many.
+    async fn purge(&self, what: Purge, retention: Duration) -> Result<u64> {
         let Some(before) = self.now().checked_sub(retention) else {
             return Ok(0);
         };
         let mut purged = 0;
         loop {
             let mut tx = self.store.write().await?;
-            let batch = tx.purge_requests(before, PURGE_BATCH).await?;
+            let batch = match what {
+                Purge::RequestIds => tx.purge_requests(before, PURGE_BATCH).await?,
+                Purge::Operations => tx.purge_operations(before, PURGE_BATCH).await?,
+                Purge::Notifications => tx.purge_notifications(before, PURGE_BATCH).await?,
+            };
             tx.commit().await?;
             purged += batch;
             if batch < PURGE_BATCH as u64 {
@@ -56,6 +88,14 @@ impl Service {
             }
         }
     }
+}
+
+/// What a purge deletes.
+#[derive(Clone, Copy, Debug)]
+enum Purge {
+    RequestIds,
+    Operations,
+    Notifications,
 }
 
 #[cfg(test)]

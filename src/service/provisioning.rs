@@ -46,6 +46,12 @@ pub struct WorkerSettings {
     /// How long a request id is remembered: a retry within it gets the first answer; after it
     /// the request runs again and the id may be used for another request.
     pub request_id_retention: Duration,
+    /// How long a finished operation (and its jobs) is kept after its last change; GetOperation
+    /// answers NOT_FOUND after it.
+    pub operation_retention: Duration,
+    /// How long an email that is done with (sent, failed or skipped) is kept after it was
+    /// queued.
+    pub notification_retention: Duration,
 }
 
 impl Default for WorkerSettings {
@@ -59,6 +65,8 @@ impl Default for WorkerSettings {
             max_failures: 10,
             max_pending: Duration::from_secs(24 * 3600),
             request_id_retention: Duration::from_secs(24 * 3600),
+            operation_retention: Duration::from_secs(30 * 24 * 3600),
+            notification_retention: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }

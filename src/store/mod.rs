@@ -567,6 +567,10 @@ pub trait OperationRepository: Send {
 
     /// How many provisioning jobs are unfinished (for tests and health).
     async fn unfinished_jobs(&mut self) -> StoreResult<i64>;
+
+    /// Deletes up to `limit` finished operations (succeeded or failed) last updated before
+    /// `before`, oldest first, with their jobs; answers how many operations.
+    async fn purge_operations(&mut self, before: SystemTime, limit: i64) -> StoreResult<u64>;
 }
 
 /// The audit trail.
@@ -621,6 +625,10 @@ pub trait NotificationRepository: Send {
         owner: &str,
         outcome: &Delivered<'_>,
     ) -> StoreResult<bool>;
+
+    /// Deletes up to `limit` notifications done with (sent, failed or skipped) and queued
+    /// before `before`, oldest first; answers how many.
+    async fn purge_notifications(&mut self, before: SystemTime, limit: i64) -> StoreResult<u64>;
 
     /// The tenant's notification settings: the defaults (no verified domain) if never set.
     async fn notification_settings(

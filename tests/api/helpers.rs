@@ -227,6 +227,7 @@ impl Default for TestConfig {
                 max_failures: 5,
                 max_pending: Duration::from_secs(60),
                 request_id_retention: Duration::from_secs(3600),
+                ..WorkerSettings::default()
             },
             smtp: None,
             remote: RemoteSettings {

@@ -26,6 +26,7 @@ mod operator_connect;
 mod operators;
 mod processes;
 mod provisioning;
+mod retention;
 mod roles;
 mod store;
 mod tls;

@@ -1007,6 +1007,87 @@ async fn outcomes_count_only_under_a_live_lease(backend: Backend) {
     assert_eq!(read.unfinished_jobs().await.unwrap(), 0);
 }
 
+async fn finished_operations_and_done_emails_are_purged_after_their_retention(backend: Backend) {
+    let (_db, store) = store(backend).await;
+    let (finished, _) = operation_with_jobs(store.as_ref(), 2).await;
+    let jobs = claim(store.as_ref(), "worker", Duration::from_secs(30), 2).await;
+    let now = SystemTime::now();
+    let mut tx = store.write().await.unwrap();
+    for job in &jobs {
+        tx.finish_job(job, "worker", &JobOutcome::Succeeded, now)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        settle(&mut tx, &finished, now).await,
+        OperationState::Succeeded
+    );
+    tx.commit().await.unwrap();
+    let (pending, _) = operation_with_jobs(store.as_ref(), 1).await;
+
+    let email = |to: &str| Notification {
+        id: uuid::Uuid::now_v7().to_string(),
+        recipient: to.to_owned(),
+        subject: "Your phone number is +14255550101".into(),
+        body: "Hello".into(),
+        phone_number: "+14255550101".into(),
+        create_time: now,
+    };
+    let mut tx = store.write().await.unwrap();
+    let changes = Changes {
+        notifications: vec![email("sent@contoso.com"), email("waiting@contoso.com")],
+        ..Changes::default()
+    };
+    tx.apply(T1, &changes).await.unwrap();
+    tx.commit().await.unwrap();
+    let mut tx = store.write().await.unwrap();
+    let claimed = tx
+        .claim_notifications("mailer", now, Duration::from_secs(30), 10)
+        .await
+        .unwrap();
+    let sent = claimed
+        .iter()
+        .find(|d| d.notification.recipient == "sent@contoso.com")
+        .unwrap();
+    assert!(
+        tx.finish_delivery(sent, "mailer", &Delivered::Sent)
+            .await
+            .unwrap()
+    );
+    tx.commit().await.unwrap();
+
+    let purge = |before: SystemTime| {
+        let store = store.clone();
+        async move {
+            let mut tx = store.write().await.unwrap();
+            let operations = tx.purge_operations(before, 10).await.unwrap();
+            let emails = tx.purge_notifications(before, 10).await.unwrap();
+            tx.commit().await.unwrap();
+            (operations, emails)
+        }
+    };
+    // Nothing is older than its retention yet.
+    assert_eq!(purge(now - Duration::from_secs(1)).await, (0, 0));
+    // Later, the finished operation goes with its jobs, and the sent email; what is still
+    // under way stays, however old.
+    assert_eq!(purge(now + Duration::from_secs(3600)).await, (1, 1));
+    let mut read = store.read().await.unwrap();
+    assert!(read.get_operation(T1, &finished).await.unwrap().is_none());
+    let kept = read.get_operation(T1, &pending).await.unwrap().unwrap();
+    assert_eq!(kept.state, OperationState::Pending);
+    assert_eq!(read.unfinished_jobs().await.unwrap(), 1);
+    let emails: Vec<String> = read
+        .notifications(T1, false)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.recipient)
+        .collect();
+    assert_eq!(emails, ["waiting@contoso.com"]);
+    drop(read);
+    assert_eq!(purge(now + Duration::from_secs(3600)).await, (0, 0));
+}
+
 async fn retried_jobs_wait_until_their_next_attempt(backend: Backend) {
     let (_db, store) = store(backend).await;
     let (operation, _) = operation_with_jobs(store.as_ref(), 1).await;
@@ -1348,6 +1429,7 @@ on_both_stores!(
     workers_claiming_at_once_take_different_jobs,
     outcomes_count_only_under_a_live_lease,
     retried_jobs_wait_until_their_next_attempt,
+    finished_operations_and_done_emails_are_purged_after_their_retention,
     writes_happen_only_at_the_version_read,
     emails_are_claimed_under_leases_and_retried,
     notification_settings_are_replaced_per_tenant,

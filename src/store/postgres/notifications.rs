@@ -124,6 +124,20 @@ impl NotificationRepository for PgTx {
         Ok(finished.rows_affected() == 1)
     }
 
+    async fn purge_notifications(&mut self, before: SystemTime, limit: i64) -> StoreResult<u64> {
+        let purged = sqlx::query(
+            "DELETE FROM notifications WHERE (tenant_id, id) IN (\
+             SELECT tenant_id, id FROM notifications WHERE state <> 'PENDING' \
+             AND create_time < $1 ORDER BY create_time LIMIT $2)",
+        )
+        .bind(timestamp(before))
+        .bind(limit)
+        .execute(self.scoped(EVERY_TENANT).await?)
+        .await
+        .map_err(|e| self.failed(e))?;
+        Ok(purged.rows_affected())
+    }
+
     async fn notification_settings(
         &mut self,
         tenant: &TenantId,

@@ -279,4 +279,22 @@ impl OperationRepository for PgTx {
         .await
         .map_err(|e| self.failed(e))?)
     }
+
+    async fn purge_operations(&mut self, before: SystemTime, limit: i64) -> StoreResult<u64> {
+        let purged = sqlx::query(
+            "WITH finished AS (SELECT tenant_id, id FROM operations \
+                 WHERE state IN ('SUCCEEDED', 'FAILED') AND update_time < $1 \
+                 ORDER BY update_time LIMIT $2 FOR UPDATE SKIP LOCKED), \
+             jobs AS (DELETE FROM provisioning_jobs j USING finished f \
+                 WHERE j.tenant_id = f.tenant_id AND j.operation_id = f.id) \
+             DELETE FROM operations o USING finished f \
+             WHERE o.tenant_id = f.tenant_id AND o.id = f.id",
+        )
+        .bind(timestamp(before))
+        .bind(limit)
+        .execute(self.scoped(EVERY_TENANT).await?)
+        .await
+        .map_err(|e| self.failed(e))?;
+        Ok(purged.rows_affected())
+    }
 }

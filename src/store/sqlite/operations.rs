@@ -264,4 +264,33 @@ impl OperationRepository for SqliteTx {
         .await
         .map_err(|e| self.failed(e))?)
     }
+
+    async fn purge_operations(&mut self, before: SystemTime, limit: i64) -> StoreResult<u64> {
+        // The same operations twice: the writer is this transaction's, so nothing changes
+        // between the two statements.
+        let purged = async {
+            sqlx::query(
+                "DELETE FROM provisioning_jobs WHERE (tenant_id, operation_id) IN (\
+                 SELECT tenant_id, id FROM operations \
+                 WHERE state IN ('SUCCEEDED', 'FAILED') AND update_time < $1 \
+                 ORDER BY update_time, id LIMIT $2)",
+            )
+            .bind(micros(before))
+            .bind(limit)
+            .execute(&mut *self.conn())
+            .await?;
+            sqlx::query(
+                "DELETE FROM operations WHERE (tenant_id, id) IN (\
+                 SELECT tenant_id, id FROM operations \
+                 WHERE state IN ('SUCCEEDED', 'FAILED') AND update_time < $1 \
+                 ORDER BY update_time, id LIMIT $2)",
+            )
+            .bind(micros(before))
+            .bind(limit)
+            .execute(&mut *self.conn())
+            .await
+        }
+        .await;
+        Ok(purged.map_err(|e| self.failed(e))?.rows_affected())
+    }
 }

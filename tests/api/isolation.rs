@@ -286,6 +286,72 @@ async fn a_scope_set_in_a_rolled_back_transaction_is_forgotten() {
     assert!(read.get_number(A, "+14255550101").await.unwrap().is_some());
 }
 
+/// The keys and indexes that do not lead with `tenant_id`, on purpose, with the statements
+/// across tenants that need them (docs/scaling.md).
+const ACROSS_TENANTS: [(&str, &str); 7] = [
+    (
+        "phone_numbers_number_in_one_tenant",
+        "a number is in one tenant's inventory at a time: insert_number, numbers_taken",
+    ),
+    (
+        "provisioning_jobs_due",
+        "the provisioning workers' claim_jobs",
+    ),
+    ("notifications_due", "the mail workers' claim_notifications"),
+    (
+        "request_ids_by_create_time",
+        "housekeeping's purge_requests",
+    ),
+    ("operations_finished", "housekeeping's purge_operations"),
+    ("notifications_done", "housekeeping's purge_notifications"),
+    (
+        "server_secrets_pkey",
+        "the replicas' shared secrets, no tenant's data",
+    ),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_key_and_index_leads_with_the_tenant() {
+    let database = TestDatabase::create(Backend::Postgres).await;
+    let _store = PostgresStore::open(&database.url, 1).await.unwrap();
+    let mut owner = sqlx::PgConnection::connect(&database.url).await.unwrap();
+    let indexes: Vec<(String, String)> = sqlx::query_as(
+        "SELECT c.relname::text, pg_get_indexdef(i.indexrelid, 1, true) \
+         FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+         JOIN pg_class t ON t.oid = i.indrelid \
+         WHERE t.relnamespace = current_schema()::regnamespace \
+         AND t.relname <> '_sqlx_migrations' ORDER BY 1",
+    )
+    .fetch_all(&mut owner)
+    .await
+    .unwrap();
+    assert!(indexes.len() > 30, "too few indexes found: {indexes:?}");
+    let foreign_keys: Vec<(String, String)> = sqlx::query_as(
+        "SELECT conname::text, (SELECT attname::text FROM pg_attribute \
+             WHERE attrelid = conrelid AND attnum = conkey[1]) \
+         FROM pg_constraint WHERE contype = 'f' \
+         AND connamespace = current_schema()::regnamespace ORDER BY 1",
+    )
+    .fetch_all(&mut owner)
+    .await
+    .unwrap();
+    assert!(!foreign_keys.is_empty());
+    let mut across = Vec::new();
+    for (name, first) in indexes.iter().chain(&foreign_keys) {
+        if first != "tenant_id" {
+            across.push(name.as_str());
+        }
+    }
+    let mut expected: Vec<&str> = ACROSS_TENANTS.iter().map(|(name, _)| *name).collect();
+    expected.sort_unstable();
+    across.sort_unstable();
+    assert_eq!(
+        across, expected,
+        "a key or index that does not lead with tenant_id: lead with it, or name the query \
+         across tenants that needs it in ACROSS_TENANTS and docs/scaling.md"
+    );
+}
+
 async fn audit_events_are_append_only(backend: Backend) {
     let database = TestDatabase::create(backend).await;
     let store = database.open().await;

@@ -196,7 +196,7 @@ impl OperationRepository for PgTx {
         let rows: Vec<JobRow> = sqlx::query_as(concat!(
             "WITH claimed AS (\
              UPDATE provisioning_jobs SET lease_owner = $1, lease_expires = $2, state = 'RUNNING' \
-             WHERE id IN (SELECT id FROM provisioning_jobs \
+             WHERE (tenant_id, id) IN (SELECT tenant_id, id FROM provisioning_jobs \
              WHERE state IN ('PENDING', 'RUNNING') AND next_attempt_time <= $3 \
              AND (lease_expires IS NULL OR lease_expires <= $3) \
              ORDER BY next_attempt_time LIMIT $4 FOR UPDATE SKIP LOCKED) \
@@ -254,7 +254,8 @@ impl OperationRepository for PgTx {
             "UPDATE provisioning_jobs SET state = $3, reason = $4, ticket = $5, failures = $6, \
              attempts = attempts + 1, next_attempt_time = $7, lease_owner = NULL, \
              lease_expires = NULL, completed_by = $8, update_time = $9 \
-             WHERE id = $1 AND lease_owner = $2 AND state IN ('PENDING', 'RUNNING')",
+             WHERE tenant_id = $10 AND id = $1 AND lease_owner = $2 \
+             AND state IN ('PENDING', 'RUNNING')",
         )
         .bind(id) // $1
         .bind(owner) // $2
@@ -265,6 +266,7 @@ impl OperationRepository for PgTx {
         .bind(timestamp(next)) // $7
         .bind(state.is_final().then_some(owner)) // $8
         .bind(timestamp(now)) // $9
+        .bind(&job.tenant_id) // $10
         .execute(self.scoped(&job.tenant_id).await?)
         .await
         .map_err(|e| self.failed(e))?;

@@ -30,6 +30,7 @@ pub const ROLE_MATRIX: &[(&str, &[Role])] = &[
     ("/numbers.v1.NumberManagement/ListEmergencyLocations",  READERS),
     ("/numbers.v1.NumberManagement/GetPhoneNumber",          READERS),
     ("/numbers.v1.NumberManagement/ListPhoneNumbers",        READERS),
+    ("/numbers.v1.NumberManagement/ExportPhoneNumbers",      READERS),
     ("/numbers.v1.NumberManagement/ListOperators",           READERS),
     ("/numbers.v1.NumberManagement/ListAuditEvents",         READERS),
     ("/numbers.v1.NumberManagement/GetOperation",            READERS),

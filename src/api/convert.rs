@@ -191,6 +191,24 @@ pub(crate) fn civic_address(address: Option<pb::CivicAddress>) -> CivicAddress {
 }
 
 /// Reads the filters of a phone number listing.
+/// The filters of an export, read as ListPhoneNumbers reads its own.
+pub(crate) fn export_filter(
+    request: pb::ExportPhoneNumbersRequest,
+) -> Result<(Option<Identity>, NumberFilter), Error> {
+    number_filter(&pb::ListPhoneNumbersRequest {
+        assigned_to: request.assigned_to,
+        number_type: request.number_type,
+        assignment_status: request.assignment_status,
+        activation_state: request.activation_state,
+        country: request.country,
+        operator_id: request.operator_id,
+        capabilities: request.capabilities,
+        number_prefix: request.number_prefix,
+        emergency_location_id: request.emergency_location_id,
+        ..Default::default()
+    })
+}
+
 pub(crate) fn number_filter(
     request: &pb::ListPhoneNumbersRequest,
 ) -> Result<(Option<Identity>, NumberFilter), Error> {

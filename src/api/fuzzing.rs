@@ -54,7 +54,21 @@ pub fn request(input: &[u8]) {
         pb::GetOperationRequest,
         pb::CreateEmergencyLocationRequest,
         pb::ReleaseNumbersRequest,
+        pb::GetNotificationSettingsRequest,
     );
+    if let Ok(request) = pb::UpdateNotificationSettingsRequest::decode(input)
+        && limits::check(&request).is_ok()
+    {
+        let _ = crate::domain::NotificationSettings::declare(
+            &request.verified_email_domains,
+            std::time::SystemTime::UNIX_EPOCH,
+        );
+    }
+    if let Ok(request) = pb::ExportPhoneNumbersRequest::decode(input)
+        && limits::check(&request).is_ok()
+    {
+        let _ = convert::export_filter(request);
+    }
     if let Ok(request) = pb::UpsertUserRequest::decode(input)
         && limits::check(&request).is_ok()
     {

@@ -4,6 +4,7 @@
 mod access;
 mod auth;
 mod convert;
+mod export;
 #[doc(hidden)]
 pub mod fuzzing;
 mod limits;

@@ -5,6 +5,7 @@ use tonic::{Request, Response, Status};
 
 use super::auth::caller;
 use super::convert;
+use super::export;
 use super::mutation::request_options;
 use super::pagination::PageTokens;
 use crate::domain::{AuditFilter, UserFilter};
@@ -159,6 +160,27 @@ impl NumberManagement for NumberManagementApi {
                 .map(|n| convert::phone_number_out(n, now))
                 .collect(),
         }))
+    }
+
+    type ExportPhoneNumbersStream = export::ExportStream;
+
+    async fn export_phone_numbers(
+        &self,
+        request: Request<pb::ExportPhoneNumbersRequest>,
+    ) -> Answer<Self::ExportPhoneNumbersStream> {
+        let caller = caller(&request)?;
+        let request = request.into_inner();
+        let format = request.format();
+        let (assigned_to, filter) = convert::export_filter(request)?;
+        let chunks = self
+            .service
+            .export_numbers(&caller, assigned_to.as_ref(), filter)
+            .await?;
+        Ok(Response::new(export::messages(
+            chunks,
+            format,
+            self.service.now(),
+        )))
     }
 
     async fn list_operators(

@@ -1,5 +1,8 @@
 //! The tenant's phone number inventory.
 
+use futures::SinkExt as _;
+use futures::channel::mpsc;
+
 use super::directory::user_not_found;
 use super::{Page, PageRequest, Service};
 use crate::auth::Caller;
@@ -43,6 +46,60 @@ impl Service {
         Ok(Page::from_overfetch(numbers, page.size, |n| {
             n.number.canonical()
         }))
+    }
+}
+
+/// Numbers an export reads, and sends, at a time.
+pub const EXPORT_CHUNK: usize = 1000;
+
+impl Service {
+    /// Exports the tenant's numbers matching `filter` (and held by `assigned_to`, who must
+    /// exist), in number order, as they stood when the export began: chunks of up to
+    /// [`EXPORT_CHUNK`] arrive on the returned channel as they are read, an error ends it, and
+    /// reading stops when the receiver is dropped.
+    pub async fn export_numbers(
+        &self,
+        caller: &Caller,
+        assigned_to: Option<&Identity>,
+        mut filter: NumberFilter,
+    ) -> Result<mpsc::Receiver<Result<Vec<PhoneNumber>>>> {
+        // One snapshot for the whole export: keyset pages of one read-only transaction.
+        let mut tx = self.store.snapshot().await?;
+        if let Some(identity) = assigned_to {
+            let user = tx
+                .find_user(&caller.tenant_id, identity)
+                .await?
+                .ok_or_else(|| user_not_found(identity))?;
+            filter.assigned_to = Some(user.id);
+        }
+        let (mut chunks, received) = mpsc::channel(1);
+        let tenant = caller.tenant_id.clone();
+        tokio::spawn(async move {
+            let mut after: Option<String> = None;
+            loop {
+                let chunk = tx
+                    .list_numbers(&tenant, &filter, after.as_deref(), EXPORT_CHUNK)
+                    .await
+                    .map_err(Error::from);
+                let (last, more) = match &chunk {
+                    Ok(numbers) => (
+                        numbers.last().map(|n| n.number.canonical()),
+                        numbers.len() == EXPORT_CHUNK,
+                    ),
+                    Err(_) => (None, false),
+                };
+                if matches!(&chunk, Ok(numbers) if numbers.is_empty()) {
+                    break;
+                }
+                if chunks.send(chunk).await.is_err() || !more {
+                    break;
+                }
+                after = last;
+            }
+            // Read-only: ending it is all that is left.
+            drop(tx);
+        });
+        Ok(received)
     }
 }
 

@@ -23,6 +23,7 @@ mod provisioning;
 
 pub use acquisition::{AcquireRequest, MAX_NUMBERS_PER_REQUEST, Numbers, Released};
 pub use assignment::{AssignRequest, Assigned, ChangeRequest, Changed, RemoveRequest, Removed};
+pub use inventory::EXPORT_CHUNK;
 pub use locations::LocationUpdate;
 use notifications::EmailRate;
 pub use notifications::{Mailer, SmtpSettings, SmtpTls};

@@ -186,6 +186,10 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// they run concurrently and conflict on row locks and constraints.
     async fn write(&self) -> StoreResult<Tx>;
 
+    /// Starts a read-only transaction whose statements all see the database as it was at the
+    /// first of them: for reads of many statements that must agree, such as an export.
+    async fn snapshot(&self) -> StoreResult<Tx>;
+
     /// Checks the database answers (for health checks).
     async fn ping(&self) -> StoreResult<()>;
 

@@ -14,6 +14,7 @@ mod audit;
 mod auth;
 mod cli;
 mod emergency;
+mod export;
 mod fuzz_corpora;
 mod health;
 mod isolation;

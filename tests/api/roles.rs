@@ -35,6 +35,7 @@ const EXPECTED: &[(&str, &str)] = &[
     ("NumberManagement/ListOperators", "AHR"),
     ("NumberManagement/ListAuditEvents", "AHR"),
     ("NumberManagement/GetOperation", "AHR"),
+    ("NumberManagement/ExportPhoneNumbers", "AHR"),
     ("NumberManagement/GetNotificationSettings", "AHR"),
     ("NumberManagement/AssignPhoneNumber", "AH"),
     ("NumberManagement/ChangePhoneNumber", "AH"),

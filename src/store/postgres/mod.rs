@@ -243,6 +243,16 @@ impl Store for PostgresStore {
         }))
     }
 
+    async fn snapshot(&self) -> StoreResult<Tx> {
+        Ok(Box::new(PgTx {
+            session: Session::begin(
+                &self.pool,
+                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+            )
+            .await?,
+        }))
+    }
+
     async fn shared_secret(&self, name: &str, generated: &[u8]) -> StoreResult<Vec<u8>> {
         // Two statements: a replica that lost the race reads the winner's secret.
         let mut session = Session::lend(&self.pool).await?;

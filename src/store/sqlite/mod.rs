@@ -119,6 +119,15 @@ impl Store for SqliteStore {
         }))
     }
 
+    async fn snapshot(&self) -> StoreResult<Tx> {
+        // In WAL mode a reader's transaction keeps the snapshot of its first read.
+        Ok(Box::new(SqliteTx {
+            session: Session::begin(&self.readers, "BEGIN").await?,
+            wakeups: self.wakeups.clone(),
+            wrote: Vec::new(),
+        }))
+    }
+
     async fn shared_secret(&self, name: &str, generated: &[u8]) -> StoreResult<Vec<u8>> {
         // Two statements: a replica that lost the race reads the winner's secret.
         let mut session = Session::lend(&self.writer).await?;

@@ -49,9 +49,11 @@ warmup (a tenth as many assignments as assign, at the same concurrency, to users
 as pgbench is warmed up before its run), assign (a fresh Direct Routing number for \
 each of --users users; also the rate over each quarter of the calls), get (GetPhoneNumber of \
 random assigned numbers, for --duration), list (ListPhoneNumbers, pages of 100 under a random \
-prefix, for --duration), change (ChangePhoneNumber of half the users to a fresh number), remove \
+prefix, for --duration), export (ExportPhoneNumbers of the whole inventory, one at a time, for \
+--duration; also the numbers streamed per second), change (ChangePhoneNumber of half the users to a fresh number), remove \
 (RemovePhoneNumber with remove_all of every user). A phase that needs an earlier phase's data \
-(latency and warmup need users, assign needs warmup; get, list, change and remove need assign) \
+(latency and warmup need users, assign needs warmup; get, list, export, change and remove need \
+assign) \
 runs it first, \
 unreported. Failed calls are reported, by gRPC code, and do not fail the command.";
 
@@ -167,6 +169,8 @@ pub enum Phase {
     Get,
     /// ListPhoneNumbers under random prefixes.
     List,
+    /// ExportPhoneNumbers of the whole inventory, one export at a time.
+    Export,
     /// ChangePhoneNumber of half the users.
     Change,
     /// RemovePhoneNumber (remove_all) of every user.
@@ -183,6 +187,7 @@ impl Phase {
             Phase::Get => "get",
             Phase::List => "list",
             Phase::Change => "change",
+            Phase::Export => "export",
             Phase::Remove => "remove",
         }
     }
@@ -193,7 +198,9 @@ impl Phase {
             Phase::Users => None,
             Phase::Latency | Phase::Warmup => Some(Phase::Users),
             Phase::Assign => Some(Phase::Warmup),
-            Phase::Get | Phase::List | Phase::Change | Phase::Remove => Some(Phase::Assign),
+            Phase::Get | Phase::List | Phase::Export | Phase::Change | Phase::Remove => {
+                Some(Phase::Assign)
+            }
         }
     }
 }
@@ -316,7 +323,7 @@ async fn measure(
     }
     for (phase, reported) in plan {
         let concurrency = match phase {
-            Phase::Latency => 1,
+            Phase::Latency | Phase::Export => 1,
             Phase::Get | Phase::List => args.read_concurrency,
             _ => args.concurrency,
         };
@@ -427,6 +434,30 @@ async fn run_phase(
                 },
             )
             .await
+        }
+        // The whole inventory, again and again, counting the numbers streamed.
+        Phase::Export => {
+            let exported = Arc::new(AtomicUsize::new(0));
+            let counted = exported.clone();
+            let mut outcome = drive(
+                clients,
+                concurrency,
+                Load::For(args.duration),
+                move |mut client, _| {
+                    let counted = counted.clone();
+                    async move {
+                        let request = pb::ExportPhoneNumbersRequest::default();
+                        let mut stream = client.export_phone_numbers(request).await?.into_inner();
+                        while let Some(message) = stream.message().await? {
+                            counted.fetch_add(message.phone_numbers.len(), Ordering::Relaxed);
+                        }
+                        Ok(())
+                    }
+                },
+            )
+            .await;
+            outcome.items = exported.load(Ordering::Relaxed);
+            outcome
         }
         // The numbers that share all but the last three digits of a random assigned one: up to
         // a thousand, so every page is full once there are enough users.
@@ -607,6 +638,8 @@ struct Outcome {
     finished: Vec<Duration>,
     /// Failed calls by gRPC code: how many, and the first one's message.
     errors: BTreeMap<String, (usize, String)>,
+    /// Items the calls streamed (the export phase's numbers).
+    items: usize,
 }
 
 impl Outcome {
@@ -778,6 +811,11 @@ impl Report<'_> {
         self.calls() as f64 / self.outcome.elapsed.as_secs_f64()
     }
 
+    /// Items streamed per second of the phase.
+    fn items_per_second(&self) -> f64 {
+        self.outcome.items as f64 / self.outcome.elapsed.as_secs_f64().max(f64::EPSILON)
+    }
+
     /// The latency at quantile `q` in milliseconds (nearest rank), 0 without calls.
     fn percentile_ms(&self, q: f64) -> f64 {
         let sorted = &self.outcome.latencies;
@@ -827,6 +865,9 @@ impl Report<'_> {
             text += &format!("  {server:>18.0} {database:>3.0} {client:>6.0}");
         }
         let indent = "\n         ";
+        if self.outcome.items > 0 {
+            text += &format!("{indent}numbers/s: {:.0}", self.items_per_second());
+        }
         if self.phase == Phase::Assign && !self.quarter_rates().is_empty() {
             let rates: Vec<_> = self
                 .quarter_rates()
@@ -874,6 +915,9 @@ impl Report<'_> {
             "p99_ms": ms(0.99),
             "max_ms": ms(1.0),
         });
+        if self.outcome.items > 0 {
+            json["items_per_second"] = round(self.items_per_second()).into();
+        }
         if self.phase == Phase::Assign {
             json["rate_by_quarter"] = self.quarter_rates().into_iter().map(round).collect();
         }

@@ -245,9 +245,13 @@ impl Store for PostgresStore {
 
     async fn snapshot(&self) -> StoreResult<Tx> {
         Ok(Box::new(PgTx {
+            // Its statements are planned for their values: an export's keyset pages have to
+            // come through the primary key in order, which a generic plan of a page (made for
+            // any limit and any starting point) does not do once the tenant is large.
             session: Session::begin(
                 &self.pool,
-                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; \
+                 SET LOCAL plan_cache_mode = force_custom_plan",
             )
             .await?,
         }))

@@ -114,7 +114,7 @@ pub struct BenchArgs {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "users,latency,assign,get,list,change,remove"
+        default_value = "users,latency,assign,get,list,export,change,remove"
     )]
     pub phases: Vec<Phase>,
 

@@ -919,7 +919,7 @@ fn bench_runs_every_phase_cleanly(store: &str) {
     assert_eq!(
         names,
         [
-            "users", "latency", "assign", "get", "list", "change", "remove"
+            "users", "latency", "assign", "get", "list", "export", "change", "remove"
         ]
         .map(Some),
         "{finished:?}"

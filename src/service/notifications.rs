@@ -354,6 +354,9 @@ enum Attempt {
     Tried(std::result::Result<(), SendError>),
 }
 
+/// Tenants tracked before the buckets of those that sent nothing lately are dropped.
+const TRACKED_TENANTS: usize = 10_000;
+
 /// Limits how many emails each tenant's users are sent an hour; an hour's worth may go at once.
 /// Each replica counts its own sending.
 #[derive(Clone, Debug)]
@@ -373,6 +376,9 @@ impl EmailRate {
         let Some(limiter) = &self.0 else {
             return Ok(());
         };
+        if limiter.len() > TRACKED_TENANTS {
+            limiter.retain_recent();
+        }
         limiter
             .check_key(&tenant.to_owned())
             .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))

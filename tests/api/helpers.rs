@@ -459,6 +459,27 @@ impl TestApp {
         tx.commit().await.expect("commit");
     }
 
+    /// Waits (at most 10 s) until the mail worker has handled every email of `tenant`.
+    pub async fn until_no_email_pending(&self, tenant: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut read = self.store.read().await.expect("read");
+            if read
+                .notifications(tenant, true)
+                .await
+                .expect("notifications")
+                .is_empty()
+            {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "an email was never handled"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Creates a user through the API and returns it.
     pub async fn user(
         &self,

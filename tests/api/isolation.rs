@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use number_management::domain::{
-    AuditAction, AuditEvent, CivicAddress, Job, License, Notification, NotificationSettings,
-    NumberType, Operation, OperationState, OperatorConsent, ProvisioningAction, TargetKind,
-    UserUpsert, ValidationStatus, validate_address,
+    AuditAction, AuditEvent, Job, License, Notification, NotificationSettings, NumberType,
+    Operation, OperationState, OperatorConsent, ProvisioningAction, TargetKind, UserUpsert,
+    ValidationStatus,
 };
 use number_management::store::{Changes, NewOperation, PostgresStore, Store};
 use serde_json::json;
@@ -64,17 +64,7 @@ async fn populate(store: &dyn Store, tenant: &str, phone_number: &str) {
     )
     .unwrap();
     tx.upsert_user(tenant, &user, &user_id, now).await.unwrap();
-    let address = CivicAddress {
-        company_name: "Contoso".into(),
-        house_number: "1".into(),
-        street_name: "Microsoft Way".into(),
-        city: "Redmond".into(),
-        state_or_province: "WA".into(),
-        postal_code: "98052".into(),
-        country: "US".into(),
-        ..Default::default()
-    };
-    let location = validate_address(&address, "HQ").unwrap();
+    let location = crate::store::redmond("HQ");
     tx.insert_location(tenant, &uuid(), &location, ValidationStatus::Validated, now)
         .await
         .unwrap();

@@ -227,38 +227,7 @@ async fn emails_wait_for_a_server_that_is_down(backend: Backend) {
 async fn without_a_server_emails_go_to_the_log(backend: Backend) {
     let app = TestApp::spawn_demo(backend).await;
     assign(&app, "john@contoso.com", "+14255550101", None).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let mut read = app.store.read().await.unwrap();
-        if read
-            .notifications("contoso", true)
-            .await
-            .unwrap()
-            .is_empty()
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the email was never handled");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Waits until no email of the demo tenant is pending.
-async fn until_none_pending(app: &TestApp) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let mut read = app.store.read().await.unwrap();
-        if read
-            .notifications("contoso", true)
-            .await
-            .unwrap()
-            .is_empty()
-        {
-            return;
-        }
-        assert!(Instant::now() < deadline, "an email was never handled");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    app.until_no_email_pending("contoso").await;
 }
 
 async fn emails_go_only_to_the_tenants_verified_domains(backend: Backend) {
@@ -276,7 +245,7 @@ async fn emails_go_only_to_the_tenants_verified_domains(backend: Backend) {
     app.user("contoso", "eve@contoso.com.phish.example", "Eve", "US")
         .await;
     assign(&app, "eve@contoso.com.phish.example", "+14255550102", None).await;
-    until_none_pending(&app).await;
+    app.until_no_email_pending("contoso").await;
     assign(&app, "john@contoso.com", "+14255550101", None).await;
     let messages = smtp.wait_for(1, Duration::from_secs(20)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -303,7 +272,7 @@ async fn emails_go_only_to_the_tenants_verified_domains(backend: Backend) {
         .await
         .unwrap();
     assign(&app, "jack@contoso.com", "+14255550105", None).await;
-    until_none_pending(&app).await;
+    app.until_no_email_pending("contoso").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         smtp.messages().len(),

@@ -253,7 +253,7 @@ async fn users_list_in_order_with_prefix_search(backend: Backend) {
     );
 }
 
-fn redmond(description: &str) -> number_management::domain::NewEmergencyLocation {
+pub fn redmond(description: &str) -> number_management::domain::NewEmergencyLocation {
     validate_address(
         &CivicAddress {
             company_name: "Contoso".into(),

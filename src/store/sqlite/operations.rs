@@ -266,31 +266,37 @@ impl OperationRepository for SqliteTx {
     }
 
     async fn purge_operations(&mut self, before: SystemTime, limit: i64) -> StoreResult<u64> {
-        // The same operations twice: the writer is this transaction's, so nothing changes
-        // between the two statements.
-        let purged = async {
-            sqlx::query(
-                "DELETE FROM provisioning_jobs WHERE (tenant_id, operation_id) IN (\
-                 SELECT tenant_id, id FROM operations \
+        // The oldest finished operations, named twice: jobs first, then their operations. The
+        // writer is this transaction's, so the two statements find the same ones.
+        macro_rules! finished {
+            () => {
+                "SELECT tenant_id, id FROM operations \
                  WHERE state IN ('SUCCEEDED', 'FAILED') AND update_time < $1 \
-                 ORDER BY update_time, id LIMIT $2)",
-            )
-            .bind(micros(before))
-            .bind(limit)
-            .execute(&mut *self.conn())
-            .await?;
-            sqlx::query(
-                "DELETE FROM operations WHERE (tenant_id, id) IN (\
-                 SELECT tenant_id, id FROM operations \
-                 WHERE state IN ('SUCCEEDED', 'FAILED') AND update_time < $1 \
-                 ORDER BY update_time, id LIMIT $2)",
-            )
-            .bind(micros(before))
-            .bind(limit)
-            .execute(&mut *self.conn())
-            .await
+                 ORDER BY update_time, id LIMIT $2"
+            };
         }
-        .await;
-        Ok(purged.map_err(|e| self.failed(e))?.rows_affected())
+        let mut purged = 0;
+        for statement in [
+            concat!(
+                "DELETE FROM provisioning_jobs WHERE (tenant_id, operation_id) IN (",
+                finished!(),
+                ")"
+            ),
+            concat!(
+                "DELETE FROM operations WHERE (tenant_id, id) IN (",
+                finished!(),
+                ")"
+            ),
+        ] {
+            let deleted = sqlx::query(statement)
+                .bind(micros(before))
+                .bind(limit)
+                .execute(self.conn())
+                .await
+                .map_err(|e| self.failed(e))?;
+            purged = deleted.rows_affected();
+        }
+        // The last statement's count: the operations.
+        Ok(purged)
     }
 }

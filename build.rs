@@ -21,6 +21,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Type names (`prost::Name`) let the API find each request's descriptor for its limits.
     let mut config = tonic_prost_build::Config::new();
     config.enable_type_names();
+    // google.rpc.Status (a bulk item's result) is tonic-types' own.
+    config.extern_path(".google.rpc", "::tonic_types::pb");
     tonic_prost_build::configure().compile_fds_with_config(descriptors, config)?;
     println!("cargo:rerun-if-changed=proto");
     Ok(())

@@ -144,6 +144,15 @@ impl Application {
             );
             async move { service.run_provisioning(&owner, &settings, until).await }
         });
+        let bulk = tokio::spawn({
+            let (service, settings, owner, until) = (
+                service.clone(),
+                worker.clone(),
+                owner.clone(),
+                until_stopped(),
+            );
+            async move { service.run_bulk(&owner, &settings, until).await }
+        });
         let mail = tokio::spawn({
             let (service, settings, until) = (service.clone(), worker.clone(), until_stopped());
             async move {
@@ -169,7 +178,7 @@ impl Application {
             },
         )
         .await;
-        let _ = tokio::join!(provisioning, mail, housekeeping);
+        let _ = tokio::join!(provisioning, bulk, mail, housekeeping);
         if let Some(simulator) = simulator {
             let _ = simulator.stop().await;
         }

@@ -141,7 +141,7 @@ pub struct OperatorCaller {
 
 /// The authenticated caller of a request in a tenant. A handler finds one in its request only
 /// once the role matrix (`api::access`) allowed the caller's role to call the method.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Caller {
     /// The tenant whose records the caller works with.
     pub tenant_id: String,

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::ValueEnum as _;
 use clap::builder::RangedU64ValueParser;
+use futures::StreamExt as _;
 use sqlx::Connection as _;
 use tonic::Status;
 use tonic::metadata::{Ascii, MetadataValue};
@@ -32,6 +33,7 @@ use tonic_health::pb::health_client::HealthClient;
 use crate::auth::{Role, SigningKey};
 use crate::proto::v1 as pb;
 use crate::proto::v1::number_management_client::NumberManagementClient;
+use crate::service::MAX_BULK_ITEMS;
 
 /// The tenant of the server the bench starts.
 const TENANT: &str = "bench";
@@ -51,10 +53,12 @@ each of --users users; also the rate over each quarter of the calls), get (GetPh
 random assigned numbers, for --duration), list (ListPhoneNumbers, pages of 100 under a random \
 prefix, for --duration), export (ExportPhoneNumbers of the whole inventory, one at a time, for \
 --duration; also the numbers streamed per second), change (ChangePhoneNumber of half the users to a fresh number), remove \
-(RemovePhoneNumber with remove_all of every user). A phase that needs an earlier phase's data \
+(RemovePhoneNumber with remove_all of every user), bulk-users (BulkUpsertUsers of --users \
+users of its own, in calls of up to 100,000 items, each timed until its operation ended; also \
+the items per second), bulk-assign (BulkAssignPhoneNumbers of a fresh Direct Routing number to \
+each of those users, likewise). A phase that needs an earlier phase's data \
 (latency and warmup need users, assign needs warmup; get, list, export, change and remove need \
-assign) \
-runs it first, \
+assign; bulk-assign needs bulk-users) runs it first, \
 unreported. Failed calls are reported, by gRPC code, and do not fail the command.";
 
 /// The flags of `numbers bench`.
@@ -114,7 +118,7 @@ pub struct BenchArgs {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "users,latency,assign,get,list,export,change,remove"
+        default_value = "users,latency,assign,get,list,export,change,remove,bulk-users,bulk-assign"
     )]
     pub phases: Vec<Phase>,
 
@@ -175,6 +179,10 @@ pub enum Phase {
     Change,
     /// RemovePhoneNumber (remove_all) of every user.
     Remove,
+    /// BulkUpsertUsers of users of its own.
+    BulkUsers,
+    /// BulkAssignPhoneNumbers of a fresh number to each bulk user.
+    BulkAssign,
 }
 
 impl Phase {
@@ -189,13 +197,16 @@ impl Phase {
             Phase::Change => "change",
             Phase::Export => "export",
             Phase::Remove => "remove",
+            Phase::BulkUsers => "bulk-users",
+            Phase::BulkAssign => "bulk-assign",
         }
     }
 
     /// The earlier phase whose data this one works on.
     fn needs(self) -> Option<Phase> {
         match self {
-            Phase::Users => None,
+            Phase::Users | Phase::BulkUsers => None,
+            Phase::BulkAssign => Some(Phase::BulkUsers),
             Phase::Latency | Phase::Warmup => Some(Phase::Users),
             Phase::Assign => Some(Phase::Warmup),
             Phase::Get | Phase::List | Phase::Export | Phase::Change | Phase::Remove => {
@@ -323,7 +334,7 @@ async fn measure(
     }
     for (phase, reported) in plan {
         let concurrency = match phase {
-            Phase::Latency | Phase::Export => 1,
+            Phase::Latency | Phase::Export | Phase::BulkUsers | Phase::BulkAssign => 1,
             Phase::Get | Phase::List => args.read_concurrency,
             _ => args.concurrency,
         };
@@ -516,7 +527,115 @@ async fn run_phase(
             )
             .await
         }
+        Phase::BulkUsers => {
+            bulk(clients, users, |mut client, items| async move {
+                let messages = messages(items, |i| pb::UpsertUserRequest {
+                    user: Some(pb::User {
+                        user_principal_name: bulk_user(i),
+                        usage_location: "US".into(),
+                        licenses: vec![pb::user::License::PhoneSystem as i32],
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                })
+                .map(|items| pb::BulkUpsertUsersRequest {
+                    items,
+                    ..Default::default()
+                });
+                client.bulk_upsert_users(messages).await
+            })
+            .await
+        }
+        Phase::BulkAssign => {
+            bulk(clients, users, |mut client, items| async move {
+                let messages = messages(items, |i| pb::AssignPhoneNumberRequest {
+                    notify_user: Some(false),
+                    ..assign(bulk_user(i), number(Block::Bulk, i))
+                })
+                .map(|items| pb::BulkAssignPhoneNumbersRequest {
+                    items,
+                    ..Default::default()
+                });
+                client.bulk_assign_phone_numbers(messages).await
+            })
+            .await
+        }
     }
+}
+
+/// Items in one message of a bulk call, as the API takes at most.
+const BULK_MESSAGE: usize = 1000;
+
+/// The items of `range`, made by `item`, in messages of [`BULK_MESSAGE`], made as sent.
+fn messages<T>(
+    range: std::ops::Range<usize>,
+    item: impl Fn(usize) -> T,
+) -> impl futures::Stream<Item = Vec<T>> {
+    let starts: Vec<usize> = range.clone().step_by(BULK_MESSAGE).collect();
+    futures::stream::iter(starts.into_iter().map(move |start| {
+        (start..(start + BULK_MESSAGE).min(range.end))
+            .map(&item)
+            .collect()
+    }))
+}
+
+/// Runs `users` items as bulk calls of up to [`MAX_BULK_ITEMS`] each, one after another, each
+/// until its operation ended: one call of the phase per bulk call, its latency from sending to
+/// the end of its operation. A call with failed items counts as failed.
+async fn bulk<F, Fut>(clients: &[Client], users: usize, call: F) -> Outcome
+where
+    F: Fn(Client, std::ops::Range<usize>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<tonic::Response<pb::Operation>, Status>> + Send,
+{
+    let calls = users.div_ceil(MAX_BULK_ITEMS);
+    let mut outcome = drive(&clients[..1], 1, Load::Calls(calls), move |client, i| {
+        let items = i * MAX_BULK_ITEMS..((i + 1) * MAX_BULK_ITEMS).min(users);
+        let started = call(client.clone(), items);
+        async move {
+            let operation = started.await?.into_inner();
+            ended(client, operation.id).await
+        }
+    })
+    .await;
+    outcome.items = users;
+    outcome
+}
+
+/// Waits until the bulk operation `id` ended; an error when one of its items failed.
+async fn ended(mut client: Client, id: String) -> Result<(), Status> {
+    loop {
+        let operation = client
+            .get_operation(pb::GetOperationRequest {
+                id: id.clone(),
+                failed_only: true,
+                page_size: 1,
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        match operation.state() {
+            pb::operation::State::Succeeded => return Ok(()),
+            pb::operation::State::Failed => {
+                let first = operation.results.first().and_then(|r| r.status.clone());
+                return Err(Status::new(
+                    first
+                        .as_ref()
+                        .map_or(tonic::Code::Unknown, |s| s.code.into()),
+                    format!(
+                        "{}; the first: {}",
+                        operation.error,
+                        first.map(|s| s.message).unwrap_or_default()
+                    ),
+                ));
+            }
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// The `i`th bulk user's principal name.
+fn bulk_user(i: usize) -> String {
+    format!("b{i:06}@bench.example")
 }
 
 /// The `i`th user's principal name.
@@ -532,6 +651,7 @@ enum Block {
     Warmup,
     Assign,
     Change,
+    Bulk,
 }
 
 /// The assignments that warm the server up before the assign phase: a tenth of its own, as
@@ -547,6 +667,7 @@ fn number(block: Block, i: usize) -> String {
         Block::Warmup => "+12063",
         Block::Assign => "+14252",
         Block::Change => "+14253",
+        Block::Bulk => "+14254",
     };
     format!("{prefix}{i:06}")
 }
@@ -866,7 +987,11 @@ impl Report<'_> {
         }
         let indent = "\n         ";
         if self.outcome.items > 0 {
-            text += &format!("{indent}numbers/s: {:.0}", self.items_per_second());
+            let what = match self.phase {
+                Phase::Export => "numbers",
+                _ => "items",
+            };
+            text += &format!("{indent}{what}/s: {:.0}", self.items_per_second());
         }
         if self.phase == Phase::Assign && !self.quarter_rates().is_empty() {
             let rates: Vec<_> = self
@@ -1188,7 +1313,13 @@ mod tests {
 
     #[test]
     fn every_block_holds_valid_us_numbers() {
-        for block in [Block::Latency, Block::Warmup, Block::Assign, Block::Change] {
+        for block in [
+            Block::Latency,
+            Block::Warmup,
+            Block::Assign,
+            Block::Change,
+            Block::Bulk,
+        ] {
             for i in [0, BLOCK as usize / 2, BLOCK as usize - 1] {
                 let text = number(block, i);
                 let parsed = E164::parse(&text).unwrap_or_else(|e| panic!("{text}: {e}"));

@@ -279,6 +279,7 @@ struct WorkerConfig {
     lease_seconds: Option<u64>,
     poll_interval_ms: Option<u64>,
     batch: Option<usize>,
+    bulk_concurrency: Option<usize>,
     backoff_base_ms: Option<u64>,
     backoff_max_seconds: Option<u64>,
     max_failures: Option<i64>,
@@ -301,6 +302,7 @@ impl WorkerConfig {
                 .map(Duration::from_millis)
                 .unwrap_or(defaults.idle_poll),
             batch: self.batch.unwrap_or(defaults.batch),
+            bulk_concurrency: self.bulk_concurrency.unwrap_or(defaults.bulk_concurrency),
             backoff_base: self
                 .backoff_base_ms
                 .map(Duration::from_millis)
@@ -344,6 +346,10 @@ impl WorkerConfig {
             "worker.lease_seconds must be at least 1"
         );
         anyhow::ensure!(settings.batch >= 1, "worker.batch must be at least 1");
+        anyhow::ensure!(
+            settings.bulk_concurrency >= 1,
+            "worker.bulk_concurrency must be at least 1"
+        );
         anyhow::ensure!(
             settings.request_id_retention >= Duration::from_secs(3600),
             "worker.request_id_retention_hours must be at least 1"

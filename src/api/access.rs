@@ -46,6 +46,10 @@ pub const ROLE_MATRIX: &[(&str, &[Role])] = &[
     ("/numbers.v1.NumberManagement/EnableOperator",          ADMINS),
     ("/numbers.v1.NumberManagement/DisableOperator",         ADMINS),
     ("/numbers.v1.NumberManagement/UpdateNotificationSettings", ADMINS),
+    ("/numbers.v1.NumberManagement/BulkUpsertUsers",         ADMINS),
+    ("/numbers.v1.NumberManagement/BulkAssignPhoneNumbers",  ADMINS),
+    ("/numbers.v1.NumberManagement/BulkRemovePhoneNumbers",  ADMINS),
+    ("/numbers.v1.NumberManagement/BulkUpdateEmergencyLocations", ADMINS),
     ("/numbers.v1.OperatorConnect/UploadNumbers",            OPERATORS),
     ("/numbers.v1.OperatorConnect/ReleaseNumbers",           OPERATORS),
 ];

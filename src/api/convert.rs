@@ -11,12 +11,13 @@ use prost_types::Timestamp;
 use crate::domain::{
     ActivationMode, ActivationState, AssignmentCategory, AssignmentStatus, AuditAction, AuditEvent,
     Block, Capabilities, Capability, CivicAddress, Country, E164, EmergencyLocation, Identity,
-    License, Licenses, NotificationSettings, NumberFilter, NumberType, Operation, OperationState,
-    PhoneNumber, ProvisioningAction, TargetKind, User, UserUpsert, ValidationStatus,
+    ItemOutcome, ItemResult, License, Licenses, NotificationSettings, NumberFilter, NumberType,
+    Operation, OperationState, PhoneNumber, ProvisioningAction, TargetKind, User, UserUpsert,
+    ValidationStatus,
 };
 use crate::error::{Error, FieldViolation, Reason};
 use crate::proto::v1 as pb;
-use crate::service::{TenantOperator, Upload};
+use crate::service::{AssignRequest, LocationUpdate, RemoveRequest, TenantOperator, Upload};
 
 // ---- inbound ---------------------------------------------------------------------------------
 
@@ -644,6 +645,10 @@ fn audit_action(action: AuditAction) -> pb::AuditAction {
         AuditAction::ProvisioningSucceeded => pb::AuditAction::ProvisioningSucceeded,
         AuditAction::ProvisioningFailed => pb::AuditAction::ProvisioningFailed,
         AuditAction::UpdateNotificationSettings => pb::AuditAction::UpdateNotificationSettings,
+        AuditAction::BulkUpsertUsers => pb::AuditAction::BulkUpsertUsers,
+        AuditAction::BulkAssignPhoneNumbers => pb::AuditAction::BulkAssignPhoneNumbers,
+        AuditAction::BulkRemovePhoneNumbers => pb::AuditAction::BulkRemovePhoneNumbers,
+        AuditAction::BulkUpdateEmergencyLocations => pb::AuditAction::BulkUpdateEmergencyLocations,
     }
 }
 
@@ -681,6 +686,9 @@ pub(crate) fn operation(operation: Operation) -> pb::Operation {
         error: operation.error.unwrap_or_default(),
         create_time: timestamp(operation.create_time),
         update_time: timestamp(operation.update_time),
+        progress: None,
+        results: Vec::new(),
+        next_page_token: String::new(),
     }
 }
 
@@ -710,4 +718,101 @@ fn json_value(value: serde_json::Value) -> prost_types::Value {
         }),
     };
     prost_types::Value { kind: Some(kind) }
+}
+
+/// What an AssignPhoneNumber (or an item of a bulk one) asks.
+pub(crate) fn assign_request(
+    request: &pb::AssignPhoneNumberRequest,
+) -> Result<AssignRequest, Error> {
+    Ok(AssignRequest {
+        identity: identity("identity", &request.identity)?,
+        number: phone_number("phone_number", &request.phone_number)?,
+        number_type: number_type("phone_number_type", request.phone_number_type)?,
+        emergency_location_id: optional_id(&request.emergency_location_id),
+        category: category("assignment_category", request.assignment_category)?,
+        notify_user: request.notify_user.unwrap_or(true),
+    })
+}
+
+/// What a RemovePhoneNumber (or an item of a bulk one) asks.
+pub(crate) fn remove_request(
+    request: &pb::RemovePhoneNumberRequest,
+) -> Result<RemoveRequest, Error> {
+    let number = match (request.phone_number.trim(), request.remove_all) {
+        ("", true) => None,
+        ("", false) => {
+            return Err(Error::invalid_field(
+                Reason::InvalidArgument,
+                "phone_number",
+                "is required, unless remove_all is set",
+            ));
+        }
+        (_, true) => {
+            return Err(Error::invalid_field(
+                Reason::InvalidArgument,
+                "remove_all",
+                "cannot be combined with phone_number",
+            ));
+        }
+        (text, false) => Some(phone_number("phone_number", text)?),
+    };
+    Ok(RemoveRequest {
+        identity: identity("identity", &request.identity)?,
+        number,
+        number_type: number_type("phone_number_type", request.phone_number_type)?,
+        block_days: request.block_days,
+        block_forever: request.block_forever,
+        notify_user: request.notify_user.unwrap_or(true),
+    })
+}
+
+/// What an UpdateEmergencyLocation (or an item of a bulk one) asks.
+pub(crate) fn location_update(
+    request: &pb::UpdateEmergencyLocationRequest,
+) -> Result<LocationUpdate, Error> {
+    Ok(LocationUpdate {
+        number: phone_number("phone_number", &request.phone_number)?,
+        emergency_location_id: optional_id(&request.emergency_location_id),
+        etag: etag("etag", &request.etag)?,
+    })
+}
+
+/// A bulk operation, with a page of its item results, for the API.
+pub(crate) fn bulk_operation(
+    operation: Operation,
+    results: Vec<ItemResult>,
+    next_page_token: String,
+) -> pb::Operation {
+    let progress = operation.progress.clone().map(|p| pb::BulkProgress {
+        total: p.total,
+        done: p.done(),
+        succeeded: p.succeeded,
+        failed: p.failed,
+        validate_only: p.validate_only,
+    });
+    pb::Operation {
+        progress,
+        results: results.into_iter().map(item_result).collect(),
+        next_page_token,
+        ..self::operation(operation)
+    }
+}
+
+fn item_result(result: ItemResult) -> pb::ItemResult {
+    let (status, operation_id) = match result.outcome {
+        ItemOutcome::Succeeded { operation_id } => (
+            tonic_types::pb::Status {
+                code: tonic::Code::Ok as i32,
+                ..Default::default()
+            },
+            operation_id.unwrap_or_default(),
+        ),
+        ItemOutcome::Failed(failure) => (super::status::item_status(&failure), String::new()),
+    };
+    pb::ItemResult {
+        index: i32::try_from(result.index).unwrap_or(i32::MAX),
+        request_id: result.request_id.unwrap_or_default(),
+        status: Some(status),
+        operation_id,
+    }
 }

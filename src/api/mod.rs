@@ -3,6 +3,7 @@
 
 mod access;
 mod auth;
+mod bulk;
 mod convert;
 mod export;
 #[doc(hidden)]

@@ -19,8 +19,20 @@ pub(crate) trait MutationRequest: Message + Clone {
 
 /// Reads the request id and `validate_only`, and fingerprints the rest of the request.
 pub(crate) fn request_options<R: MutationRequest>(request: &R) -> Result<RequestOptions, Error> {
-    let request_id = match request.request_id().trim() {
-        "" => None,
+    let request_id = request_id(request.request_id())?;
+    let mut what = request.clone();
+    what.clear_options();
+    Ok(RequestOptions {
+        request_id,
+        fingerprint: what.encode_to_vec(),
+        validate_only: request.validate_only(),
+    })
+}
+
+/// A request id as given: none when empty, else a UUID, lower-cased.
+pub(crate) fn request_id(text: &str) -> Result<Option<String>, Error> {
+    match text.trim() {
+        "" => Ok(None),
         id => {
             uuid::Uuid::try_parse(id).map_err(|_| {
                 Error::invalid_field(
@@ -29,16 +41,9 @@ pub(crate) fn request_options<R: MutationRequest>(request: &R) -> Result<Request
                     "must be a UUID, like 3f2b8e1c-5d4a-4f6e-9b7a-0c1d2e3f4a5b",
                 )
             })?;
-            Some(id.to_ascii_lowercase())
+            Ok(Some(id.to_ascii_lowercase()))
         }
-    };
-    let mut what = request.clone();
-    what.clear_options();
-    Ok(RequestOptions {
-        request_id,
-        fingerprint: what.encode_to_vec(),
-        validate_only: request.validate_only(),
-    })
+    }
 }
 
 /// Implements [`MutationRequest`] for request messages with `request_id` and `validate_only`.

@@ -1,9 +1,10 @@
 //! The `numbers.v1.NumberManagement` handlers: each converts the request, calls one use case
 //! of the service, and converts the answer. No rules live here.
 
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
 use super::auth::caller;
+use super::bulk;
 use super::convert;
 use super::export;
 use super::mutation::request_options;
@@ -13,8 +14,7 @@ use crate::error::{Error, Reason};
 use crate::proto::v1 as pb;
 use crate::proto::v1::number_management_server::NumberManagement;
 use crate::service::{
-    AcquireRequest, AssignRequest, ChangeRequest, LocationUpdate, MAX_NUMBERS_PER_REQUEST,
-    RemoveRequest, Service,
+    AcquireRequest, BulkMethod, ChangeRequest, MAX_NUMBERS_PER_REQUEST, ResultsPage, Service,
 };
 use crate::store::StoreError;
 
@@ -206,14 +206,7 @@ impl NumberManagement for NumberManagementApi {
         let caller = caller(&request)?;
         let request = request.into_inner();
         let options = request_options(&request)?;
-        let assign = AssignRequest {
-            identity: convert::identity("identity", &request.identity)?,
-            number: convert::phone_number("phone_number", &request.phone_number)?,
-            number_type: convert::number_type("phone_number_type", request.phone_number_type)?,
-            emergency_location_id: convert::optional_id(&request.emergency_location_id),
-            category: convert::category("assignment_category", request.assignment_category)?,
-            notify_user: request.notify_user.unwrap_or(true),
-        };
+        let assign = convert::assign_request(&request)?;
         let assigned = self.service.assign(&caller, &assign, &options).await?;
         Ok(Response::new(pb::AssignPhoneNumberResponse {
             phone_number: Some(convert::phone_number_out(
@@ -256,34 +249,7 @@ impl NumberManagement for NumberManagementApi {
         let caller = caller(&request)?;
         let request = request.into_inner();
         let options = request_options(&request)?;
-        let number = match (request.phone_number.trim(), request.remove_all) {
-            ("", true) => None,
-            ("", false) => {
-                return Err(Error::invalid_field(
-                    Reason::InvalidArgument,
-                    "phone_number",
-                    "is required, unless remove_all is set",
-                )
-                .into());
-            }
-            (_, true) => {
-                return Err(Error::invalid_field(
-                    Reason::InvalidArgument,
-                    "remove_all",
-                    "cannot be combined with phone_number",
-                )
-                .into());
-            }
-            (text, false) => Some(convert::phone_number("phone_number", text)?),
-        };
-        let remove = RemoveRequest {
-            identity: convert::identity("identity", &request.identity)?,
-            number,
-            number_type: convert::number_type("phone_number_type", request.phone_number_type)?,
-            block_days: request.block_days,
-            block_forever: request.block_forever,
-            notify_user: request.notify_user.unwrap_or(true),
-        };
+        let remove = convert::remove_request(&request)?;
         let removed = self.service.remove(&caller, &remove, &options).await?;
         let now = self.service.now();
         Ok(Response::new(pb::RemovePhoneNumberResponse {
@@ -304,11 +270,7 @@ impl NumberManagement for NumberManagementApi {
         let caller = caller(&request)?;
         let request = request.into_inner();
         let options = request_options(&request)?;
-        let update = LocationUpdate {
-            number: convert::phone_number("phone_number", &request.phone_number)?,
-            emergency_location_id: convert::optional_id(&request.emergency_location_id),
-            etag: convert::etag("etag", &request.etag)?,
-        };
+        let update = convert::location_update(&request)?;
         let updated = self
             .service
             .update_number_location(&caller, &update, &options)
@@ -489,11 +451,51 @@ impl NumberManagement for NumberManagementApi {
         request: Request<pb::GetOperationRequest>,
     ) -> Answer<pb::Operation> {
         let caller = caller(&request)?;
-        let id = request.get_ref().id.trim();
+        let request = request.into_inner();
+        let id = request.id.trim();
         if id.is_empty() {
             return Err(Error::invalid_field(Reason::InvalidArgument, "id", "is required").into());
         }
-        let operation = self.service.get_operation(&caller, id).await?;
-        Ok(Response::new(convert::operation(operation)))
+        let results = ResultsPage {
+            page: self.tokens.page_request(&caller.tenant_id, &request)?,
+            failed_only: request.failed_only,
+        };
+        let (operation, page) = self.service.get_operation(&caller, id, &results).await?;
+        let next_page_token = self
+            .tokens
+            .next_page_token(&caller.tenant_id, &request, &page);
+        Ok(Response::new(convert::bulk_operation(
+            operation,
+            page.items,
+            next_page_token,
+        )))
+    }
+
+    async fn bulk_upsert_users(
+        &self,
+        request: Request<Streaming<pb::BulkUpsertUsersRequest>>,
+    ) -> Answer<pb::Operation> {
+        bulk::accept(&self.service, BulkMethod::UpsertUsers, request).await
+    }
+
+    async fn bulk_assign_phone_numbers(
+        &self,
+        request: Request<Streaming<pb::BulkAssignPhoneNumbersRequest>>,
+    ) -> Answer<pb::Operation> {
+        bulk::accept(&self.service, BulkMethod::AssignPhoneNumbers, request).await
+    }
+
+    async fn bulk_remove_phone_numbers(
+        &self,
+        request: Request<Streaming<pb::BulkRemovePhoneNumbersRequest>>,
+    ) -> Answer<pb::Operation> {
+        bulk::accept(&self.service, BulkMethod::RemovePhoneNumbers, request).await
+    }
+
+    async fn bulk_update_emergency_locations(
+        &self,
+        request: Request<Streaming<pb::BulkUpdateEmergencyLocationsRequest>>,
+    ) -> Answer<pb::Operation> {
+        bulk::accept(&self.service, BulkMethod::UpdateEmergencyLocations, request).await
     }
 }

@@ -7,7 +7,10 @@ use std::collections::HashMap;
 use tonic::{Code as GrpcCode, Status};
 use tonic_types::{ErrorDetails, StatusExt as _};
 
-use crate::error::{Code, Error};
+use prost::Message as _;
+
+use crate::domain::ItemFailure;
+use crate::error::{Code, Error, Reason};
 
 /// The `ErrorInfo.domain` of every error this service returns.
 pub const ERROR_DOMAIN: &str = "numbers.v1";
@@ -27,20 +30,48 @@ fn bounded(text: &str, max: usize) -> String {
     }
 }
 
+/// The gRPC code a reason is always reported with.
+fn grpc_code(code: Code) -> GrpcCode {
+    match code {
+        Code::InvalidArgument => GrpcCode::InvalidArgument,
+        Code::NotFound => GrpcCode::NotFound,
+        Code::AlreadyExists => GrpcCode::AlreadyExists,
+        Code::FailedPrecondition => GrpcCode::FailedPrecondition,
+        Code::Aborted => GrpcCode::Aborted,
+        Code::PermissionDenied => GrpcCode::PermissionDenied,
+        Code::Unauthenticated => GrpcCode::Unauthenticated,
+        Code::ResourceExhausted => GrpcCode::ResourceExhausted,
+        Code::Unavailable => GrpcCode::Unavailable,
+        Code::Internal => GrpcCode::Internal,
+    }
+}
+
+/// A status with an `ErrorInfo` of `reason` and `metadata`, a `RetryInfo` when a delay is
+/// given, and a `BadRequest` of `violations` (field, description).
+fn status<'a>(
+    code: GrpcCode,
+    reason: &str,
+    message: &str,
+    metadata: impl IntoIterator<Item = (&'a str, &'a str)>,
+    violations: impl IntoIterator<Item = (&'a str, &'a str)>,
+    retry_after: Option<std::time::Duration>,
+) -> Status {
+    let metadata: HashMap<String, String> = metadata
+        .into_iter()
+        .map(|(key, value)| (key.to_owned(), bounded(value, MAX_VALUE_CHARS)))
+        .collect();
+    let mut details = ErrorDetails::with_error_info(reason, ERROR_DOMAIN, metadata);
+    if let Some(delay) = retry_after {
+        details.set_retry_info(Some(delay));
+    }
+    for (field, description) in violations {
+        details.add_bad_request_violation(field, bounded(description, MAX_VALUE_CHARS));
+    }
+    Status::with_error_details(code, bounded(message, MAX_MESSAGE_CHARS), details)
+}
+
 impl From<Error> for Status {
     fn from(error: Error) -> Self {
-        let code = match error.code() {
-            Code::InvalidArgument => GrpcCode::InvalidArgument,
-            Code::NotFound => GrpcCode::NotFound,
-            Code::AlreadyExists => GrpcCode::AlreadyExists,
-            Code::FailedPrecondition => GrpcCode::FailedPrecondition,
-            Code::Aborted => GrpcCode::Aborted,
-            Code::PermissionDenied => GrpcCode::PermissionDenied,
-            Code::Unauthenticated => GrpcCode::Unauthenticated,
-            Code::ResourceExhausted => GrpcCode::ResourceExhausted,
-            Code::Unavailable => GrpcCode::Unavailable,
-            Code::Internal => GrpcCode::Internal,
-        };
         if let Some(source) = error.source() {
             tracing::error!(
                 reason = error.reason().as_str(),
@@ -48,24 +79,45 @@ impl From<Error> for Status {
                 "internal error"
             );
         }
-        let metadata: HashMap<String, String> = error
-            .metadata()
-            .iter()
-            .map(|(key, value)| ((*key).to_owned(), bounded(value, MAX_VALUE_CHARS)))
-            .collect();
-        let mut details =
-            ErrorDetails::with_error_info(error.reason().as_str(), ERROR_DOMAIN, metadata);
-        if let Some(delay) = error.retry_after() {
-            details.set_retry_info(Some(delay));
-        }
-        for violation in error.violations() {
-            details.add_bad_request_violation(
-                &violation.field,
-                bounded(&violation.description, MAX_VALUE_CHARS),
-            );
-        }
-        Status::with_error_details(code, bounded(error.message(), MAX_MESSAGE_CHARS), details)
+        status(
+            grpc_code(error.code()),
+            error.reason().as_str(),
+            error.message(),
+            error.metadata().iter().map(|(k, v)| (*k, v.as_str())),
+            error
+                .violations()
+                .iter()
+                .map(|v| (v.field.as_str(), v.description.as_str())),
+            error.retry_after(),
+        )
     }
+}
+
+/// The `google.rpc.Status` of a failed bulk item: what the single call would have answered.
+pub(crate) fn item_status(failure: &ItemFailure) -> tonic_types::pb::Status {
+    let code = Reason::ALL
+        .iter()
+        .find(|r| r.as_str() == failure.reason)
+        .map_or(GrpcCode::Internal, |r| grpc_code(r.code()));
+    let status = status(
+        code,
+        &failure.reason,
+        &failure.message,
+        failure
+            .metadata
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str())),
+        failure
+            .violations
+            .iter()
+            .map(|(f, d)| (f.as_str(), d.as_str())),
+        None,
+    );
+    tonic_types::pb::Status::decode(status.details()).unwrap_or(tonic_types::pb::Status {
+        code: code as i32,
+        message: status.message().to_owned(),
+        details: Vec::new(),
+    })
 }
 
 #[cfg(test)]

@@ -41,6 +41,14 @@ spelled_enum! {
         ProvisioningFailed = "PROVISIONING_FAILED",
         /// The tenant's verified email domains were replaced.
         UpdateNotificationSettings = "UPDATE_NOTIFICATION_SETTINGS",
+        /// A bulk call of users was accepted (each item records its own event).
+        BulkUpsertUsers = "BULK_UPSERT_USERS",
+        /// A bulk call of assignments was accepted.
+        BulkAssignPhoneNumbers = "BULK_ASSIGN_PHONE_NUMBERS",
+        /// A bulk call of removals was accepted.
+        BulkRemovePhoneNumbers = "BULK_REMOVE_PHONE_NUMBERS",
+        /// A bulk call of emergency location updates was accepted.
+        BulkUpdateEmergencyLocations = "BULK_UPDATE_EMERGENCY_LOCATIONS",
     }
 }
 

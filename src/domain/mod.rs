@@ -30,7 +30,10 @@ pub use notification::{MAX_EMAIL_DOMAINS, Notification, NotificationSettings, pl
 pub use numbers_provider::{
     ActivationMode, AssignmentCategory, Capabilities, Capability, NumberType, TargetKind,
 };
-pub use operation::{Job, Operation, OperationState, OperationStep, ProvisioningAction, backoff};
+pub use operation::{
+    BulkProgress, ItemFailure, ItemOutcome, ItemResult, Job, Operation, OperationState,
+    OperationStep, ProvisioningAction, backoff,
+};
 pub use operator::{Operator, OperatorConsent};
 pub use phone_number::{
     ActivationState, Assignment, AssignmentStatus, Block, E164, NumberFilter, PhoneNumber,

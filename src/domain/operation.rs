@@ -113,6 +113,101 @@ pub struct Operation {
     pub create_time: SystemTime,
     /// When it last changed.
     pub update_time: SystemTime,
+    /// How far a bulk operation has come; none for other operations.
+    #[serde(default)]
+    pub progress: Option<BulkProgress>,
+}
+
+/// How far a bulk operation has come: its items, and how many of them ran.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BulkProgress {
+    /// Items in the call.
+    pub total: i64,
+    /// Items that ran and succeeded.
+    pub succeeded: i64,
+    /// Items that ran and failed.
+    pub failed: i64,
+    /// Whether the call is a plan, changing nothing.
+    pub validate_only: bool,
+}
+
+impl BulkProgress {
+    /// Items that ran.
+    pub fn done(&self) -> i64 {
+        self.succeeded + self.failed
+    }
+
+    /// The state of a bulk operation so far, given whether a worker has started on it: it
+    /// ends once every item ran, failed if one of them failed.
+    pub fn state(&self, started: bool) -> OperationState {
+        if self.done() < self.total {
+            if started || self.done() > 0 {
+                OperationState::Running
+            } else {
+                OperationState::Pending
+            }
+        } else if self.failed > 0 {
+            OperationState::Failed
+        } else {
+            OperationState::Succeeded
+        }
+    }
+
+    /// The error of a bulk operation that ended with failed items.
+    pub fn error(&self) -> Option<String> {
+        (self.done() == self.total && self.failed > 0).then(|| {
+            format!(
+                "{} of {} items failed; GetOperation with failed_only lists them",
+                self.failed, self.total
+            )
+        })
+    }
+}
+
+/// What one item of a bulk operation came to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemResult {
+    /// The item's position in the call, from 0.
+    pub index: u32,
+    /// The item's own request id, if the caller gave one.
+    pub request_id: Option<String>,
+    /// How it went.
+    pub outcome: ItemOutcome,
+}
+
+/// How one item of a bulk operation went: as the single call would have answered.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ItemOutcome {
+    /// The single call answered OK (a plan: would have).
+    Succeeded {
+        /// The operation the item started on its provider, if any.
+        operation_id: Option<String>,
+    },
+    /// The single call refused, with this error.
+    Failed(ItemFailure),
+}
+
+impl ItemOutcome {
+    /// Whether the item failed.
+    pub fn failed(&self) -> bool {
+        matches!(self, ItemOutcome::Failed(_))
+    }
+}
+
+/// The error of a failed item, as kept until its operation is purged: what the API turns
+/// into the same status the single call would have answered.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemFailure {
+    /// The reason, UPPER_SNAKE (which fixes the status code).
+    pub reason: String,
+    /// The message.
+    pub message: String,
+    /// The values the message names.
+    #[serde(default)]
+    pub metadata: Vec<(String, String)>,
+    /// The bad fields and what is wrong with each.
+    #[serde(default)]
+    pub violations: Vec<(String, String)>,
 }
 
 /// A provisioning job as the worker sees it.
@@ -175,6 +270,7 @@ impl Operation {
             steps: jobs.iter().map(Job::step).collect(),
             create_time: now,
             update_time: now,
+            progress: None,
         };
         operation.settle(now);
         operation

@@ -29,7 +29,7 @@ use crate::routing::provider_error;
 use crate::store::{Changes, Tx};
 
 /// What AssignPhoneNumber asks.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AssignRequest {
     /// The target.
     pub identity: Identity,
@@ -46,7 +46,7 @@ pub struct AssignRequest {
 }
 
 /// What ChangePhoneNumber asks.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChangeRequest {
     /// The target.
     pub identity: Identity,
@@ -61,7 +61,7 @@ pub struct ChangeRequest {
 }
 
 /// What RemovePhoneNumber asks.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RemoveRequest {
     /// The target.
     pub identity: Identity,

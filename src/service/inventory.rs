@@ -6,7 +6,7 @@ use futures::channel::mpsc;
 use super::directory::user_not_found;
 use super::{Page, PageRequest, Service};
 use crate::auth::Caller;
-use crate::domain::{E164, Identity, NumberFilter, Operation, PhoneNumber};
+use crate::domain::{E164, Identity, NumberFilter, PhoneNumber};
 use crate::error::{Error, Reason, Result};
 
 impl Service {
@@ -122,20 +122,4 @@ pub(crate) fn number_in_another_tenant(number: &E164) -> Error {
         ),
     )
     .with("phoneNumber", number)
-}
-
-impl Service {
-    /// An operation of the tenant.
-    pub async fn get_operation(&self, caller: &Caller, id: &str) -> Result<Operation> {
-        let mut tx = self.read().await?;
-        tx.get_operation(&caller.tenant_id, id)
-            .await?
-            .ok_or_else(|| {
-                Error::new(
-                    Reason::OperationNotFound,
-                    format!("no operation {id} in this tenant"),
-                )
-                .with("operationId", id)
-            })
-    }
 }

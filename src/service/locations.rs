@@ -110,7 +110,7 @@ pub(crate) fn location_not_found(id: &str) -> Error {
 }
 
 /// What UpdateEmergencyLocation asks.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LocationUpdate {
     /// The number.
     pub number: E164,

@@ -12,6 +12,7 @@
 mod acquisition;
 mod assignment;
 mod audit;
+mod bulk;
 mod directory;
 mod housekeeping;
 mod inventory;
@@ -23,6 +24,7 @@ mod provisioning;
 
 pub use acquisition::{AcquireRequest, MAX_NUMBERS_PER_REQUEST, Numbers, Released};
 pub use assignment::{AssignRequest, Assigned, ChangeRequest, Changed, RemoveRequest, Removed};
+pub use bulk::{BulkEntry, BulkItem, BulkMethod, MAX_BULK_ITEMS, ResultsPage};
 pub use inventory::EXPORT_CHUNK;
 pub use locations::LocationUpdate;
 use notifications::EmailRate;
@@ -34,8 +36,8 @@ pub use provisioning::WorkerSettings;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use crate::auth::{Caller, principal_name};
 use crate::clock::Clock;
@@ -62,14 +64,39 @@ pub struct Service {
 }
 
 /// How a mutation may be retried or rehearsed (AIP-155 and AIP-163).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RequestOptions {
     /// The client's id for this request, if it gave one.
     pub request_id: Option<String>,
     /// The request's content, to tell a retry from a reuse of the id for something else.
+    #[serde(with = "hex_bytes")]
     pub fingerprint: Vec<u8>,
     /// Check everything, change nothing.
     pub validate_only: bool,
+}
+
+/// Bytes as hexadecimal text, for fingerprints kept in JSON.
+mod hex_bytes {
+    use serde::{Deserialize as _, Deserializer, Serializer, de::Error as _};
+
+    pub(super) fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        let text: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        serializer.serialize_str(&text)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        (0..text.len())
+            .step_by(2)
+            .map(|i| {
+                text.get(i..i + 2)
+                    .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+                    .ok_or_else(|| D::Error::custom("not hexadecimal"))
+            })
+            .collect()
+    }
 }
 
 /// Where a listing starts and how much it returns.

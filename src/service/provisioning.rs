@@ -35,6 +35,8 @@ pub struct WorkerSettings {
     pub idle_poll: Duration,
     /// Most jobs claimed at once.
     pub batch: usize,
+    /// Items of a bulk operation run side by side.
+    pub bulk_concurrency: usize,
     /// The first retry delay after a transient failure.
     pub backoff_base: Duration,
     /// The longest retry delay.
@@ -60,6 +62,7 @@ impl Default for WorkerSettings {
             lease: Duration::from_secs(30),
             idle_poll: Duration::from_secs(1),
             batch: 16,
+            bulk_concurrency: 16,
             backoff_base: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
             max_failures: 10,

@@ -32,9 +32,10 @@ pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 use crate::domain::{
-    AuditEvent, AuditFilter, Country, EmergencyLocation, Identity, Job, NewEmergencyLocation,
-    Notification, NotificationSettings, NumberFilter, NumberType, Operation, OperatorConsent,
-    PhoneNumber, TenantId, User, UserFilter, UserUpsert, ValidationStatus,
+    AuditEvent, AuditFilter, BulkProgress, Country, EmergencyLocation, Identity, ItemOutcome,
+    ItemResult, Job, NewEmergencyLocation, Notification, NotificationSettings, NumberFilter,
+    NumberType, Operation, OperatorConsent, PhoneNumber, TenantId, User, UserFilter, UserUpsert,
+    ValidationStatus,
 };
 
 /// Why a store operation failed.
@@ -150,6 +151,8 @@ pub enum Queue {
     Jobs,
     /// Emails for the mail worker.
     Emails,
+    /// Bulk operations for the bulk worker.
+    Bulk,
 }
 
 /// One wake-up per queue, for this process's workers.
@@ -157,6 +160,7 @@ pub enum Queue {
 struct Wakeups {
     jobs: tokio::sync::Notify,
     emails: tokio::sync::Notify,
+    bulk: tokio::sync::Notify,
 }
 
 impl Wakeups {
@@ -164,12 +168,14 @@ impl Wakeups {
         match queue {
             Queue::Jobs => &self.jobs,
             Queue::Emails => &self.emails,
+            Queue::Bulk => &self.bulk,
         }
     }
 
     fn all(&self) {
         self.jobs.notify_one();
         self.emails.notify_one();
+        self.bulk.notify_one();
     }
 }
 
@@ -221,6 +227,7 @@ pub trait Transaction:
     + OperationRepository
     + AuditRepository
     + NotificationRepository
+    + BulkRepository
     + Send
     + fmt::Debug
 {
@@ -575,6 +582,120 @@ pub trait OperationRepository: Send {
     /// Deletes up to `limit` finished operations (succeeded or failed) last updated before
     /// `before`, oldest first, with their jobs; answers how many operations.
     async fn purge_operations(&mut self, before: SystemTime, limit: i64) -> StoreResult<u64>;
+}
+
+/// A bulk operation as its call records it, after the operation itself
+/// ([`Changes::operation`]) in the same transaction.
+#[derive(Clone, Debug)]
+pub struct NewBulk {
+    /// The operation's id.
+    pub operation_id: String,
+    /// The single call each item is, such as `AssignPhoneNumber`.
+    pub method: String,
+    /// Whether the call is a plan.
+    pub validate_only: bool,
+    /// Who asked, as the service runs the items (opaque to the store).
+    pub caller: serde_json::Value,
+    /// The items, by index from 0.
+    pub items: Vec<NewBulkItem>,
+}
+
+/// One item of a bulk call.
+#[derive(Clone, Debug)]
+pub struct NewBulkItem {
+    /// The item's own request id, if the caller gave one.
+    pub request_id: Option<String>,
+    /// The item as the service runs it, as JSON text (opaque to the store): text, since
+    /// 100,000 items parsed into JSON values would take far more memory.
+    pub request: String,
+    /// Its outcome, for an item refused as it was read (malformed): it never runs.
+    pub outcome: Option<ItemOutcome>,
+}
+
+/// A bulk operation a worker claimed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClaimedBulk {
+    /// Its tenant.
+    pub tenant_id: String,
+    /// Its operation's id.
+    pub operation_id: String,
+    /// The single call each item is.
+    pub method: String,
+    /// Who asked.
+    pub caller: serde_json::Value,
+    /// How far it has come.
+    pub progress: BulkProgress,
+}
+
+/// An item of a bulk operation still to run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PendingItem {
+    /// Its index in the call.
+    pub index: u32,
+    /// Its own request id, if the caller gave one.
+    pub request_id: Option<String>,
+    /// The item as the service runs it, as JSON text.
+    pub request: String,
+}
+
+/// Bulk operations: their items, their results, and the leases workers run them under.
+///
+/// A worker claims one bulk operation at a time with a lease, runs its items a chunk at a time,
+/// and records each chunk's results while its lease still holds, extending it; a replica that
+/// stops leaves the rest to another once the lease expires. Results are written only for items
+/// that have none, so an item is counted once.
+#[async_trait]
+pub trait BulkRepository: Send {
+    /// Records a bulk operation's items; its operation row is written first, by `apply`.
+    async fn insert_bulk(&mut self, tenant: &TenantId, bulk: &NewBulk) -> StoreResult<()>;
+
+    /// How far a bulk operation has come; none when `id` is not a bulk operation.
+    async fn bulk_progress(
+        &mut self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> StoreResult<Option<BulkProgress>>;
+
+    /// Up to `limit` results of a bulk operation's items that ran, in index order after the
+    /// index `after`; only the failed ones when `failed_only`.
+    async fn bulk_results(
+        &mut self,
+        tenant: &TenantId,
+        id: &str,
+        after: Option<u32>,
+        limit: usize,
+        failed_only: bool,
+    ) -> StoreResult<Vec<ItemResult>>;
+
+    /// Claims for `owner`, until `now + lease`, the oldest bulk operation with items still to
+    /// run that no live lease holds, of any tenant; its operation turns RUNNING.
+    async fn claim_bulk(
+        &mut self,
+        owner: &str,
+        now: SystemTime,
+        lease: Duration,
+    ) -> StoreResult<Option<ClaimedBulk>>;
+
+    /// Up to `limit` items of a bulk operation that have not run, in index order.
+    async fn pending_items(
+        &mut self,
+        tenant: &TenantId,
+        id: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<PendingItem>>;
+
+    /// Records the results of items that ran, counts them, extends `owner`'s lease to
+    /// `now + lease` (or releases it once every item ran, settling the operation), and answers
+    /// the progress; none, changing nothing, when `owner` no longer holds the lease.
+    async fn record_results(
+        &mut self,
+        tenant: &TenantId,
+        id: &str,
+        owner: &str,
+        results: &[ItemResult],
+        now: SystemTime,
+        lease: Duration,
+    ) -> StoreResult<Option<BulkProgress>>;
 }
 
 /// The audit trail.

@@ -919,7 +919,16 @@ fn bench_runs_every_phase_cleanly(store: &str) {
     assert_eq!(
         names,
         [
-            "users", "latency", "assign", "get", "list", "export", "change", "remove"
+            "users",
+            "latency",
+            "assign",
+            "get",
+            "list",
+            "export",
+            "change",
+            "remove",
+            "bulk-users",
+            "bulk-assign"
         ]
         .map(Some),
         "{finished:?}"

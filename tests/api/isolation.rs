@@ -10,7 +10,7 @@ use number_management::domain::{
     Operation, OperationState, OperatorConsent, ProvisioningAction, TargetKind, UserUpsert,
     ValidationStatus,
 };
-use number_management::store::{Changes, NewOperation, PostgresStore, Store};
+use number_management::store::{Changes, NewBulk, NewBulkItem, NewOperation, PostgresStore, Store};
 use serde_json::json;
 use sqlx::Connection as _;
 
@@ -21,7 +21,9 @@ const A: &str = "tenant-a";
 const B: &str = "tenant-b";
 
 /// Every table that holds a tenant's rows.
-const TENANT_TABLES: [&str; 10] = [
+const TENANT_TABLES: [&str; 12] = [
+    "bulk_operations",
+    "bulk_items",
     "users",
     "emergency_locations",
     "phone_numbers",
@@ -101,7 +103,7 @@ async fn populate(store: &dyn Store, tenant: &str, phone_number: &str) {
         create_time: now,
     };
     let operation = Operation::new(
-        operation_id,
+        operation_id.clone(),
         AuditAction::AssignPhoneNumber,
         std::slice::from_ref(&job),
         now,
@@ -136,6 +138,18 @@ async fn populate(store: &dyn Store, tenant: &str, phone_number: &str) {
         ..Changes::default()
     };
     tx.apply(tenant, &changes).await.unwrap();
+    let bulk = NewBulk {
+        operation_id,
+        method: "AssignPhoneNumber".into(),
+        validate_only: false,
+        caller: json!({"tenant_id": tenant}),
+        items: vec![NewBulkItem {
+            request_id: None,
+            request: "{}".into(),
+            outcome: None,
+        }],
+    };
+    tx.insert_bulk(tenant, &bulk).await.unwrap();
     tx.commit().await.unwrap();
 }
 
@@ -278,7 +292,8 @@ async fn a_scope_set_in_a_rolled_back_transaction_is_forgotten() {
 
 /// The keys and indexes that do not lead with `tenant_id`, on purpose, with the statements
 /// across tenants that need them (docs/scaling.md).
-const ACROSS_TENANTS: [(&str, &str); 7] = [
+const ACROSS_TENANTS: [(&str, &str); 8] = [
+    ("bulk_operations_unfinished", "the bulk workers' claim_bulk"),
     (
         "phone_numbers_number_in_one_tenant",
         "a number is in one tenant's inventory at a time: insert_number, numbers_taken",

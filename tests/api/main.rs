@@ -12,6 +12,7 @@ mod acquisition;
 mod assignment;
 mod audit;
 mod auth;
+mod bulk;
 mod cli;
 mod emergency;
 mod export;

@@ -316,7 +316,10 @@ async fn wait_until_succeeded(client: &mut Tenant, ids: &[String], limit: Durati
         let mut states = BTreeMap::new();
         for id in left.clone() {
             let operation = client
-                .get_operation(pb::GetOperationRequest { id: id.clone() })
+                .get_operation(pb::GetOperationRequest {
+                    id: id.clone(),
+                    ..Default::default()
+                })
                 .await
                 .expect("GetOperation")
                 .into_inner();
@@ -1089,6 +1092,7 @@ async fn an_operation_of_several_numbers_succeeds_with_its_last_job() {
             let read = admin
                 .get_operation(pb::GetOperationRequest {
                     id: operation.id.clone(),
+                    ..Default::default()
                 })
                 .await
                 .expect("GetOperation")
@@ -1184,6 +1188,7 @@ async fn the_demo_shows_a_pending_assignment_becoming_activated() {
     let read = admin
         .get_operation(pb::GetOperationRequest {
             id: operation.clone(),
+            ..Default::default()
         })
         .await
         .expect("GetOperation")

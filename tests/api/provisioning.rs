@@ -300,7 +300,10 @@ async fn get_user(client: &mut Client, identity: &str) -> pb::User {
 
 async fn get_operation(client: &mut Client, id: &str) -> pb::Operation {
     client
-        .get_operation(pb::GetOperationRequest { id: id.into() })
+        .get_operation(pb::GetOperationRequest {
+            id: id.into(),
+            ..Default::default()
+        })
         .await
         .unwrap_or_else(|status| panic!("GetOperation {id}: {status:?}"))
         .into_inner()

@@ -44,7 +44,10 @@ async fn operations_and_emails_go_after_their_retention(backend: Backend) {
         let mut admin = app.admin(TENANT);
         async move {
             admin
-                .get_operation(pb::GetOperationRequest { id })
+                .get_operation(pb::GetOperationRequest {
+                    id,
+                    ..Default::default()
+                })
                 .await
                 .map(tonic::Response::into_inner)
         }

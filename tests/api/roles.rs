@@ -48,6 +48,10 @@ const EXPECTED: &[(&str, &str)] = &[
     ("NumberManagement/EnableOperator", "A"),
     ("NumberManagement/DisableOperator", "A"),
     ("NumberManagement/UpdateNotificationSettings", "A"),
+    ("NumberManagement/BulkUpsertUsers", "A"),
+    ("NumberManagement/BulkAssignPhoneNumbers", "A"),
+    ("NumberManagement/BulkRemovePhoneNumbers", "A"),
+    ("NumberManagement/BulkUpdateEmergencyLocations", "A"),
     ("OperatorConnect/UploadNumbers", "O"),
     ("OperatorConnect/ReleaseNumbers", "O"),
 ];

@@ -923,6 +923,7 @@ async fn get_operation(client: &mut Client) -> pb::Operation {
     client
         .get_operation(pb::GetOperationRequest {
             id: OPERATION.into(),
+            ..Default::default()
         })
         .await
         .expect("get the operation")
@@ -948,6 +949,7 @@ async fn pending_operation_reads_back(app: &TestApp) {
             error: String::new(),
             create_time: at(1_763_998_105_222_222),
             update_time: at(1_763_998_205_444_444),
+            ..Default::default()
         }
     );
 }

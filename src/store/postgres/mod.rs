@@ -15,6 +15,7 @@
 //! workers through `LISTEN`/`NOTIFY` on the channel `numbers_work`, sent by triggers at commit.
 
 mod audit;
+mod bulk;
 mod changes;
 mod consents;
 mod locations;
@@ -150,6 +151,7 @@ async fn listen(pool: PgPool, wakeups: Arc<Wakeups>) {
                     Some(notification) => match notification.payload() {
                         "jobs" => wakeups.jobs.notify_one(),
                         "emails" => wakeups.emails.notify_one(),
+                        "bulk" => wakeups.bulk.notify_one(),
                         _ => wakeups.all(),
                     },
                     None => wakeups.all(),

@@ -99,6 +99,7 @@ fn operation(id: &str, rows: Vec<OperationRow>) -> StoreResult<Option<Operation>
         steps: Vec::with_capacity(rows.len()),
         create_time: system_time(first.create_time),
         update_time: system_time(first.update_time),
+        progress: None,
     };
     for row in rows {
         if let (Some(phone_number), Some(action), Some(provider_id), Some(state)) =
@@ -288,7 +289,11 @@ impl OperationRepository for PgTx {
                  WHERE state IN ('SUCCEEDED', 'FAILED') AND update_time < $1 \
                  ORDER BY update_time LIMIT $2 FOR UPDATE SKIP LOCKED), \
              jobs AS (DELETE FROM provisioning_jobs j USING finished f \
-                 WHERE j.tenant_id = f.tenant_id AND j.operation_id = f.id) \
+                 WHERE j.tenant_id = f.tenant_id AND j.operation_id = f.id), \
+             items AS (DELETE FROM bulk_items i USING finished f \
+                 WHERE i.tenant_id = f.tenant_id AND i.operation_id = f.id), \
+             bulks AS (DELETE FROM bulk_operations b USING finished f \
+                 WHERE b.tenant_id = f.tenant_id AND b.operation_id = f.id) \
              DELETE FROM operations o USING finished f \
              WHERE o.tenant_id = f.tenant_id AND o.id = f.id",
         )

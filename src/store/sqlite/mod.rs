@@ -10,6 +10,7 @@
 //! (microseconds since the Unix epoch), TEXT holding JSON arrays for lists.
 
 mod audit;
+mod bulk;
 mod changes;
 mod consents;
 mod locations;

@@ -98,6 +98,7 @@ fn operation(id: &str, rows: Vec<OperationRow>) -> StoreResult<Option<Operation>
         steps: Vec::with_capacity(rows.len()),
         create_time: system_time(first.create_time),
         update_time: system_time(first.update_time),
+        progress: None,
     };
     for row in rows {
         if let (Some(phone_number), Some(action), Some(provider_id), Some(state)) =
@@ -277,6 +278,16 @@ impl OperationRepository for SqliteTx {
         }
         let mut purged = 0;
         for statement in [
+            concat!(
+                "DELETE FROM bulk_items WHERE (tenant_id, operation_id) IN (",
+                finished!(),
+                ")"
+            ),
+            concat!(
+                "DELETE FROM bulk_operations WHERE (tenant_id, operation_id) IN (",
+                finished!(),
+                ")"
+            ),
             concat!(
                 "DELETE FROM provisioning_jobs WHERE (tenant_id, operation_id) IN (",
                 finished!(),

@@ -78,7 +78,12 @@ pub struct TestDatabase {
 
 enum Cleanup {
     Directory(#[allow(dead_code)] tempfile::TempDir),
-    PostgresDatabase { admin_url: String, name: String },
+    PostgresDatabase {
+        admin_url: String,
+        name: String,
+    },
+    /// Another's database (a replica's, or a server the test runs): nothing to clean up.
+    None,
 }
 
 impl TestDatabase {
@@ -115,6 +120,14 @@ impl TestDatabase {
                     cleanup: Cleanup::PostgresDatabase { admin_url, name },
                 }
             }
+        }
+    }
+
+    /// A database at `url` that the test keeps (and removes) itself.
+    pub fn at(url: &str) -> Self {
+        Self {
+            url: url.to_owned(),
+            cleanup: Cleanup::None,
         }
     }
 
@@ -351,6 +364,13 @@ impl TestApp {
             _data_dir: data_dir,
             _database: database,
         }
+    }
+
+    /// Another replica of this service: a server with its own workers (and its own token key)
+    /// on the same database. Drop it before this one, which removes the database.
+    pub async fn replica(&self, config: TestConfig) -> TestApp {
+        let url = self._database.url.clone();
+        Self::start_on(TestDatabase::at(&url), &url, config).await
     }
 
     /// Starts the service as `config` says, telling the time by a clock the test moves with

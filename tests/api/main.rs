@@ -30,6 +30,7 @@ mod processes;
 mod provisioning;
 mod retention;
 mod roles;
+mod scale;
 mod store;
 mod tls;
 mod transport;

@@ -56,9 +56,11 @@ prefix, for --duration), export (ExportPhoneNumbers of the whole inventory, one 
 (RemovePhoneNumber with remove_all of every user), bulk-users (BulkUpsertUsers of --users \
 users of its own, in calls of up to 100,000 items, each timed until its operation ended; also \
 the items per second), bulk-assign (BulkAssignPhoneNumbers of a fresh Direct Routing number to \
-each of those users, likewise). A phase that needs an earlier phase's data \
+each of those users, likewise), walk (every page of 1,000 of ListPhoneNumbers, first to last, \
+with no filter and with each of five single filters, and of ListUsers searching the bulk users: \
+a page's latency at every depth). A phase that needs an earlier phase's data \
 (latency and warmup need users, assign needs warmup; get, list, export, change and remove need \
-assign; bulk-assign needs bulk-users) runs it first, \
+assign; bulk-assign needs bulk-users, walk needs bulk-assign) runs it first, \
 unreported. Failed calls are reported, by gRPC code, and do not fail the command.";
 
 /// The flags of `numbers bench`.
@@ -89,6 +91,11 @@ pub struct BenchArgs {
     #[arg(long, requires = "server")]
     pub token: Option<String>,
 
+    /// Replicas of the server to start, on one PostgreSQL database (--store postgres); the
+    /// clients' connections go to them in turn (client-side round robin).
+    #[arg(long, default_value_t = 1, value_parser = RangedU64ValueParser::<usize>::new().range(1..=8))]
+    pub replicas: usize,
+
     /// Requests in flight in the write phases.
     #[arg(long, default_value_t = 32, value_parser = at_least_one())]
     pub concurrency: usize,
@@ -97,7 +104,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 8, value_parser = at_least_one())]
     pub read_concurrency: usize,
 
-    /// HTTP/2 connections the requests in flight are spread over.
+    /// HTTP/2 connections to each server the requests in flight are spread over.
     #[arg(long, default_value_t = 4, value_parser = at_least_one())]
     pub connections: usize,
 
@@ -118,7 +125,7 @@ pub struct BenchArgs {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "users,latency,assign,get,list,export,change,remove,bulk-users,bulk-assign"
+        default_value = "users,latency,assign,get,list,export,change,remove,bulk-users,bulk-assign,walk"
     )]
     pub phases: Vec<Phase>,
 
@@ -183,6 +190,8 @@ pub enum Phase {
     BulkUsers,
     /// BulkAssignPhoneNumbers of a fresh number to each bulk user.
     BulkAssign,
+    /// Every page of ListPhoneNumbers and ListUsers, under single filters.
+    Walk,
 }
 
 impl Phase {
@@ -199,6 +208,7 @@ impl Phase {
             Phase::Remove => "remove",
             Phase::BulkUsers => "bulk-users",
             Phase::BulkAssign => "bulk-assign",
+            Phase::Walk => "walk",
         }
     }
 
@@ -207,6 +217,7 @@ impl Phase {
         match self {
             Phase::Users | Phase::BulkUsers => None,
             Phase::BulkAssign => Some(Phase::BulkUsers),
+            Phase::Walk => Some(Phase::BulkAssign),
             Phase::Latency | Phase::Warmup => Some(Phase::Users),
             Phase::Assign => Some(Phase::Warmup),
             Phase::Get | Phase::List | Phase::Export | Phase::Change | Phase::Remove => {
@@ -239,32 +250,42 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let out = Output(args.format);
     if let (Some(address), Some(token)) = (&args.server, &args.token) {
         let store = args.store.map_or("external", |s| store_name(s));
-        return measure(&args, address, token, store, None, out).await;
+        return measure(&args, std::slice::from_ref(address), token, store, &[], out).await;
     }
 
     let store = args.store.unwrap_or(StoreKind::Sqlite);
-    let mut server = Server::start(store, &args.postgres_url, out).await?;
-    out.note(format_args!(
-        "started numbers serve (pid {}) at {}; its log: {}",
-        server.pid,
-        server.address,
-        server.log.display()
-    ));
+    anyhow::ensure!(
+        args.replicas == 1 || store == StoreKind::Postgres,
+        "--replicas needs --store postgres: replicas share one PostgreSQL database"
+    );
+    let mut server = Server::start(store, &args.postgres_url, args.replicas, out).await?;
+    for replica in &server.replicas {
+        out.note(format_args!(
+            "started numbers serve (pid {}) at {}; its log: {}",
+            replica.pid,
+            replica.address,
+            replica.log.display()
+        ));
+    }
+    let addresses: Vec<String> = server.replicas.iter().map(|r| r.address.clone()).collect();
+    let pids: Vec<u32> = server.replicas.iter().map(|r| r.pid).collect();
     let result = tokio::select! {
-        result = measure(&args, &server.address, &server.token, store_name(store), Some(server.pid), out) => result,
+        result = measure(&args, &addresses, &server.token, store_name(store), &pids, out) => result,
         _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
     };
     let died = server.exited_early();
-    out.note(format_args!(
-        "server peak resident memory (VmHWM): {}",
-        server.peak_memory().as_deref().unwrap_or("unknown")
-    ));
-    if let Ok(log) = std::fs::read_to_string(&server.log) {
+    for replica in &server.replicas {
         out.note(format_args!(
-            "server log: {} lines, {} bytes",
-            log.lines().count(),
-            log.len()
+            "server peak resident memory (VmHWM): {}",
+            replica.peak_memory().as_deref().unwrap_or("unknown")
         ));
+        if let Ok(log) = std::fs::read_to_string(&replica.log) {
+            out.note(format_args!(
+                "server log: {} lines, {} bytes",
+                log.lines().count(),
+                log.len()
+            ));
+        }
     }
     server.stop(out).await;
     match died {
@@ -299,10 +320,10 @@ impl Output {
 /// Runs the planned phases against the server at `address` and prints each reported one.
 async fn measure(
     args: &BenchArgs,
-    address: &str,
+    addresses: &[String],
     token: &str,
     store: &str,
-    server: Option<u32>,
+    servers: &[u32],
     out: Output,
 ) -> anyhow::Result<()> {
     anyhow::ensure!(
@@ -310,11 +331,12 @@ async fn measure(
         "--users, a tenth of them again (the warm-up) and --latency-calls together must be at \
          most {BLOCK}"
     );
-    let clients = connect(address, token, args.connections).await?;
+    let clients = connect(addresses, token, args.connections).await?;
     let plan = plan(&args.phases);
     out.note(format_args!(
-        "numbers bench: store {store}, users {}, in flight {} (reads {}), connections {}, \
-         cores {}",
+        "numbers bench: store {store}, replicas {}, users {}, in flight {} (reads {}), \
+         connections {} per replica, cores {}",
+        addresses.len(),
         args.users,
         args.concurrency,
         args.read_concurrency,
@@ -334,14 +356,16 @@ async fn measure(
     }
     for (phase, reported) in plan {
         let concurrency = match phase {
-            Phase::Latency | Phase::Export | Phase::BulkUsers | Phase::BulkAssign => 1,
+            Phase::Latency | Phase::Export | Phase::BulkUsers | Phase::BulkAssign | Phase::Walk => {
+                1
+            }
             Phase::Get | Phase::List => args.read_concurrency,
             _ => args.concurrency,
         };
-        let before = Cpu::now(server);
+        let before = Cpu::now(servers);
         let outcome = run_phase(phase, args, &clients, concurrency).await;
         let cpu = before
-            .zip(Cpu::now(server))
+            .zip(Cpu::now(servers))
             .map(|(before, after)| after.since(before));
         if reported {
             let report = Report {
@@ -527,6 +551,7 @@ async fn run_phase(
             )
             .await
         }
+        Phase::Walk => walk(&clients[0]).await,
         Phase::BulkUsers => {
             bulk(clients, users, |mut client, items| async move {
                 let messages = messages(items, |i| pb::UpsertUserRequest {
@@ -560,6 +585,95 @@ async fn run_phase(
             })
             .await
         }
+    }
+}
+
+/// Walks every page of 1,000 of ListPhoneNumbers under each filter, and of ListUsers searching
+/// the bulk users, one page at a time: one call per page, the numbers and users as its items.
+async fn walk(client: &Client) -> Outcome {
+    use pb::ListPhoneNumbersRequest as Numbers;
+    let filters = [
+        Numbers::default(),
+        Numbers {
+            number_type: pb::NumberType::DirectRouting as i32,
+            ..Default::default()
+        },
+        Numbers {
+            assignment_status: pb::AssignmentStatus::UserAssigned as i32,
+            ..Default::default()
+        },
+        Numbers {
+            activation_state: pb::ActivationState::Activated as i32,
+            ..Default::default()
+        },
+        Numbers {
+            country: "US".into(),
+            ..Default::default()
+        },
+        Numbers {
+            number_prefix: number(Block::Bulk, 0)[..6].to_owned(),
+            ..Default::default()
+        },
+    ];
+    let start = Instant::now();
+    let mut outcome = Outcome::default();
+    for filter in filters {
+        pages(&mut outcome, start, |page_token| {
+            let request = Numbers {
+                page_size: 1000,
+                page_token,
+                ..filter.clone()
+            };
+            let mut client = client.clone();
+            async move {
+                let page = client.list_phone_numbers(request).await?.into_inner();
+                Ok((page.phone_numbers.len(), page.next_page_token))
+            }
+        })
+        .await;
+    }
+    pages(&mut outcome, start, |page_token| {
+        let request = pb::ListUsersRequest {
+            search: "b".into(),
+            page_size: 1000,
+            page_token,
+        };
+        let mut client = client.clone();
+        async move {
+            let page = client.list_users(request).await?.into_inner();
+            Ok((page.users.len(), page.next_page_token))
+        }
+    })
+    .await;
+    outcome.elapsed = start.elapsed();
+    outcome.latencies.sort_unstable();
+    outcome.finished.sort_unstable();
+    outcome
+}
+
+/// Reads every page of a listing, `page(token)` answering a page's items and the next token,
+/// recording each page as a call of `outcome`.
+async fn pages<F, Fut>(outcome: &mut Outcome, start: Instant, mut page: F)
+where
+    F: FnMut(String) -> Fut,
+    Fut: Future<Output = Result<(usize, String), Status>>,
+{
+    let mut token = String::new();
+    loop {
+        let began = Instant::now();
+        let answer = page(token).await;
+        let next = match &answer {
+            Ok((items, next)) => {
+                outcome.items += items;
+                next.clone()
+            }
+            Err(_) => String::new(),
+        };
+        outcome.record(began.elapsed(), start.elapsed(), answer.map(drop));
+        if next.is_empty() {
+            return;
+        }
+        token = next;
     }
 }
 
@@ -706,15 +820,21 @@ impl Interceptor for Bearer {
 
 type Client = NumberManagementClient<InterceptedService<Channel, Bearer>>;
 
-/// One client per HTTP/2 connection.
-async fn connect(address: &str, token: &str, connections: usize) -> anyhow::Result<Vec<Client>> {
+/// One client per HTTP/2 connection, `connections` to each server, taking the servers in turn:
+/// the calls in flight, spread over the clients in order, go round robin to the servers.
+async fn connect(
+    addresses: &[String],
+    token: &str,
+    connections: usize,
+) -> anyhow::Result<Vec<Client>> {
     let bearer = Bearer(
         format!("Bearer {token}")
             .parse()
             .context("the token is not ASCII")?,
     );
-    let mut clients = Vec::with_capacity(connections);
-    for _ in 0..connections {
+    let mut clients = Vec::with_capacity(connections * addresses.len());
+    for i in 0..connections * addresses.len() {
+        let address = &addresses[i % addresses.len()];
         let channel = endpoint(address)?
             .timeout(Duration::from_secs(60))
             .connect()
@@ -847,7 +967,7 @@ const TABLE_HEADER: &str = "phase        calls  errors     secs    calls/s   p50
 
 // ---- where the CPU goes -------------------------------------------------------------------------
 
-/// CPU seconds used so far on this machine by this bench, the server it measures, and
+/// CPU seconds used so far on this machine by this bench, the servers it measures, and
 /// PostgreSQL's processes (zero when PostgreSQL runs elsewhere). Read from `/proc`: on other
 /// systems there are no figures.
 #[derive(Clone, Copy, Debug, Default)]
@@ -858,7 +978,7 @@ struct Cpu {
 }
 
 impl Cpu {
-    fn now(server: Option<u32>) -> Option<Self> {
+    fn now(servers: &[u32]) -> Option<Self> {
         let ticks = rustix::param::clock_ticks_per_second() as f64;
         let used = |pid: &str| -> Option<(String, f64)> {
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -870,9 +990,11 @@ impl Cpu {
         };
         let mut cpu = Cpu {
             client: used("self")?.1,
-            server: server
-                .and_then(|pid| used(&pid.to_string()))
-                .map_or(0.0, |(_, seconds)| seconds),
+            server: servers
+                .iter()
+                .filter_map(|pid| used(&pid.to_string()))
+                .map(|(_, seconds)| seconds)
+                .sum(),
             database: 0.0,
         };
         for entry in std::fs::read_dir("/proc").ok()?.flatten() {
@@ -1069,22 +1191,35 @@ fn truncated(message: &str) -> String {
 
 // ---- the server it starts ----------------------------------------------------------------------
 
-/// A `numbers serve` child process on a fresh database, and the temporary directory that holds
-/// its data, key and log. [`Server::stop`] ends it; dropping it kills the process.
+/// `numbers serve` child processes (one per replica) on one fresh database, and the temporary
+/// directory that holds their data, key and logs. [`Server::stop`] ends them; dropping it kills
+/// the processes.
 #[derive(Debug)]
 struct Server {
-    child: tokio::process::Child,
-    pid: u32,
-    address: String,
+    replicas: Vec<Replica>,
     token: String,
-    log: PathBuf,
     database: Database,
     _dir: tempfile::TempDir,
 }
 
+/// One `numbers serve` process of the bench.
+#[derive(Debug)]
+struct Replica {
+    child: tokio::process::Child,
+    pid: u32,
+    address: String,
+    log: PathBuf,
+}
+
 impl Server {
-    /// Starts the server and waits until it answers health checks with SERVING.
-    async fn start(store: StoreKind, postgres_url: &str, out: Output) -> anyhow::Result<Self> {
+    /// Starts `replicas` servers on one fresh database, one after another (the first applies
+    /// the migrations), each waited for until it answers health checks with SERVING.
+    async fn start(
+        store: StoreKind,
+        postgres_url: &str,
+        replicas: usize,
+        out: Output,
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("numbers-bench-")
             .tempdir()
@@ -1096,37 +1231,75 @@ impl Server {
             Role::Admin,
             Duration::from_secs(24 * 3600),
         )?;
-        let address = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .context("cannot find a free port")?
-            .to_string();
-        let log = dir.path().join("server.log");
         let database = Database::create(store, dir.path(), postgres_url).await?;
-        let child = match spawn(&address, database.url(), dir.path(), &key_file, &log) {
-            Ok(child) => child,
-            Err(error) => {
-                if let Err(left) = database.remove().await {
-                    out.note(format_args!("{left:#}"));
-                }
-                return Err(error);
-            }
-        };
         let mut server = Self {
-            pid: child.id().unwrap_or_default(),
-            child,
-            address,
+            replicas: Vec::with_capacity(replicas),
             token,
-            log,
             database,
             _dir: dir,
         };
-        if let Err(error) = server.wait_until_serving().await {
-            server.stop(out).await;
-            return Err(error);
+        for i in 1..=replicas {
+            let started = async {
+                let address = std::net::TcpListener::bind("127.0.0.1:0")
+                    .and_then(|listener| listener.local_addr())
+                    .context("cannot find a free port")?
+                    .to_string();
+                let name = match i {
+                    1 => "server.log".to_owned(),
+                    i => format!("server-{i}.log"),
+                };
+                let log = server._dir.path().join(name);
+                let child = spawn(
+                    &address,
+                    server.database.url(),
+                    server._dir.path(),
+                    &key_file,
+                    &log,
+                )?;
+                let mut replica = Replica {
+                    pid: child.id().unwrap_or_default(),
+                    child,
+                    address,
+                    log,
+                };
+                replica.wait_until_serving().await.map(|()| replica)
+            };
+            match started.await {
+                Ok(replica) => server.replicas.push(replica),
+                Err(error) => {
+                    server.stop(out).await;
+                    return Err(error);
+                }
+            }
         }
         Ok(server)
     }
 
+    /// The error to report if a server ended before being told to.
+    fn exited_early(&mut self) -> Option<anyhow::Error> {
+        self.replicas.iter_mut().find_map(|replica| {
+            let status = replica.child.try_wait().ok()??;
+            Some(anyhow::anyhow!(
+                "numbers serve exited during the run with {status}; the end of its log:\n{}",
+                log_tail(&replica.log)
+            ))
+        })
+    }
+
+    /// Sends SIGTERM to every server, waits for them to exit (killing those that take too
+    /// long), drops the database and removes the temporary directory. Problems are noted, not
+    /// returned: the figures are already printed.
+    async fn stop(mut self, out: Output) {
+        for replica in &mut self.replicas {
+            replica.stop(out).await;
+        }
+        if let Err(error) = self.database.remove().await {
+            out.note(format_args!("{error:#}"));
+        }
+    }
+}
+
+impl Replica {
     async fn wait_until_serving(&mut self) -> anyhow::Result<()> {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
@@ -1139,24 +1312,17 @@ impl Server {
             if serving(&self.address).await {
                 return Ok(());
             }
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "numbers serve did not answer health checks with SERVING within {} s; the end \
-                 of its log:\n{}",
-                START_TIMEOUT.as_secs(),
-                log_tail(&self.log)
-            );
+            if Instant::now() >= deadline {
+                let _ = self.child.kill().await;
+                anyhow::bail!(
+                    "numbers serve did not answer health checks with SERVING within {} s; the \
+                     end of its log:\n{}",
+                    START_TIMEOUT.as_secs(),
+                    log_tail(&self.log)
+                );
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-    }
-
-    /// The error to report if the server ended before being told to.
-    fn exited_early(&mut self) -> Option<anyhow::Error> {
-        let status = self.child.try_wait().ok()??;
-        Some(anyhow::anyhow!(
-            "numbers serve exited during the run with {status}; the end of its log:\n{}",
-            log_tail(&self.log)
-        ))
     }
 
     /// The server's peak resident memory, from /proc (Linux).
@@ -1166,27 +1332,22 @@ impl Server {
         Some(line.trim_start_matches("VmHWM:").trim().to_owned())
     }
 
-    /// Sends SIGTERM, waits for the exit (killing the server if it takes too long), drops the
-    /// database and removes the temporary directory. Problems are noted, not returned: the
-    /// figures are already printed.
-    async fn stop(mut self, out: Output) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            if let Some(pid) = rustix::process::Pid::from_raw(self.pid as i32) {
-                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-            }
-            if tokio::time::timeout(STOP_TIMEOUT, self.child.wait())
-                .await
-                .is_err()
-            {
-                out.note(format_args!(
-                    "numbers serve did not stop within {} s of SIGTERM; killed",
-                    STOP_TIMEOUT.as_secs()
-                ));
-                let _ = self.child.kill().await;
-            }
+    async fn stop(&mut self, out: Output) {
+        if self.child.try_wait().ok().flatten().is_some() {
+            return;
         }
-        if let Err(error) = self.database.remove().await {
-            out.note(format_args!("{error:#}"));
+        if let Some(pid) = rustix::process::Pid::from_raw(self.pid as i32) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
+        if tokio::time::timeout(STOP_TIMEOUT, self.child.wait())
+            .await
+            .is_err()
+        {
+            out.note(format_args!(
+                "numbers serve did not stop within {} s of SIGTERM; killed",
+                STOP_TIMEOUT.as_secs()
+            ));
+            let _ = self.child.kill().await;
         }
     }
 }

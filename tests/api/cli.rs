@@ -928,7 +928,8 @@ fn bench_runs_every_phase_cleanly(store: &str) {
             "change",
             "remove",
             "bulk-users",
-            "bulk-assign"
+            "bulk-assign",
+            "walk"
         ]
         .map(Some),
         "{finished:?}"

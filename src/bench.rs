@@ -326,13 +326,16 @@ async fn measure(
     servers: &[u32],
     out: Output,
 ) -> anyhow::Result<()> {
+    let plan = plan(&args.phases);
+    // The users phase names the users of the single calls' phases, with the latency and
+    // warm-up users after them; the bulk phases have users of their own.
     anyhow::ensure!(
-        args.users + args.latency_calls + warmup_calls(args.users) <= BLOCK as usize,
+        !plan.iter().any(|(phase, _)| *phase == Phase::Users)
+            || args.users + args.latency_calls + warmup_calls(args.users) <= BLOCK as usize,
         "--users, a tenth of them again (the warm-up) and --latency-calls together must be at \
          most {BLOCK}"
     );
     let clients = connect(addresses, token, args.connections).await?;
-    let plan = plan(&args.phases);
     out.note(format_args!(
         "numbers bench: store {store}, replicas {}, users {}, in flight {} (reads {}), \
          connections {} per replica, cores {}",

@@ -113,11 +113,12 @@ pub(crate) async fn accept<M: BulkMessage>(
             let read = request_options(&item)
                 .and_then(|options| Ok((M::read(&item)?, options)))
                 .map_err(|e| e.under(&format!("items[{index}]")));
-            entries.push(BulkEntry {
-                request_id: Some(item.request_id().trim().to_ascii_lowercase())
-                    .filter(|id| !id.is_empty()),
-                item: read,
-            });
+            let request_id =
+                Some(item.request_id().trim().to_ascii_lowercase()).filter(|id| !id.is_empty());
+            let plan = call
+                .as_ref()
+                .is_some_and(|(_, validate_only)| *validate_only);
+            entries.push(BulkEntry::new(request_id, read, plan)?);
         }
     }
     let (id, validate_only) = call.unwrap_or_default();

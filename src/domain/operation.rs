@@ -328,6 +328,27 @@ mod tests {
     }
 
     #[test]
+    fn a_bulk_operation_ends_when_every_item_ran() {
+        use OperationState::*;
+        let progress = |succeeded, failed| BulkProgress {
+            total: 3,
+            succeeded,
+            failed,
+            validate_only: false,
+        };
+        assert_eq!(progress(0, 0).state(false), Pending);
+        assert_eq!(progress(0, 0).state(true), Running);
+        assert_eq!(progress(0, 1).state(false), Running);
+        assert_eq!(progress(3, 0).state(true), Succeeded);
+        assert_eq!(progress(2, 1).state(true), Failed);
+        assert_eq!(progress(2, 0).error(), None);
+        assert_eq!(
+            progress(2, 1).error().as_deref(),
+            Some("1 of 3 items failed; GetOperation with failed_only lists them")
+        );
+    }
+
+    #[test]
     fn backoff_grows_to_its_cap_with_jitter() {
         let base = Duration::from_secs(1);
         let max = Duration::from_secs(60);

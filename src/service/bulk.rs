@@ -123,13 +123,34 @@ impl BulkItem {
     }
 }
 
-/// One item as the bulk call read it.
+/// One item as the bulk call read it, kept as it will be stored: a call holds up to 100,000
+/// of them at once, so each is written down as it is read.
 #[derive(Debug)]
 pub struct BulkEntry {
     /// The item's own request id, as given.
-    pub request_id: Option<String>,
-    /// The item with its options, or why it was refused as it was read.
-    pub item: std::result::Result<(BulkItem, RequestOptions), Error>,
+    request_id: Option<String>,
+    /// The item with its options as stored, or why it was refused as it was read.
+    item: std::result::Result<String, ItemFailure>,
+}
+
+impl BulkEntry {
+    /// An item of a call whose `validate_only` is `plan`: the request it read, with its
+    /// options, or why it was refused as it was read.
+    pub fn new(
+        request_id: Option<String>,
+        read: std::result::Result<(BulkItem, RequestOptions), Error>,
+        plan: bool,
+    ) -> Result<Self> {
+        let item = match read {
+            Ok((item, mut options)) => {
+                options.validate_only |= plan;
+                let stored = StoredItem { item, options };
+                Ok(serde_json::to_string(&stored).map_err(Error::internal)?)
+            }
+            Err(refused) => Err(ItemFailure::from(&refused)),
+        };
+        Ok(Self { request_id, item })
+    }
 }
 
 /// An item as stored with its operation.
@@ -197,19 +218,8 @@ impl Service {
         let mut items = Vec::with_capacity(entries.len());
         for entry in entries {
             let (request, outcome) = match entry.item {
-                Ok((item, mut item_options)) => {
-                    item_options.validate_only |= options.validate_only;
-                    let stored = StoredItem {
-                        item,
-                        options: item_options,
-                    };
-                    let request = serde_json::to_string(&stored).map_err(Error::internal)?;
-                    (request, None)
-                }
-                Err(refused) => (
-                    "null".to_owned(),
-                    Some(ItemOutcome::Failed(ItemFailure::from(&refused))),
-                ),
+                Ok(request) => (request, None),
+                Err(refused) => ("null".to_owned(), Some(ItemOutcome::Failed(refused))),
             };
             items.push(NewBulkItem {
                 request_id: entry.request_id,

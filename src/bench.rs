@@ -277,7 +277,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     for replica in &server.replicas {
         out.note(format_args!(
             "server peak resident memory (VmHWM): {}",
-            replica.peak_memory().as_deref().unwrap_or("unknown")
+            memory(replica.pid, "VmHWM").as_deref().unwrap_or("unknown")
         ));
         if let Ok(log) = std::fs::read_to_string(&replica.log) {
             out.note(format_args!(
@@ -382,9 +382,26 @@ async fn measure(
                 Format::Text => println!("{}", report.text()),
                 Format::Json => println!("{}", report.json()),
             }
+            for pid in servers {
+                out.note(format_args!(
+                    "server resident memory after {} (VmRSS): {}",
+                    phase.name(),
+                    memory(*pid, "VmRSS").as_deref().unwrap_or("unknown")
+                ));
+            }
         }
     }
     Ok(())
+}
+
+/// A memory figure of process `pid` from /proc (Linux), such as `VmRSS`.
+fn memory(pid: u32, field: &str) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| {
+        l.strip_prefix(field)
+            .is_some_and(|rest| rest.starts_with(':'))
+    })?;
+    Some(line[field.len() + 1..].trim().to_owned())
 }
 
 async fn run_phase(
@@ -1326,13 +1343,6 @@ impl Replica {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-    }
-
-    /// The server's peak resident memory, from /proc (Linux).
-    fn peak_memory(&self) -> Option<String> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).ok()?;
-        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-        Some(line.trim_start_matches("VmHWM:").trim().to_owned())
     }
 
     async fn stop(&mut self, out: Output) {

@@ -384,9 +384,11 @@ async fn measure(
             }
             for pid in servers {
                 out.note(format_args!(
-                    "server resident memory after {} (VmRSS): {}",
+                    "server resident memory after {} (VmRSS): {}, of which anonymous \
+                     (RssAnon): {}",
                     phase.name(),
-                    memory(*pid, "VmRSS").as_deref().unwrap_or("unknown")
+                    memory(*pid, "VmRSS").as_deref().unwrap_or("unknown"),
+                    memory(*pid, "RssAnon").as_deref().unwrap_or("unknown")
                 ));
             }
         }

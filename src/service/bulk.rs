@@ -359,6 +359,7 @@ impl Service {
                 .await?
                 .pending_items(tenant, &bulk.operation_id, CHUNK)
                 .await?;
+            let nothing_left = items.is_empty();
             let (results, stalled) = self
                 .run_items(&caller, operation, items, settings.bulk_concurrency)
                 .await;
@@ -381,6 +382,14 @@ impl Service {
             if progress.state(true).is_final() {
                 tracing::info!(%tenant, operation = %bulk.operation_id, call = method.call(), succeeded = progress.succeeded, failed = progress.failed, "bulk operation finished");
                 return Ok(());
+            }
+            if nothing_left {
+                return Err(Error::internal(anyhow::anyhow!(
+                    "bulk operation {} has no item left to run, but counts {} of {} done",
+                    bulk.operation_id,
+                    progress.done(),
+                    progress.total
+                )));
             }
             if stalled {
                 tokio::time::sleep(STALLED_WAIT).await;

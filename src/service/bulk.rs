@@ -110,7 +110,7 @@ impl BulkItem {
     /// What the item changes, for running items on the same thing in order: the user, or
     /// for a location update the number.
     fn key(&self) -> String {
-        let identity = |identity: &Identity| format!("{identity:?}").to_lowercase();
+        let identity = |identity: &Identity| identity.to_string().to_lowercase();
         match self {
             BulkItem::UpsertUser(user) => user
                 .id

@@ -9,6 +9,7 @@
 //! number may be one of its numbers, the rules (the provider's included) are first checked on
 //! a plain read, outside any lock, and the transaction checks the service's rules again.
 
+use std::collections::HashMap;
 use std::time::SystemTime;
 
 use numbers_provider::AssignmentCheck;
@@ -26,7 +27,7 @@ use crate::domain::{
 };
 use crate::error::{Error, Reason, Result};
 use crate::routing::provider_error;
-use crate::store::{Changes, Tx};
+use crate::store::{Changes, Holder, Tx};
 
 /// What AssignPhoneNumber asks.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -120,6 +121,18 @@ enum Lock {
     Yes,
 }
 
+/// What a batch of bulk assignments loaded and locked for one of its items.
+#[derive(Clone, Copy)]
+pub(super) struct Locked<'a> {
+    /// The user the item names, with the numbers it holds; none when the tenant has no such
+    /// user.
+    pub holder: Option<&'a Holder>,
+    /// The numbers on the item's number's base number.
+    pub near: &'a [PhoneNumber],
+    /// The tenant's emergency locations that the batch names, by id.
+    pub locations: &'a HashMap<String, EmergencyLocation>,
+}
+
 /// Everything an assignment of one number to one user is checked against.
 #[derive(Debug)]
 struct Plan {
@@ -208,12 +221,38 @@ impl Service {
         if !self.may_ask_over_network(request.number_type) {
             self.check_provider(tenant, &plan, request.category).await?;
         }
-        let now = self.now();
+        let location =
+            registered_location(&mut tx, tenant, &plan.number, plan.location.as_ref()).await?;
         let mut changes = Changes::default();
+        let assigned = self
+            .assign_planned(
+                &actor,
+                options,
+                request,
+                &plan,
+                location.as_ref(),
+                &mut changes,
+            )
+            .await?;
+        self.finish(tx, &actor, options, changes, assigned).await
+    }
+
+    /// Puts a checked assignment into effect: provisions the number (registering `location`,
+    /// the emergency location it will have), and adds the number and the user as they will
+    /// be, the operation, the audit event and the emails to `changes`.
+    async fn assign_planned(
+        &self,
+        actor: &Actor,
+        options: &RequestOptions,
+        request: &AssignRequest,
+        plan: &Plan,
+        location: Option<&EmergencyLocation>,
+        changes: &mut Changes,
+    ) -> Result<Assigned> {
+        let tenant = actor.tenant_id.as_str();
+        let now = self.now();
         let mut operation = self.open_operation(options, AuditAction::AssignPhoneNumber);
         let mut assigned = plan.assigned(request.category);
-        let location =
-            registered_location(&mut tx, tenant, &assigned, plan.location.as_ref()).await?;
         assigned.activation_state = self
             .provision(
                 operation.as_mut(),
@@ -221,7 +260,7 @@ impl Service {
                 &assigned,
                 ProvisioningAction::Activate,
                 &plan.user.id,
-                location.as_ref(),
+                location,
                 None,
             )
             .await?;
@@ -236,7 +275,7 @@ impl Service {
         changes.numbers.push(number.clone());
         let before = (!plan.created).then(|| number_snapshot(&plan.number));
         changes.audit.push(self.audit(
-            &actor,
+            actor,
             options,
             AuditAction::AssignPhoneNumber,
             Some(number.number.canonical()),
@@ -249,20 +288,68 @@ impl Service {
                 .notifications
                 .extend(Notification::assigned(&user, &number.number, now));
         }
-        let operation = self.close_operation(operation, &actor, options, &mut changes);
+        let operation = self.close_operation(operation, actor, options, changes);
         tracing::info!(%tenant, number = %number.number, user = %user.user_principal_name, state = %number.activation_state, "number assigned");
-        self.finish(
-            tx,
-            &actor,
-            options,
-            changes,
-            Assigned {
-                number,
-                user,
-                operation,
+        Ok(Assigned {
+            number,
+            user,
+            operation,
+        })
+    }
+
+    /// Checks and puts into effect, among `changes`, an assignment of a batch of bulk items
+    /// whose records the batch loaded and locked. The same rules as [`Service::assign`], in the same order. Answers the
+    /// assignment, and the number's record as it enters the inventory when it is a Direct
+    /// Routing number new to it (for the batch to insert before writing the changes).
+    pub(super) async fn assign_locked(
+        &self,
+        actor: &Actor,
+        options: &RequestOptions,
+        request: &AssignRequest,
+        locked: &Locked<'_>,
+        changes: &mut Changes,
+    ) -> Result<(Assigned, Option<PhoneNumber>)> {
+        let Locked {
+            holder,
+            near,
+            locations,
+        } = *locked;
+        let tenant = actor.tenant_id.as_str();
+        let holder = holder.ok_or_else(|| user_not_found(&request.identity))?;
+        let (number, created) = match near.iter().find(|n| n.number == request.number) {
+            Some(found) => (found.clone(), false),
+            None if request.number_type == Some(NumberType::DirectRouting) => (
+                PhoneNumber::direct_routing(request.number.clone(), self.now()),
+                true,
+            ),
+            None => return Err(not_in_inventory(&request.number, request.number_type)),
+        };
+        let (location, unknown_location) = match request.emergency_location_id.as_deref() {
+            None => (None, None),
+            Some(id) => match locations.get(id) {
+                Some(location) => (Some(location.clone()), None),
+                None => (None, Some(id.to_owned())),
             },
-        )
-        .await
+        };
+        let plan = Plan {
+            user: holder.user.clone(),
+            held: holder.numbers.clone(),
+            number,
+            created,
+            location,
+            unknown_location,
+        };
+        self.check_plan(&plan, near, request.number_type, request.category, None)?;
+        self.check_provider(tenant, &plan, request.category).await?;
+        let registered = match (&plan.location, &plan.number.emergency_location_id) {
+            (Some(location), _) => Some(location.clone()),
+            (None, Some(id)) => locations.get(id).cloned(),
+            (None, None) => None,
+        };
+        let assigned = self
+            .assign_planned(actor, options, request, &plan, registered.as_ref(), changes)
+            .await?;
+        Ok((assigned, created.then(|| plan.number.clone())))
     }
 
     /// Replaces a user's primary number with another, in one transaction.
@@ -497,7 +584,7 @@ impl Service {
 
     /// Whether a number named with `number_type` may belong to a provider in another process,
     /// whose rules are asked before the write transaction rather than inside it.
-    fn may_ask_over_network(&self, number_type: Option<NumberType>) -> bool {
+    pub(super) fn may_ask_over_network(&self, number_type: Option<NumberType>) -> bool {
         self.providers.has_remote() && number_type.is_none_or(|t| t == NumberType::OperatorConnect)
     }
 
@@ -713,17 +800,7 @@ async fn load_number_to_assign(
         return Ok((found.clone(), near.clone(), false));
     }
     if requested_type != Some(NumberType::DirectRouting) {
-        let hint = if number.extension().is_some() || requested_type.is_none() {
-            "; to assign a Direct Routing number of your own carrier, give phone_number_type \
-             DIRECT_ROUTING"
-        } else {
-            ""
-        };
-        return Err(Error::new(
-            Reason::NumberNotFound,
-            format!("phone number {number} is not in this tenant's inventory{hint}"),
-        )
-        .with("phoneNumber", number));
+        return Err(not_in_inventory(number, requested_type));
     }
     let record = PhoneNumber::direct_routing(number.clone(), now);
     if lock == Lock::No {
@@ -743,6 +820,22 @@ async fn load_number_to_assign(
         .cloned()
         .ok_or_else(|| number_in_another_tenant(number))?;
     Ok((found, near, false))
+}
+
+/// The refusal of a number the tenant does not have, which the request does not say is a
+/// Direct Routing number (one that enters the inventory with its first assignment).
+fn not_in_inventory(number: &E164, requested_type: Option<NumberType>) -> Error {
+    let hint = if number.extension().is_some() || requested_type.is_none() {
+        "; to assign a Direct Routing number of your own carrier, give phone_number_type \
+         DIRECT_ROUTING"
+    } else {
+        ""
+    };
+    Error::new(
+        Reason::NumberNotFound,
+        format!("phone number {number} is not in this tenant's inventory{hint}"),
+    )
+    .with("phoneNumber", number)
 }
 
 /// Finds the emergency location a request names: the location, or the id the tenant lacks.

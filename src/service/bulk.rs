@@ -155,9 +155,26 @@ impl BulkEntry {
 
 /// An item as stored with its operation.
 #[derive(Serialize, Deserialize)]
-struct StoredItem {
-    item: BulkItem,
-    options: RequestOptions,
+pub(super) struct StoredItem {
+    /// The single call's request.
+    pub item: BulkItem,
+    /// Its options, as the caller gave them.
+    pub options: RequestOptions,
+}
+
+/// An item's options as it runs: an item without a request id gets one derived from the
+/// operation and its index (unless it only validates), so that running it again answers its
+/// first answer.
+pub(super) fn item_options(
+    operation: uuid::Uuid,
+    pending: &PendingItem,
+    mut options: RequestOptions,
+) -> RequestOptions {
+    if options.request_id.is_none() && !options.validate_only {
+        let derived = uuid::Uuid::new_v5(&operation, &pending.index.to_be_bytes());
+        options.request_id = Some(derived.to_string());
+    }
+    options
 }
 
 impl From<&Error> for ItemFailure {
@@ -245,12 +262,12 @@ impl Service {
             progress: Some(progress.clone()),
         };
         let mut changes = crate::store::Changes {
-            operation: Some(NewOperation {
+            operations: vec![NewOperation {
                 operation: operation.clone(),
                 jobs: Vec::new(),
                 request_id: options.request_id.clone(),
                 actor: actor.name.clone(),
-            }),
+            }],
             ..Default::default()
         };
         // A plan changes nothing but its own record, and is not audited.
@@ -270,7 +287,7 @@ impl Service {
         }
         if let Some(request_id) = options.claimable_id() {
             let stored = serde_json::to_value(&operation).map_err(Error::internal)?;
-            changes.response = Some((request_id.to_owned(), stored));
+            changes.responses.push((request_id.to_owned(), stored));
         }
         let tenant = actor.tenant_id.as_str();
         tx.apply(tenant, &changes).await?;
@@ -360,9 +377,16 @@ impl Service {
                 .pending_items(tenant, &bulk.operation_id, CHUNK)
                 .await?;
             let nothing_left = items.is_empty();
-            let (results, stalled) = self
+            let (batched, items) = if method == BulkMethod::AssignPhoneNumbers {
+                let batch = self.assign_batch(&caller, operation, items).await;
+                (batch.results, batch.rest)
+            } else {
+                (Vec::new(), items)
+            };
+            let (mut results, stalled) = self
                 .run_items(&caller, operation, items, settings.bulk_concurrency)
                 .await;
+            results.extend(batched);
             let mut tx = self.store.write().await?;
             let progress = tx
                 .record_results(
@@ -462,11 +486,7 @@ impl Service {
         pending: &PendingItem,
         stored: StoredItem,
     ) -> Option<ItemOutcome> {
-        let mut options = stored.options;
-        if options.request_id.is_none() && !options.validate_only {
-            let derived = uuid::Uuid::new_v5(&operation, &pending.index.to_be_bytes());
-            options.request_id = Some(derived.to_string());
-        }
+        let options = item_options(operation, pending, stored.options);
         let mut attempt = 0;
         loop {
             attempt += 1;

@@ -12,6 +12,7 @@
 mod acquisition;
 mod assignment;
 mod audit;
+mod batch;
 mod bulk;
 mod directory;
 mod housekeeping;
@@ -285,7 +286,7 @@ impl Service {
         }
         if let Some(request_id) = &options.request_id {
             let stored = serde_json::to_value(&answer).map_err(Error::internal)?;
-            changes.response = Some((request_id.clone(), stored));
+            changes.responses.push((request_id.clone(), stored));
         }
         tx.apply(&actor.tenant_id, &changes).await?;
         tx.commit().await?;

@@ -169,7 +169,7 @@ impl Service {
     ) -> Option<Operation> {
         let draft = operation?;
         let operation = Operation::new(draft.id, draft.kind, &draft.jobs, self.now());
-        changes.operation = Some(NewOperation {
+        changes.operations.push(NewOperation {
             operation: operation.clone(),
             jobs: draft.jobs,
             request_id: options.request_id.clone(),

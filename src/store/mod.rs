@@ -22,7 +22,7 @@ mod pool;
 mod postgres;
 mod sqlite;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
@@ -234,6 +234,15 @@ pub trait Transaction:
     /// Writes everything a mutation changes, as few statements as the database needs.
     async fn apply(&mut self, tenant: &TenantId, changes: &Changes) -> StoreResult<()>;
 
+    /// Writes the changes of many mutations (a batch of bulk items), each as
+    /// [`Transaction::apply`] writes it, in as few statements as suit the database.
+    async fn apply_all(&mut self, tenant: &TenantId, changes: Vec<Changes>) -> StoreResult<()> {
+        for one in &changes {
+            self.apply(tenant, one).await?;
+        }
+        Ok(())
+    }
+
     /// Makes the transaction's writes durable.
     async fn commit(self: Box<Self>) -> StoreResult<()>;
 }
@@ -249,14 +258,28 @@ pub struct Changes {
     /// rule). Every change to which numbers a user holds writes the user: a new version of it
     /// tells a transaction waiting to lock the user that what it read is stale.
     pub users: Vec<User>,
-    /// A new operation with its provisioning jobs.
-    pub operation: Option<NewOperation>,
+    /// New operations with their provisioning jobs (one per mutation; a batch of bulk items
+    /// writes one per item).
+    pub operations: Vec<NewOperation>,
     /// The audit events of the change.
     pub audit: Vec<AuditEvent>,
     /// Emails to send about the change.
     pub notifications: Vec<Notification>,
-    /// The answer to store under the claimed request id.
-    pub response: Option<(String, serde_json::Value)>,
+    /// The answers to store under claimed request ids (one per mutation, or per item of a
+    /// batch).
+    pub responses: Vec<(String, serde_json::Value)>,
+}
+
+impl Changes {
+    /// Adds another mutation's changes to these, to be written in the same statement.
+    pub fn extend(&mut self, other: Changes) {
+        self.numbers.extend(other.numbers);
+        self.users.extend(other.users);
+        self.operations.extend(other.operations);
+        self.audit.extend(other.audit);
+        self.notifications.extend(other.notifications);
+        self.responses.extend(other.responses);
+    }
 }
 
 /// An operation as a mutation records it: once, with its jobs, in its state so far.
@@ -288,6 +311,44 @@ impl Holder {
         user.phone_numbers = numbers.iter().map(|n| n.number.canonical()).collect();
         Self { user, numbers }
     }
+}
+
+/// The holder of each of `identities`, in order (none where no user has it), from the users
+/// they name and the numbers those users hold: how `lock_users` answers. A SIP address names
+/// its oldest holder, as [`UserRepository::find_user`] finds it.
+fn holders_of(
+    identities: &[Identity],
+    mut users: Vec<User>,
+    held: Vec<PhoneNumber>,
+) -> Vec<Option<Holder>> {
+    let mut numbers_of: HashMap<String, Vec<PhoneNumber>> = HashMap::new();
+    for number in held {
+        if let Some(holder) = number.assignment.as_ref().map(|a| a.target_id.clone()) {
+            numbers_of.entry(holder).or_default().push(number);
+        }
+    }
+    users.sort_by(|a, b| (a.create_time, &a.id).cmp(&(b.create_time, &b.id)));
+    let mut by_key: HashMap<(u8, String), usize> = HashMap::new();
+    for (at, user) in users.iter().enumerate() {
+        by_key.entry((0, user.id.clone())).or_insert(at);
+        by_key
+            .entry((1, key(&user.user_principal_name)))
+            .or_insert(at);
+        by_key.entry((2, key(&user.sip_address))).or_insert(at);
+    }
+    identities
+        .iter()
+        .map(|identity| {
+            let wanted = match identity {
+                Identity::Id(id) => (0, id.clone()),
+                Identity::UserPrincipalName(upn) => (1, key(upn)),
+                Identity::SipAddress(sip) => (2, key(sip)),
+            };
+            let user = &users[*by_key.get(&wanted)?];
+            let numbers = numbers_of.get(&user.id).cloned().unwrap_or_default();
+            Some(Holder::new(user.clone(), numbers))
+        })
+        .collect()
 }
 
 /// The phone number inventory.
@@ -329,6 +390,35 @@ pub trait NumberRepository: Send {
     /// the same number waits for the other transaction first.
     async fn insert_number(&mut self, tenant: &TenantId, number: &PhoneNumber)
     -> StoreResult<bool>;
+
+    /// Locks, ordered by number, every number on the base numbers `bases`: what
+    /// [`NumberRepository::lock_numbers_on_base`] locks for each, for a batch of bulk items.
+    async fn lock_numbers_on_bases(
+        &mut self,
+        tenant: &TenantId,
+        bases: &[String],
+    ) -> StoreResult<Vec<PhoneNumber>> {
+        let mut locked = Vec::new();
+        for base in bases {
+            locked.extend(self.lock_numbers_on_base(tenant, base, None).await?);
+        }
+        locked.sort_by_key(|n| n.number.canonical());
+        Ok(locked)
+    }
+
+    /// Adds Direct Routing numbers as [`NumberRepository::insert_number`] adds one, for a
+    /// batch of bulk items; answers whether each was added.
+    async fn insert_numbers(
+        &mut self,
+        tenant: &TenantId,
+        numbers: &[PhoneNumber],
+    ) -> StoreResult<Vec<bool>> {
+        let mut added = Vec::with_capacity(numbers.len());
+        for number in numbers {
+            added.push(self.insert_number(tenant, number).await?);
+        }
+        Ok(added)
+    }
 
     /// Removes numbers from the tenant's inventory.
     async fn delete_numbers(&mut self, tenant: &TenantId, numbers: &[String]) -> StoreResult<()>;
@@ -381,6 +471,21 @@ pub trait UserRepository: Send {
         tenant: &TenantId,
         identity: &Identity,
     ) -> StoreResult<Option<Holder>>;
+
+    /// Locks users as [`UserRepository::lock_user`] locks one, for a batch of bulk items:
+    /// answers each identity's user with its numbers, in order (none where no user has it).
+    /// Names the same user only once.
+    async fn lock_users(
+        &mut self,
+        tenant: &TenantId,
+        identities: &[Identity],
+    ) -> StoreResult<Vec<Option<Holder>>> {
+        let mut holders = Vec::with_capacity(identities.len());
+        for identity in identities {
+            holders.push(self.lock_user(tenant, identity).await?);
+        }
+        Ok(holders)
+    }
 
     /// Creates or updates a user: by id when the feed gives one, otherwise by user principal
     /// name (a new user gets `new_id`). Fails with the `users_upn_unique` constraint when the
@@ -455,6 +560,17 @@ pub trait ConsentRepository: Send {
     async fn delete_consent(&mut self, tenant: &TenantId, operator_id: &str) -> StoreResult<()>;
 }
 
+/// A request id to claim, with what makes the request the same request.
+#[derive(Clone, Debug)]
+pub struct RequestClaim {
+    /// The request id.
+    pub request_id: String,
+    /// The method the request calls.
+    pub method: String,
+    /// The request's content and who sent it.
+    pub fingerprint: Vec<u8>,
+}
+
 /// What claiming a request id found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Claim {
@@ -486,6 +602,38 @@ pub trait RequestRepository: Send {
         fingerprint: &[u8],
         now: SystemTime,
     ) -> StoreResult<Claim>;
+
+    /// Claims request ids as [`RequestRepository::claim_request`] claims one, for a batch of
+    /// bulk items; answers each one's claim, in order.
+    async fn claim_requests(
+        &mut self,
+        tenant: &TenantId,
+        requests: &[RequestClaim],
+        now: SystemTime,
+    ) -> StoreResult<Vec<Claim>> {
+        let mut claims = Vec::with_capacity(requests.len());
+        for request in requests {
+            claims.push(
+                self.claim_request(
+                    tenant,
+                    &request.request_id,
+                    &request.method,
+                    &request.fingerprint,
+                    now,
+                )
+                .await?,
+            );
+        }
+        Ok(claims)
+    }
+
+    /// Gives back request ids this transaction claimed, for items of a batch that were
+    /// refused: as a refused single call leaves no claim, a retry of the item runs again.
+    async fn release_requests(
+        &mut self,
+        tenant: &TenantId,
+        request_ids: &[String],
+    ) -> StoreResult<()>;
 
     /// Looks a request id up without claiming it: what a retry would find.
     async fn find_request(

@@ -588,6 +588,115 @@ async fn a_bulk_call_racing_single_calls_never_makes_two_holders(backend: Backen
     }
 }
 
+/// Assignments run a chunk at a time in one transaction: items that depend on an earlier item
+/// of the chunk, a number that turns out to be another tenant's, and a refused item's request
+/// id all end as the single calls would have left them.
+async fn batched_items_end_as_single_calls_would(backend: Backend) {
+    let app = tenant(backend, 3, 4).await;
+    app.seed_numbers(
+        "fabrikam",
+        &[number("+14255559999", NumberType::DirectRouting)],
+    )
+    .await;
+    let mut admin = app.admin(TENANT);
+    let refused_id = "3f2504e0-4f89-41d3-9a0c-0305e82c3301";
+    let first = vec![
+        assign_item(0, 0),
+        // The same user again: it runs once the item before it did.
+        pb::AssignPhoneNumberRequest {
+            assignment_category: pb::AssignmentCategory::Private as i32,
+            ..assign_item(0, 1)
+        },
+        // The same number again: taken by the item before it.
+        assign_item(1, 0),
+        // No such user yet: refused, and its request id is not kept.
+        pb::AssignPhoneNumberRequest {
+            request_id: refused_id.into(),
+            ..assign_item(5, 2)
+        },
+        // A Direct Routing number new to the inventory enters it.
+        pb::AssignPhoneNumberRequest {
+            phone_number_type: pb::NumberType::DirectRouting as i32,
+            ..assign_item(2, 777)
+        },
+    ];
+    let accepted = bulk_assign(&mut admin, vec![assignments(first)])
+        .await
+        .expect("bulk");
+    let done = ended(&mut admin, &accepted.id).await;
+    let outcomes: Vec<(Code, String)> = results(&mut admin, &done.id, false)
+        .await
+        .iter()
+        .map(outcome)
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            (Code::Ok, String::new()),
+            (Code::Ok, String::new()),
+            (Code::FailedPrecondition, "NUMBER_ALREADY_ASSIGNED".into()),
+            (Code::NotFound, "USER_NOT_FOUND".into()),
+            (Code::Ok, String::new()),
+        ]
+    );
+    let user = |i: usize| {
+        let mut admin = app.admin(TENANT);
+        async move {
+            admin
+                .get_user(pb::GetUserRequest { identity: upn(i) })
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let first_user = user(0).await;
+    assert_eq!(first_user.phone_numbers, [phone(0), phone(1)]);
+    assert_eq!(holder(&mut admin, &phone(0)).await, first_user.id);
+    assert_eq!(holder(&mut admin, &phone(777)).await, user(2).await.id);
+
+    // The refused item's request id runs again once the user exists.
+    admin
+        .upsert_user(user_item(5))
+        .await
+        .expect("upsert user 5");
+    admin
+        .assign_phone_number(pb::AssignPhoneNumberRequest {
+            request_id: refused_id.into(),
+            ..assign_item(5, 2)
+        })
+        .await
+        .expect("the refused item's request id, retried once the user exists");
+    assert_eq!(holder(&mut admin, &phone(2)).await, user(5).await.id);
+
+    // Another tenant's number makes the chunk run item by item, with the same results.
+    let second = vec![
+        assign_item(1, 3),
+        pb::AssignPhoneNumberRequest {
+            phone_number: "+14255559999".into(),
+            phone_number_type: pb::NumberType::DirectRouting as i32,
+            assignment_category: pb::AssignmentCategory::Private as i32,
+            ..assign_item(2, 0)
+        },
+    ];
+    let accepted = bulk_assign(&mut admin, vec![assignments(second)])
+        .await
+        .expect("bulk");
+    let done = ended(&mut admin, &accepted.id).await;
+    let outcomes: Vec<(Code, String)> = results(&mut admin, &done.id, false)
+        .await
+        .iter()
+        .map(outcome)
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            (Code::Ok, String::new()),
+            (Code::AlreadyExists, "NUMBER_ALREADY_IN_INVENTORY".into()),
+        ]
+    );
+    assert_eq!(holder(&mut admin, &phone(3)).await, user(1).await.id);
+}
+
 async fn malformed_calls_are_refused_whole(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let mut admin = app.admin(TENANT);
@@ -672,5 +781,6 @@ on_both_stores!(
     thousands_of_users_in_one_call,
     removals_and_locations_in_bulk,
     a_bulk_call_racing_single_calls_never_makes_two_holders,
+    batched_items_end_as_single_calls_would,
     malformed_calls_are_refused_whole,
 );

@@ -109,12 +109,12 @@ async fn populate(store: &dyn Store, tenant: &str, phone_number: &str) {
         now,
     );
     let changes = Changes {
-        operation: Some(NewOperation {
+        operations: vec![NewOperation {
             operation,
             jobs: vec![job],
             request_id: Some("request-1".into()),
             actor: "test".into(),
-        }),
+        }],
         audit: vec![AuditEvent {
             id: uuid(),
             time: now,
@@ -134,7 +134,7 @@ async fn populate(store: &dyn Store, tenant: &str, phone_number: &str) {
             phone_number: phone_number.into(),
             create_time: now,
         }],
-        response: Some(("request-1".into(), json!({"answer": tenant}))),
+        responses: vec![("request-1".into(), json!({"answer": tenant}))],
         ..Changes::default()
     };
     tx.apply(tenant, &changes).await.unwrap();

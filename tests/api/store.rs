@@ -896,12 +896,12 @@ async fn operation_with_jobs(store: &dyn Store, count: usize) -> (String, Vec<Jo
     let operation = Operation::new(id.clone(), AuditAction::AssignPhoneNumber, &jobs, now);
     assert_eq!(operation.state, OperationState::Pending);
     let changes = Changes {
-        operation: Some(NewOperation {
+        operations: vec![NewOperation {
             operation,
             jobs: jobs.clone(),
             request_id: None,
             actor: "test".into(),
-        }),
+        }],
         ..Changes::default()
     };
     let mut tx = store.write().await.unwrap();
@@ -913,7 +913,7 @@ async fn operation_with_jobs(store: &dyn Store, count: usize) -> (String, Vec<Jo
 /// Stores `response` as the answer to the request id `id` of T1, claimed in `tx`.
 async fn answer(tx: &mut Tx, id: &str, response: serde_json::Value) {
     let changes = Changes {
-        response: Some((id.to_owned(), response)),
+        responses: vec![(id.to_owned(), response)],
         ..Changes::default()
     };
     tx.apply(T1, &changes).await.unwrap();

@@ -15,36 +15,36 @@ use super::{PgTx, timestamp, uuid};
 use crate::domain::{Block, Capability, TenantId};
 use crate::store::{Changes, StoreError, StoreResult};
 
+/// Mutations whose changes `apply_all` writes in one statement.
+pub(super) const WRITE_GROUP: usize = 200;
+
 /// The statement; `$1` is the tenant, the other parameters are the columns of each part.
 const WRITE_CHANGES: &str = "\
 WITH numbers AS (
-    -- Each number's new columns are at its position in $2.
-    UPDATE phone_numbers SET
-        assigned_to = ($3::text[])[array_position($2::text[], phone_number)],
-        assignment_category = ($4::text[])[array_position($2::text[], phone_number)],
-        assignment_status = ($5::text[])[array_position($2::text[], phone_number)],
-        activation_state = ($6::text[])[array_position($2::text[], phone_number)],
-        emergency_location_id = ($7::text[])[array_position($2::text[], phone_number)],
-        location_update_supported = ($8::boolean[])[array_position($2::text[], phone_number)],
-        capabilities = string_to_array(($9::text[])[array_position($2::text[], phone_number)], ','),
-        city = ($10::text[])[array_position($2::text[], phone_number)],
-        blocked_until = ($11::timestamptz[])[array_position($2::text[], phone_number)],
-        blocked_forever = ($12::boolean[])[array_position($2::text[], phone_number)],
-        operation_id = ($13::uuid[])[array_position($2::text[], phone_number)],
-        version = ($14::bigint[])[array_position($2::text[], phone_number)],
-        update_time = ($15::timestamptz[])[array_position($2::text[], phone_number)]
-    WHERE tenant_id = $1 AND phone_number = ANY($2)
-        AND version = ($14::bigint[])[array_position($2::text[], phone_number)] - 1
+    -- Each number's new columns are at its position in $2. The rows are found by key
+    -- (`= ANY`), never by a join with the arrays, whose plan would hang on estimates: a
+    -- generic plan takes an array for ten elements, and statistics lag a table that a bulk
+    -- load grows. Finding the position costs a scan of the array per row, so a batch of bulk
+    -- items writes its changes a few hundred at a time.
+    UPDATE phone_numbers p SET (assigned_to, assignment_category, assignment_status,
+        activation_state, emergency_location_id, location_update_supported, capabilities, city,
+        blocked_until, blocked_forever, operation_id, version, update_time) = (
+        SELECT ($3::text[])[i], ($4::text[])[i], ($5::text[])[i], ($6::text[])[i],
+            ($7::text[])[i], ($8::boolean[])[i], string_to_array(($9::text[])[i], ','),
+            ($10::text[])[i], ($11::timestamptz[])[i], ($12::boolean[])[i], ($13::uuid[])[i],
+            ($14::bigint[])[i], ($15::timestamptz[])[i]
+        FROM (SELECT array_position($2::text[], p.phone_number) AS i) AS at)
+    WHERE p.tenant_id = $1 AND p.phone_number = ANY($2)
+        AND p.version = ($14::bigint[])[array_position($2::text[], p.phone_number)] - 1
     RETURNING 1
 ), users AS (
-    UPDATE users SET
-        enterprise_voice_enabled = ($17::boolean[])[array_position($16::text[], id)],
-        version = ($18::bigint[])[array_position($16::text[], id)],
-        update_time = ($19::timestamptz[])[array_position($16::text[], id)]
-    WHERE tenant_id = $1 AND id = ANY($16)
-        AND version = ($18::bigint[])[array_position($16::text[], id)] - 1
+    UPDATE users u SET (enterprise_voice_enabled, version, update_time) = (
+        SELECT ($17::boolean[])[i], ($18::bigint[])[i], ($19::timestamptz[])[i]
+        FROM (SELECT array_position($16::text[], u.id) AS i) AS at)
+    WHERE u.tenant_id = $1 AND u.id = ANY($16)
+        AND u.version = ($18::bigint[])[array_position($16::text[], u.id)] - 1
     RETURNING 1
-), operation AS (
+), operations AS (
     INSERT INTO operations (tenant_id, id, kind, state, error, request_id, actor, create_time,
         update_time)
     SELECT $1, o.id, o.kind, o.state, o.error, o.request_id, o.actor, o.create_time,
@@ -77,8 +77,9 @@ WITH numbers AS (
         m.create_time
     FROM unnest($50::uuid[], $51::text[], $52::text[], $53::text[], $54::text[],
         $55::timestamptz[]) AS m(id, recipient, subject, body, phone_number, create_time)
-), answer AS (
-    UPDATE request_ids SET response = $57 WHERE tenant_id = $1 AND request_id = $56
+), answers AS (
+    UPDATE request_ids r SET response = ($57::jsonb[])[array_position($56::text[], r.request_id)]
+    WHERE r.tenant_id = $1 AND r.request_id = ANY($56)
 )
 SELECT (SELECT count(*) FROM numbers) AS numbers, (SELECT count(*) FROM users) AS users";
 
@@ -91,8 +92,8 @@ impl PgTx {
     ) -> StoreResult<()> {
         let numbers = &changes.numbers;
         let users = &changes.users;
-        let operation = changes.operation.as_ref();
-        let jobs = operation.map(|o| o.jobs.as_slice()).unwrap_or_default();
+        let operations = &changes.operations;
+        let jobs: Vec<_> = operations.iter().flat_map(|o| &o.jobs).collect();
         let audit = &changes.audit;
         let emails = &changes.notifications;
         let ids = |ids: Vec<&str>| -> StoreResult<Vec<uuid::Uuid>> {
@@ -201,45 +202,45 @@ impl PgTx {
                     .map(|u| timestamp(u.update_time))
                     .collect::<Vec<_>>(),
             )
-            // the operation
-            .bind(ids(operation
+            // the operations
+            .bind(ids(operations
+                .iter()
                 .map(|o| o.operation.id.as_str())
-                .into_iter()
                 .collect())?)
             .bind(
-                operation
+                operations
+                    .iter()
                     .map(|o| o.operation.kind.as_str())
-                    .into_iter()
                     .collect::<Vec<_>>(),
             )
             .bind(
-                operation
+                operations
+                    .iter()
                     .map(|o| o.operation.state.as_str())
-                    .into_iter()
                     .collect::<Vec<_>>(),
             )
             .bind(
-                operation
+                operations
+                    .iter()
                     .map(|o| o.operation.error.as_deref())
-                    .into_iter()
                     .collect::<Vec<_>>(),
             )
             .bind(
-                operation
+                operations
+                    .iter()
                     .map(|o| o.request_id.as_deref())
-                    .into_iter()
                     .collect::<Vec<_>>(),
             )
             .bind(
-                operation
+                operations
+                    .iter()
                     .map(|o| o.actor.as_str())
-                    .into_iter()
                     .collect::<Vec<_>>(),
             )
             .bind(
-                operation
+                operations
+                    .iter()
                     .map(|o| timestamp(o.operation.create_time))
-                    .into_iter()
                     .collect::<Vec<_>>(),
             )
             // its jobs
@@ -343,9 +344,21 @@ impl PgTx {
                     .map(|m| timestamp(m.create_time))
                     .collect::<Vec<_>>(),
             )
-            // the answer to the request id
-            .bind(changes.response.as_ref().map(|(id, _)| id.as_str())) // $56
-            .bind(changes.response.as_ref().map(|(_, answer)| Json(answer))) // $57
+            // the answers to the request ids
+            .bind(
+                changes
+                    .responses
+                    .iter()
+                    .map(|(id, _)| id.as_str())
+                    .collect::<Vec<_>>(),
+            ) // $56
+            .bind(
+                changes
+                    .responses
+                    .iter()
+                    .map(|(_, answer)| Json(answer))
+                    .collect::<Vec<_>>(),
+            ) // $57
             .fetch_one(self.scoped(tenant).await?)
             .await
             .map_err(|e| self.failed(e))?;

@@ -351,6 +351,129 @@ impl NumberRepository for PgTx {
         Ok(inserted.rows_affected() == 1)
     }
 
+    async fn lock_numbers_on_bases(
+        &mut self,
+        tenant: &TenantId,
+        bases: &[String],
+    ) -> StoreResult<Vec<PhoneNumber>> {
+        let rows: Vec<NumberRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            number_columns!(),
+            " FROM phone_numbers n \
+             LEFT JOIN users u ON u.tenant_id = n.tenant_id AND u.id = n.assigned_to \
+             WHERE n.tenant_id = $1 AND n.base_number = ANY($2) \
+             ORDER BY n.phone_number FOR UPDATE OF n"
+        ))
+        .bind(tenant)
+        .bind(bases)
+        .fetch_all(self.scoped(tenant).await?)
+        .await
+        .map_err(|e| self.failed(e))?;
+        self::numbers(rows)
+    }
+
+    async fn insert_numbers(
+        &mut self,
+        tenant: &TenantId,
+        numbers: &[PhoneNumber],
+    ) -> StoreResult<Vec<bool>> {
+        // As `insert_number` for Direct Routing numbers (which do not take turns), in one
+        // statement.
+        let column = |f: &dyn Fn(&PhoneNumber) -> Option<String>| -> Vec<Option<String>> {
+            numbers.iter().map(f).collect()
+        };
+        let blocks: Vec<_> = numbers.iter().map(|n| block_columns(n.block)).collect();
+        let inserted: Vec<(String,)> = sqlx::query_as(
+            "INSERT INTO phone_numbers (tenant_id, phone_number, base_number, number_type, \
+             operator_id, country, city, capabilities, assigned_to, assignment_category, \
+             assignment_status, activation_state, emergency_location_id, \
+             location_update_supported, blocked_until, blocked_forever, operation_id, version, \
+             create_time, update_time) \
+             SELECT $1, c.phone_number, c.base_number, c.number_type, c.operator_id, c.country, \
+             c.city, string_to_array(c.capabilities, ','), c.assigned_to, \
+             c.assignment_category, c.assignment_status, c.activation_state, \
+             c.emergency_location_id, c.location_update_supported, c.blocked_until, \
+             c.blocked_forever, c.operation_id, c.version, c.create_time, c.update_time \
+             FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+             $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], \
+             $13::text[], $14::boolean[], $15::timestamptz[], $16::boolean[], $17::uuid[], \
+             $18::bigint[], $19::timestamptz[], $20::timestamptz[]) \
+             AS c(phone_number, base_number, number_type, operator_id, country, city, \
+             capabilities, assigned_to, assignment_category, assignment_status, \
+             activation_state, emergency_location_id, location_update_supported, \
+             blocked_until, blocked_forever, operation_id, version, create_time, update_time) \
+             WHERE NOT EXISTS (SELECT 1 FROM phone_numbers p \
+                               WHERE p.phone_number = c.phone_number) \
+             ON CONFLICT (phone_number) DO NOTHING RETURNING phone_number",
+        )
+        .bind(tenant) // $1
+        .bind(column(&|n| Some(n.number.canonical()))) // $2
+        .bind(column(&|n| Some(n.number.base().to_owned()))) // $3
+        .bind(column(&|n| Some(n.number_type.as_str().to_owned()))) // $4
+        .bind(column(&|n| n.operator_id.clone())) // $5
+        .bind(column(&|n| Some(n.country().as_str().to_owned()))) // $6
+        .bind(column(&|n| Some(n.city.clone()))) // $7
+        .bind(column(&|n| {
+            Some(capability_names(n.capabilities).join(","))
+        })) // $8
+        .bind(column(&|n| {
+            n.assignment.as_ref().map(|a| a.target_id.clone())
+        })) // $9
+        .bind(column(&|n| {
+            n.assignment
+                .as_ref()
+                .map(|a| a.category.as_str().to_owned())
+        })) // $10
+        .bind(column(&|n| Some(n.assignment_status().as_str().to_owned()))) // $11
+        .bind(column(&|n| Some(n.activation_state.as_str().to_owned()))) // $12
+        .bind(column(&|n| n.emergency_location_id.clone())) // $13
+        .bind(
+            numbers
+                .iter()
+                .map(|n| n.location_update_supported)
+                .collect::<Vec<_>>(),
+        ) // $14
+        .bind(blocks.iter().map(|(until, _)| *until).collect::<Vec<_>>()) // $15
+        .bind(
+            blocks
+                .iter()
+                .map(|(_, forever)| *forever)
+                .collect::<Vec<_>>(),
+        ) // $16
+        .bind(
+            numbers
+                .iter()
+                .map(|n| n.operation_id.as_deref().and_then(uuid))
+                .collect::<Vec<_>>(),
+        ) // $17
+        .bind(numbers.iter().map(|n| n.version).collect::<Vec<_>>()) // $18
+        .bind(
+            numbers
+                .iter()
+                .map(|n| timestamp(n.create_time))
+                .collect::<Vec<_>>(),
+        ) // $19
+        .bind(
+            numbers
+                .iter()
+                .map(|n| timestamp(n.update_time))
+                .collect::<Vec<_>>(),
+        ) // $20
+        .fetch_all(self.scoped(tenant).await?)
+        .await
+        .map_err(|e| match self.failed(e) {
+            error if error.is_constraint("phone_numbers_pkey") => {
+                StoreError::Stale("Direct Routing numbers inserted meanwhile".to_owned())
+            }
+            error => error,
+        })?;
+        let inserted: HashSet<String> = inserted.into_iter().map(|(n,)| n).collect();
+        Ok(numbers
+            .iter()
+            .map(|n| inserted.contains(&n.number.canonical()))
+            .collect())
+    }
+
     async fn delete_numbers(&mut self, tenant: &TenantId, numbers: &[String]) -> StoreResult<()> {
         sqlx::query("DELETE FROM phone_numbers WHERE tenant_id = $1 AND phone_number = ANY($2)")
             .bind(tenant)

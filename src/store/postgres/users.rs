@@ -11,7 +11,7 @@ use crate::domain::{
     AssignmentStatus, Country, Identity, License, Licenses, PhoneNumber, TenantId, User,
     UserFilter, UserUpsert,
 };
-use crate::store::{Holder, StoreError, StoreResult, UserRepository, key, like_prefix};
+use crate::store::{Holder, StoreError, StoreResult, UserRepository, holders_of, key, like_prefix};
 
 /// The columns of a user `u`, and the numbers it holds, primary first.
 macro_rules! user_columns {
@@ -247,6 +247,74 @@ impl UserRepository for PgTx {
             holder = Holder::new(holder.user, numbers(rows)?);
         }
         Ok(Some(holder))
+    }
+
+    async fn lock_users(
+        &mut self,
+        tenant: &TenantId,
+        identities: &[Identity],
+    ) -> StoreResult<Vec<Option<Holder>>> {
+        let mut ids = Vec::new();
+        let mut upns = Vec::new();
+        let mut sips = Vec::new();
+        for identity in identities {
+            match identity {
+                Identity::Id(id) => ids.push(id.clone()),
+                Identity::UserPrincipalName(upn) => upns.push(key(upn)),
+                Identity::SipAddress(sip) => sips.push(key(sip)),
+            }
+        }
+        // The users are locked first, in id order, so that batches never wait on each other
+        // in a cycle; then read, with the numbers they hold, by statements that start once
+        // every lock is granted and so see what the last writer of each user left.
+        let locked: Vec<(String,)> = sqlx::query_as(
+            "SELECT id FROM users WHERE tenant_id = $1 AND id IN (\
+             SELECT id FROM users WHERE tenant_id = $1 AND id = ANY($2) \
+             UNION SELECT id FROM users WHERE tenant_id = $1 AND upn_key = ANY($3) \
+             UNION (SELECT DISTINCT ON (sip_key) id FROM users \
+                    WHERE tenant_id = $1 AND sip_key = ANY($4) \
+                    ORDER BY sip_key, create_time, id)) \
+             ORDER BY id FOR UPDATE",
+        )
+        .bind(tenant)
+        .bind(&ids)
+        .bind(&upns)
+        .bind(&sips)
+        .fetch_all(self.scoped(tenant).await?)
+        .await
+        .map_err(|e| self.failed(e))?;
+        let locked: Vec<String> = locked.into_iter().map(|(id,)| id).collect();
+        // The numbers each holds are read next: not as `user_columns!` reads them, one
+        // subquery per user.
+        let users: Vec<UserRow> = sqlx::query_as(
+            "SELECT u.id, u.user_principal_name, u.sip_address, u.display_name, \
+             u.usage_location, u.kind, u.licenses, u.enterprise_voice_enabled, \
+             u.on_premises_line_uri, u.version, u.create_time, u.update_time, \
+             '{}'::text[] AS phone_numbers \
+             FROM users u WHERE u.tenant_id = $1 AND u.id = ANY($2)",
+        )
+        .bind(tenant)
+        .bind(&locked)
+        .fetch_all(self.scoped(tenant).await?)
+        .await
+        .map_err(|e| self.failed(e))?;
+        let held: Vec<NumberRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            number_columns!(),
+            " FROM phone_numbers n \
+             LEFT JOIN users u ON u.tenant_id = n.tenant_id AND u.id = n.assigned_to \
+             WHERE n.tenant_id = $1 AND n.assigned_to = ANY($2)"
+        ))
+        .bind(tenant)
+        .bind(&locked)
+        .fetch_all(self.scoped(tenant).await?)
+        .await
+        .map_err(|e| self.failed(e))?;
+        let users = users
+            .into_iter()
+            .map(User::try_from)
+            .collect::<StoreResult<Vec<User>>>()?;
+        Ok(holders_of(identities, users, numbers(held)?))
     }
 
     async fn upsert_user(

@@ -17,6 +17,9 @@ use super::{SqliteTx, json_list, micros};
 use crate::domain::{AssignmentCategory, Block, Capability, TenantId};
 use crate::store::{Changes, StoreError, StoreResult};
 
+/// Mutations whose changes `apply_all` writes in one batch of statements.
+pub(super) const WRITE_GROUP: usize = 8;
+
 /// The batch; `$1` is the tenant, the other parameters JSON arrays of records. The first two
 /// statements are one update twice: `$2` holds the numbers that lose a primary assignment,
 /// `$3` the others, written after them.
@@ -86,7 +89,10 @@ SELECT $1, m.value ->> 'id', m.value ->> 'recipient', m.value ->> 'subject',
     m.value ->> 'create_time'
 FROM json_each($8) AS m;
 
-UPDATE request_ids SET response = $10 WHERE tenant_id = $1 AND request_id = $9;
+UPDATE request_ids SET response = (
+    SELECT r.value -> 'response' FROM json_each($9) AS r
+    WHERE r.value ->> 'id' = request_ids.request_id)
+WHERE tenant_id = $1 AND request_id IN (SELECT value ->> 'id' FROM json_each($9));
 ";
 
 impl SqliteTx {
@@ -137,8 +143,9 @@ impl SqliteTx {
                 })
             })
             .collect();
-        let operation = changes.operation.as_ref();
-        let operations: Vec<Value> = operation
+        let operations: Vec<Value> = changes
+            .operations
+            .iter()
             .map(|o| {
                 json!({
                     "id": o.operation.id,
@@ -150,12 +157,11 @@ impl SqliteTx {
                     "create_time": micros(o.operation.create_time),
                 })
             })
-            .into_iter()
             .collect();
-        let jobs: Vec<Value> = operation
-            .map(|o| o.jobs.as_slice())
-            .unwrap_or_default()
+        let jobs: Vec<Value> = changes
+            .operations
             .iter()
+            .flat_map(|o| &o.jobs)
             .map(|j| {
                 json!({
                     "id": j.id,
@@ -212,7 +218,12 @@ impl SqliteTx {
             + jobs.len()
             + audit.len()
             + emails.len()
-            + usize::from(changes.response.is_some());
+            + changes.responses.len();
+        let responses: Vec<Value> = changes
+            .responses
+            .iter()
+            .map(|(id, answer)| json!({"id": id, "response": answer}))
+            .collect();
         let written = sqlx::query(WRITE_CHANGES)
             .bind(tenant) // $1
             .bind(Value::from(others.into_iter().map(number).collect::<Vec<_>>()).to_string())
@@ -222,13 +233,7 @@ impl SqliteTx {
             .bind(Value::from(jobs).to_string()) // $6
             .bind(Value::from(audit).to_string()) // $7
             .bind(Value::from(emails).to_string()) // $8
-            .bind(changes.response.as_ref().map(|(id, _)| id.as_str())) // $9
-            .bind(
-                changes
-                    .response
-                    .as_ref()
-                    .map(|(_, answer)| answer.to_string()),
-            ) // $10
+            .bind(Value::from(responses).to_string()) // $9
             .execute(self.conn())
             .await
             .map_err(|e| self.failed(e))?

@@ -263,13 +263,30 @@ impl SqliteTx {
 impl Transaction for SqliteTx {
     async fn apply(&mut self, tenant: &TenantId, changes: &Changes) -> StoreResult<()> {
         self.write_changes(tenant, changes).await?;
-        if let Some(operation) = &changes.operation
-            && operation.jobs.iter().any(|j| !j.state.is_final())
+        if changes
+            .operations
+            .iter()
+            .flat_map(|o| &o.jobs)
+            .any(|j| !j.state.is_final())
         {
             self.wrote.push(Queue::Jobs);
         }
         if !changes.notifications.is_empty() {
             self.wrote.push(Queue::Emails);
+        }
+        Ok(())
+    }
+
+    async fn apply_all(&mut self, tenant: &TenantId, changes: Vec<Changes>) -> StoreResult<()> {
+        // A few mutations per batch of statements: each row written finds its values by
+        // a scan of the batch's JSON array (see `changes`), a cost that grows with its length.
+        let mut changes = changes.into_iter().peekable();
+        while changes.peek().is_some() {
+            let mut group = Changes::default();
+            for one in changes.by_ref().take(changes::WRITE_GROUP) {
+                group.extend(one);
+            }
+            self.apply(tenant, &group).await?;
         }
         Ok(())
     }

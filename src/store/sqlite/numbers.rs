@@ -220,6 +220,22 @@ impl NumberRepository for SqliteTx {
         self::numbers(rows)
     }
 
+    async fn lock_numbers_on_bases(
+        &mut self,
+        tenant: &TenantId,
+        bases: &[String],
+    ) -> StoreResult<Vec<PhoneNumber>> {
+        let rows: Vec<NumberRow> = sqlx::query_as(select_numbers!(
+            "n.base_number IN (SELECT value FROM json_each($2)) ORDER BY n.phone_number"
+        ))
+        .bind(tenant)
+        .bind(json_list(bases.iter().map(String::as_str)))
+        .fetch_all(self.conn())
+        .await
+        .map_err(|e| self.failed(e))?;
+        self::numbers(rows)
+    }
+
     async fn insert_number(
         &mut self,
         tenant: &TenantId,

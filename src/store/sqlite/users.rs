@@ -9,7 +9,7 @@ use super::{SqliteTx, json_list, micros, system_time};
 use crate::domain::{
     AssignmentStatus, Country, Identity, License, Licenses, TenantId, User, UserFilter, UserUpsert,
 };
-use crate::store::{Holder, StoreError, StoreResult, UserRepository, key, like_prefix};
+use crate::store::{Holder, StoreError, StoreResult, UserRepository, holders_of, key, like_prefix};
 
 /// The columns of a user `u`, and the numbers it holds, primary first.
 macro_rules! user_columns {
@@ -154,6 +154,54 @@ impl UserRepository for SqliteTx {
         .await
         .map_err(|e| self.failed(e))?;
         Ok(Some(Holder::new(user, numbers(rows)?)))
+    }
+
+    async fn lock_users(
+        &mut self,
+        tenant: &TenantId,
+        identities: &[Identity],
+    ) -> StoreResult<Vec<Option<Holder>>> {
+        let mut ids = Vec::new();
+        let mut upns = Vec::new();
+        let mut sips = Vec::new();
+        for identity in identities {
+            match identity {
+                Identity::Id(id) => ids.push(id.clone()),
+                Identity::UserPrincipalName(upn) => upns.push(key(upn)),
+                Identity::SipAddress(sip) => sips.push(key(sip)),
+            }
+        }
+        // The one writer holds the database: reading in a write transaction is locking. The
+        // numbers each user holds are read next, not by `user_columns!`'s query per user.
+        let users: Vec<UserRow> = sqlx::query_as(
+            "SELECT u.id, u.user_principal_name, u.sip_address, u.display_name, \
+             u.usage_location, u.kind, u.licenses, u.enterprise_voice_enabled, \
+             u.on_premises_line_uri, u.version, u.create_time, u.update_time, \
+             '[]' AS phone_numbers FROM users u WHERE u.tenant_id = $1 \
+             AND (u.id IN (SELECT value FROM json_each($2)) \
+                  OR u.upn_key IN (SELECT value FROM json_each($3)) \
+                  OR u.sip_key IN (SELECT value FROM json_each($4)))",
+        )
+        .bind(tenant)
+        .bind(json_list(ids.iter().map(String::as_str)))
+        .bind(json_list(upns.iter().map(String::as_str)))
+        .bind(json_list(sips.iter().map(String::as_str)))
+        .fetch_all(self.conn())
+        .await
+        .map_err(|e| self.failed(e))?;
+        let users = users
+            .into_iter()
+            .map(User::try_from)
+            .collect::<StoreResult<Vec<User>>>()?;
+        let held: Vec<NumberRow> = sqlx::query_as(select_numbers!(
+            "n.assigned_to IN (SELECT value FROM json_each($2))"
+        ))
+        .bind(tenant)
+        .bind(json_list(users.iter().map(|u| u.id.as_str())))
+        .fetch_all(self.conn())
+        .await
+        .map_err(|e| self.failed(e))?;
+        Ok(holders_of(identities, users, numbers(held)?))
     }
 
     async fn upsert_user(

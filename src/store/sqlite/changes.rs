@@ -90,9 +90,8 @@ SELECT $1, m.value ->> 'id', m.value ->> 'recipient', m.value ->> 'subject',
 FROM json_each($8) AS m;
 
 UPDATE request_ids SET response = (
-    SELECT r.value -> 'response' FROM json_each($9) AS r
-    WHERE r.value ->> 'id' = request_ids.request_id)
-WHERE tenant_id = $1 AND request_id IN (SELECT value ->> 'id' FROM json_each($9));
+    SELECT r.value ->> 1 FROM json_each($9) AS r WHERE r.value ->> 0 = request_ids.request_id)
+WHERE tenant_id = $1 AND request_id IN (SELECT value ->> 0 FROM json_each($9));
 ";
 
 impl SqliteTx {
@@ -222,7 +221,9 @@ impl SqliteTx {
         let responses: Vec<Value> = changes
             .responses
             .iter()
-            .map(|(id, answer)| json!({"id": id, "response": answer}))
+            // The answer as text inside the array: SQLite takes it out as it is, rather than
+            // parsing a document to write it back out.
+            .map(|(id, answer)| json!([id, answer.to_string()]))
             .collect();
         let written = sqlx::query(WRITE_CHANGES)
             .bind(tenant) // $1

@@ -6,8 +6,9 @@
 //! every user the items name (in id order) and every number on their base numbers (in number
 //! order), read the emergency locations; then check each item against those records with the
 //! single call's own rules, in the items' order ([`Service::assign_locked`]); then insert the
-//! Direct Routing numbers that enter the inventory, write every change in one statement, and
-//! give back the request ids of the items refused, as a refused single call leaves none.
+//! Direct Routing numbers that enter the inventory, write every change a few hundred items per
+//! statement, give back the request ids of the items refused (as a refused single call leaves
+//! none) and record the chunk's results, all before one commit.
 //!
 //! An item runs in the batch only if nothing before it in the chunk touches its user or its
 //! number's base: each record is changed once per batch, at the version it was read at. The
@@ -24,21 +25,36 @@ use super::bulk::{BulkItem, StoredItem, item_options};
 use super::{Actor, AssignRequest, Assigned, RequestOptions, Service, answer_of};
 use crate::auth::Caller;
 use crate::domain::{
-    EmergencyLocation, Identity, ItemFailure, ItemOutcome, ItemResult, PhoneNumber,
+    BulkProgress, EmergencyLocation, Identity, ItemFailure, ItemOutcome, ItemResult, PhoneNumber,
 };
 use crate::error::{Code, Error, Reason, Result};
-use crate::store::{Changes, Claim, PendingItem, RequestClaim};
+use crate::store::{Changes, Claim, PendingItem, RequestClaim, Tx};
 
 /// The single call whose request ids the batch claims.
 const METHOD: &str = "AssignPhoneNumber";
 
-/// What a batch did: the results of the items it ran, and the items left to run as single
-/// calls, in their order.
-pub(super) struct Batch {
-    /// The results of the items run in the batch.
-    pub results: Vec<ItemResult>,
-    /// The items to run one by one.
+/// A chunk of assignments checked in its transaction, which holds their claims and locks;
+/// nothing is written until [`Service::write_batch`].
+pub(super) struct Prepared {
+    /// The checked items' transaction and changes; none when no item runs in the chunk's
+    /// transaction (or checking it failed, and everything runs one by one).
+    checked: Option<Checked>,
+    /// The items to run one by one after the chunk, in order.
     pub rest: Vec<PendingItem>,
+    /// The last item read, if any.
+    pub last: Option<u32>,
+}
+
+/// What checking a chunk produced, to write and commit.
+struct Checked {
+    tx: Tx,
+    tenant: String,
+    written: Vec<Changes>,
+    created: Vec<PhoneNumber>,
+    released: Vec<String>,
+    results: Vec<ItemResult>,
+    /// The items of `results`, to run one by one if the chunk cannot be written.
+    items: Vec<PendingItem>,
 }
 
 /// An item the batch may run.
@@ -61,16 +77,15 @@ fn identity_key(identity: &Identity) -> (u8, String) {
 }
 
 impl Service {
-    /// Runs `items` of the bulk operation `operation` (BulkAssignPhoneNumbers items) as one
-    /// batch where it can (see the module's documentation), and answers the items still to
-    /// run as single calls. If the batch could not be written, nothing of it was, and every
-    /// item is still to run.
-    pub(super) async fn assign_batch(
+    /// Checks `items` of the bulk operation `operation` (BulkAssignPhoneNumbers items) as one
+    /// chunk where it can (see the module's documentation), in a transaction left open.
+    pub(super) async fn prepare_batch(
         &self,
         caller: &Caller,
         operation: uuid::Uuid,
         items: Vec<PendingItem>,
-    ) -> Batch {
+    ) -> Prepared {
+        let last = items.last().map(|p| p.index);
         let mut candidates = Vec::with_capacity(items.len());
         let mut rest = Vec::new();
         let mut request_ids = HashSet::new();
@@ -97,34 +112,68 @@ impl Service {
                 _ => rest.push(pending),
             }
         }
-        let results = match self.run_batch(caller, &candidates).await {
-            Ok(results) => results,
+        let checked = match self.check_batch(caller, &candidates).await {
+            Ok(checked) => checked,
             Err(error) => {
-                tracing::info!(%error, items = candidates.len(), "bulk batch given up; its items run one by one");
-                Vec::new()
+                tracing::info!(%error, items = candidates.len(), "bulk chunk given up; its items run one by one");
+                None
             }
         };
-        let ran: HashSet<u32> = results.iter().map(|r| r.index).collect();
-        rest.extend(
-            candidates
-                .into_iter()
-                .map(|c| c.pending)
-                .filter(|p| !ran.contains(&p.index)),
-        );
+        let ran: HashSet<u32> = checked
+            .iter()
+            .flat_map(|c| c.results.iter().map(|r| r.index))
+            .collect();
+        let (ran, left): (Vec<PendingItem>, Vec<PendingItem>) = candidates
+            .into_iter()
+            .map(|c| c.pending)
+            .partition(|p| ran.contains(&p.index));
+        rest.extend(left);
         rest.sort_by_key(|p| p.index);
-        Batch { results, rest }
+        Prepared {
+            checked: checked.map(|c| Checked { items: ran, ..c }),
+            rest,
+            last,
+        }
     }
 
-    /// Runs the candidates the batch may run in one transaction, and answers their results;
-    /// an item without one runs as a single call.
-    async fn run_batch(
+    /// Writes a prepared chunk, records its items' results under `lease` in the same
+    /// transaction, and commits. Answers the operation's progress once recorded (none when
+    /// the lease was lost: then nothing was written), or nothing when nothing was written; and
+    /// the items to run one by one after it, in order: the chunk's rest, or every item of the
+    /// chunk if it could not be written.
+    pub(super) async fn write_batch(
+        &self,
+        prepared: Prepared,
+        lease: &Lease<'_>,
+    ) -> (Option<Option<BulkProgress>>, Vec<PendingItem>) {
+        let Prepared {
+            checked, mut rest, ..
+        } = prepared;
+        let Some(checked) = checked else {
+            return (None, rest);
+        };
+        let items = checked.items.clone();
+        match self.write_checked(checked, lease).await {
+            Ok(progress) => (Some(progress), rest),
+            Err(error) => {
+                tracing::info!(%error, items = items.len(), "bulk chunk given up; its items run one by one");
+                rest.extend(items);
+                rest.sort_by_key(|p| p.index);
+                (None, rest)
+            }
+        }
+    }
+
+    /// Checks the candidates the chunk may run, in a transaction left open with their claims
+    /// and locks; none when there are none. An item without a result runs as a single call.
+    async fn check_batch(
         &self,
         caller: &Caller,
         candidates: &[Candidate],
-    ) -> Result<Vec<ItemResult>> {
+    ) -> Result<Option<Checked>> {
         let batched: Vec<&Candidate> = candidates.iter().filter(|c| c.batched).collect();
         if batched.is_empty() {
-            return Ok(Vec::new());
+            return Ok(None);
         }
         let actor = Actor::tenant(caller);
         let tenant = actor.tenant_id.as_str();
@@ -272,6 +321,36 @@ impl Service {
             });
         }
 
+        Ok(Some(Checked {
+            tx,
+            tenant: tenant.to_owned(),
+            written,
+            created,
+            released,
+            results,
+            items: Vec::new(),
+        }))
+    }
+
+    /// Writes a checked chunk's changes, records its results and commits: the Direct Routing
+    /// numbers that enter the inventory first, then every change, then the refused items'
+    /// request ids given back, then the results (which checks the lease). Recording with the
+    /// changes, the worker needs no other connection while the next chunk holds its locks.
+    async fn write_checked(
+        &self,
+        checked: Checked,
+        lease: &Lease<'_>,
+    ) -> Result<Option<BulkProgress>> {
+        let Checked {
+            mut tx,
+            tenant,
+            written,
+            created,
+            released,
+            results,
+            ..
+        } = checked;
+        let tenant = tenant.as_str();
         if !created.is_empty() {
             let added = tx.insert_numbers(tenant, &created).await?;
             if added.iter().any(|added| !added) {
@@ -283,7 +362,30 @@ impl Service {
         }
         tx.apply_all(tenant, written).await?;
         tx.release_requests(tenant, &released).await?;
-        tx.commit().await?;
-        Ok(results)
+        let progress = tx
+            .record_results(
+                tenant,
+                lease.operation_id,
+                lease.owner,
+                &results,
+                self.now(),
+                lease.duration,
+            )
+            .await?;
+        // A lease lost: the replica that holds it now runs these items; this writes nothing.
+        if progress.is_some() {
+            tx.commit().await?;
+        }
+        Ok(progress)
     }
+}
+
+/// The lease under which a worker runs a bulk operation's items.
+pub(super) struct Lease<'a> {
+    /// The operation.
+    pub operation_id: &'a str,
+    /// The worker.
+    pub owner: &'a str,
+    /// How long the lease lasts from each recording.
+    pub duration: std::time::Duration,
 }

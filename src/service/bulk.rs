@@ -22,11 +22,12 @@ use std::time::Duration;
 use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
 
+use super::batch::{Lease, Prepared};
 use super::{Actor, Claimed, Page, PageRequest, RequestOptions, Service, WorkerSettings};
 use super::{AssignRequest, LocationUpdate, RemoveRequest};
 use crate::auth::Caller;
 use crate::domain::{
-    AuditAction, BulkProgress, Identity, ItemFailure, ItemOutcome, ItemResult, Operation,
+    AuditAction, BulkProgress, Identity, ItemFailure, ItemOutcome, ItemResult, Operation, TenantId,
     UserUpsert,
 };
 use crate::error::{Code, Error, Reason, Result};
@@ -370,35 +371,69 @@ impl Service {
                 Error::internal(anyhow::anyhow!("unknown bulk method {}", bulk.method))
             })?;
         let operation = uuid::Uuid::parse_str(&bulk.operation_id).map_err(Error::internal)?;
+        let id = bulk.operation_id.as_str();
+        // Chunks are read after the last item read. A chunk of assignments is written while the
+        // next one is checked, when none of its items is left to run one by one (the next
+        // chunk's locks wait for this one's commit wherever they meet, which keeps the order).
+        let mut after: Option<u32> = None;
+        let mut ahead: Option<Prepared> = None;
+        let lease = Lease {
+            operation_id: id,
+            owner,
+            duration: settings.lease,
+        };
         loop {
-            let items = self
-                .read()
-                .await?
-                .pending_items(tenant, &bulk.operation_id, CHUNK)
-                .await?;
-            let nothing_left = items.is_empty();
-            let (batched, items) = if method == BulkMethod::AssignPhoneNumbers {
-                let batch = self.assign_batch(&caller, operation, items).await;
-                (batch.results, batch.rest)
+            let (recorded, singles, read_nothing) = if method == BulkMethod::AssignPhoneNumbers {
+                let current = match ahead.take() {
+                    Some(prepared) => prepared,
+                    None => {
+                        let items = self.pending(tenant, id, after).await?;
+                        self.prepare_batch(&caller, operation, items).await
+                    }
+                };
+                let read_nothing = current.last.is_none();
+                after = current.last.or(after);
+                if current.rest.is_empty() && !read_nothing {
+                    // The next chunk is read inside the join too: while this chunk holds its
+                    // locks, single calls waiting on them may hold every connection.
+                    let next = async {
+                        let items = self.pending(tenant, id, after).await?;
+                        Ok::<_, Error>(self.prepare_batch(&caller, operation, items).await)
+                    };
+                    let ((recorded, singles), next) =
+                        tokio::join!(self.write_batch(current, &lease), next);
+                    // A chunk that could not be written runs one by one first; the next one,
+                    // rolled back, is read again after it.
+                    if let (true, Ok(next)) = (singles.is_empty(), next) {
+                        ahead = Some(next);
+                    }
+                    (recorded, singles, false)
+                } else {
+                    let (recorded, singles) = self.write_batch(current, &lease).await;
+                    (recorded, singles, read_nothing)
+                }
             } else {
-                (Vec::new(), items)
+                let items = self.pending(tenant, id, after).await?;
+                let read_nothing = items.is_empty();
+                after = items.last().map(|p| p.index).or(after);
+                (None, items, read_nothing)
             };
-            let (mut results, stalled) = self
-                .run_items(&caller, operation, items, settings.bulk_concurrency)
-                .await;
-            results.extend(batched);
-            let mut tx = self.store.write().await?;
-            let progress = tx
-                .record_results(
-                    tenant,
-                    &bulk.operation_id,
-                    owner,
-                    &results,
-                    self.now(),
-                    settings.lease,
-                )
-                .await?;
-            tx.commit().await?;
+            let (progress, stalled) = match recorded {
+                // The lease was lost: nothing of the chunk was written.
+                Some(None) => (None, false),
+                Some(progress) if singles.is_empty() => (progress, false),
+                _ => {
+                    let (results, stalled) = self
+                        .run_items(&caller, operation, singles, settings.bulk_concurrency)
+                        .await;
+                    let mut tx = self.store.write().await?;
+                    let progress = tx
+                        .record_results(tenant, id, owner, &results, self.now(), settings.lease)
+                        .await?;
+                    tx.commit().await?;
+                    (progress, stalled)
+                }
+            };
             let Some(progress) = progress else {
                 tracing::warn!(operation = %bulk.operation_id, "bulk operation taken over by another replica");
                 return Ok(());
@@ -407,18 +442,38 @@ impl Service {
                 tracing::info!(%tenant, operation = %bulk.operation_id, call = method.call(), succeeded = progress.succeeded, failed = progress.failed, "bulk operation finished");
                 return Ok(());
             }
-            if nothing_left {
-                return Err(Error::internal(anyhow::anyhow!(
-                    "bulk operation {} has no item left to run, but counts {} of {} done",
-                    bulk.operation_id,
-                    progress.done(),
-                    progress.total
-                )));
+            if read_nothing {
+                if after.is_none() {
+                    return Err(Error::internal(anyhow::anyhow!(
+                        "bulk operation {} has no item left to run, but counts {} of {} done",
+                        bulk.operation_id,
+                        progress.done(),
+                        progress.total
+                    )));
+                }
+                // Items left behind (that found something unavailable) are read again.
+                after = None;
             }
             if stalled {
+                ahead = None;
+                after = None;
                 tokio::time::sleep(STALLED_WAIT).await;
             }
         }
+    }
+
+    /// Up to a chunk of a bulk operation's items still to run, after the item `after`.
+    async fn pending(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        after: Option<u32>,
+    ) -> Result<Vec<PendingItem>> {
+        Ok(self
+            .read()
+            .await?
+            .pending_items(tenant, id, after, CHUNK)
+            .await?)
     }
 
     /// Runs `items`: those on the same user (or number) in order, the others side by side.

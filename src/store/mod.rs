@@ -824,11 +824,13 @@ pub trait BulkRepository: Send {
         lease: Duration,
     ) -> StoreResult<Option<ClaimedBulk>>;
 
-    /// Up to `limit` items of a bulk operation that have not run, in index order.
+    /// Up to `limit` items of a bulk operation that have not run, in index order, after the
+    /// item `after` when given.
     async fn pending_items(
         &mut self,
         tenant: &TenantId,
         id: &str,
+        after: Option<u32>,
         limit: usize,
     ) -> StoreResult<Vec<PendingItem>>;
 

@@ -208,16 +208,18 @@ impl BulkRepository for PgTx {
         &mut self,
         tenant: &TenantId,
         id: &str,
+        after: Option<u32>,
         limit: usize,
     ) -> StoreResult<Vec<PendingItem>> {
         let key = operation_key(id)?;
         let rows: Vec<(i32, Option<String>, String)> = sqlx::query_as(
             "SELECT item, request_id, request::text FROM bulk_items \
-             WHERE tenant_id = $1 AND operation_id = $2 AND failed IS NULL \
-             ORDER BY item LIMIT $3",
+             WHERE tenant_id = $1 AND operation_id = $2 AND item > $3 AND failed IS NULL \
+             ORDER BY item LIMIT $4",
         )
         .bind(tenant)
         .bind(key)
+        .bind(after.map_or(-1, index))
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(self.scoped(tenant).await?)
         .await

@@ -185,15 +185,17 @@ impl BulkRepository for SqliteTx {
         &mut self,
         tenant: &TenantId,
         id: &str,
+        after: Option<u32>,
         limit: usize,
     ) -> StoreResult<Vec<PendingItem>> {
         let rows: Vec<(i64, Option<String>, String)> = sqlx::query_as(
             "SELECT item, request_id, request FROM bulk_items \
-             WHERE tenant_id = $1 AND operation_id = $2 AND failed IS NULL \
-             ORDER BY item LIMIT $3",
+             WHERE tenant_id = $1 AND operation_id = $2 AND item > $3 AND failed IS NULL \
+             ORDER BY item LIMIT $4",
         )
         .bind(tenant)
         .bind(id)
+        .bind(after.map_or(-1, i64::from))
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(self.conn())
         .await

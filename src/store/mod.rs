@@ -271,6 +271,20 @@ pub struct Changes {
 }
 
 impl Changes {
+    /// Many mutations' changes merged `size` mutations at a time: the groups a store writes
+    /// one statement (or batch of statements) each.
+    fn grouped(changes: Vec<Changes>, size: usize) -> impl Iterator<Item = Changes> {
+        let mut changes = changes.into_iter().peekable();
+        std::iter::from_fn(move || {
+            changes.peek()?;
+            let mut group = Changes::default();
+            for one in changes.by_ref().take(size.max(1)) {
+                group.extend(one);
+            }
+            Some(group)
+        })
+    }
+
     /// Adds another mutation's changes to these, to be written in the same statement.
     pub fn extend(&mut self, other: Changes) {
         self.numbers.extend(other.numbers);

@@ -146,6 +146,16 @@ async fn results(client: &mut Client, id: &str, failed_only: bool) -> Vec<pb::It
     }
 }
 
+/// The code and ErrorInfo reason of every item of an operation, once every item ran.
+async fn outcomes_once_ended(client: &mut Client, id: &str) -> Vec<(Code, String)> {
+    ended(client, id).await;
+    results(client, id, false)
+        .await
+        .iter()
+        .map(outcome)
+        .collect()
+}
+
 /// The code and ErrorInfo reason of an item's status.
 fn outcome(result: &pb::ItemResult) -> (Code, String) {
     let status = result.status.clone().expect("a status");
@@ -623,12 +633,7 @@ async fn batched_items_end_as_single_calls_would(backend: Backend) {
     let accepted = bulk_assign(&mut admin, vec![assignments(first)])
         .await
         .expect("bulk");
-    let done = ended(&mut admin, &accepted.id).await;
-    let outcomes: Vec<(Code, String)> = results(&mut admin, &done.id, false)
-        .await
-        .iter()
-        .map(outcome)
-        .collect();
+    let outcomes = outcomes_once_ended(&mut admin, &accepted.id).await;
     assert_eq!(
         outcomes,
         [
@@ -681,12 +686,7 @@ async fn batched_items_end_as_single_calls_would(backend: Backend) {
     let accepted = bulk_assign(&mut admin, vec![assignments(second)])
         .await
         .expect("bulk");
-    let done = ended(&mut admin, &accepted.id).await;
-    let outcomes: Vec<(Code, String)> = results(&mut admin, &done.id, false)
-        .await
-        .iter()
-        .map(outcome)
-        .collect();
+    let outcomes = outcomes_once_ended(&mut admin, &accepted.id).await;
     assert_eq!(
         outcomes,
         [

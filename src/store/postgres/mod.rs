@@ -342,12 +342,7 @@ impl Transaction for PgTx {
     async fn apply_all(&mut self, tenant: &TenantId, changes: Vec<Changes>) -> StoreResult<()> {
         // A few hundred mutations per statement: each row it writes looks its values up in
         // the statement's arrays (see `changes`), a cost that grows with their length.
-        let mut changes = changes.into_iter().peekable();
-        while changes.peek().is_some() {
-            let mut group = Changes::default();
-            for one in changes.by_ref().take(changes::WRITE_GROUP) {
-                group.extend(one);
-            }
+        for group in Changes::grouped(changes, changes::WRITE_GROUP) {
             self.write_changes(tenant, &group).await?;
         }
         Ok(())

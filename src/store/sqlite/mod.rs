@@ -280,12 +280,7 @@ impl Transaction for SqliteTx {
     async fn apply_all(&mut self, tenant: &TenantId, changes: Vec<Changes>) -> StoreResult<()> {
         // A few mutations per batch of statements: each row written finds its values by
         // a scan of the batch's JSON array (see `changes`), a cost that grows with its length.
-        let mut changes = changes.into_iter().peekable();
-        while changes.peek().is_some() {
-            let mut group = Changes::default();
-            for one in changes.by_ref().take(changes::WRITE_GROUP) {
-                group.extend(one);
-            }
+        for group in Changes::grouped(changes, changes::WRITE_GROUP) {
             self.apply(tenant, &group).await?;
         }
         Ok(())

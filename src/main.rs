@@ -12,7 +12,9 @@ use number_management::{app, bench, telemetry};
 
 /// mimalloc gives memory back to the system once a burst is over (a bulk call's 100,000 items),
 /// where the system allocator keeps it in its arenas: the server's resident memory follows what
-/// it holds.
+/// it holds. It is built without transparent huge pages (`no_thp`): on a kernel that gives them
+/// to every mapping, its eagerly committed arenas were resident 2 MB at a time, 25 MB more at
+/// rest and 40 MB more under a bulk call.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

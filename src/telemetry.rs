@@ -18,7 +18,10 @@ use crate::config::LogFormat;
 /// process ends, when dropping it writes out the last lines. Calling it again (as tests do)
 /// changes nothing and answers `None`.
 pub fn init(format: LogFormat) -> Option<WorkerGuard> {
+    // 16,384 lines waiting for the writer thread rather than the default 128,000: the queue's
+    // slots are allocated up front (4 MB at the default).
     let (writer, guard) = NonBlockingBuilder::default()
+        .buffered_lines_limit(16_384)
         .lossy(false)
         .finish(BufWriter::with_capacity(64 * 1024, std::io::stderr()));
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));

@@ -18,12 +18,12 @@ use super::mutation::{MutationRequest, request_id, request_options};
 use crate::auth::Caller;
 use crate::error::{Error, Reason};
 use crate::proto::v1 as pb;
-use crate::service::{BulkEntry, BulkItem, BulkMethod, MAX_BULK_ITEMS, RequestOptions, Service};
+use crate::service::{BulkItem, BulkItems, BulkMethod, MAX_BULK_ITEMS, RequestOptions, Service};
 
 /// One message of a bulk call's stream.
 pub(crate) trait BulkMessage: Message + prost::Name + Default {
     /// The single call's request.
-    type Item: MutationRequest;
+    type Item: MutationRequest + Default;
 
     /// The call's request id, as given.
     fn request_id(&self) -> &str;
@@ -80,7 +80,7 @@ pub(crate) async fn accept<M: BulkMessage>(
         .cloned()
         .ok_or_else(|| Error::new(Reason::Unauthenticated, "the request was not authenticated"))?;
     let mut stream = request.into_inner();
-    let mut entries: Vec<BulkEntry> = Vec::new();
+    let mut items = BulkItems::new(read_item::<M>);
     let mut call: Option<(String, bool)> = None;
     // The call's content, to tell a retry of the call from a reuse of its id.
     let mut fingerprint = Sha256::new();
@@ -98,7 +98,7 @@ pub(crate) async fn accept<M: BulkMessage>(
             }
         }
         for item in message.take_items() {
-            if entries.len() == MAX_BULK_ITEMS {
+            if items.len() == MAX_BULK_ITEMS {
                 return Err(Error::invalid_field(
                     Reason::InvalidArgument,
                     "items",
@@ -109,16 +109,7 @@ pub(crate) async fn accept<M: BulkMessage>(
             let encoded = item.encode_to_vec();
             fingerprint.update((encoded.len() as u64).to_be_bytes());
             fingerprint.update(&encoded);
-            let index = entries.len();
-            let read = request_options(&item)
-                .and_then(|options| Ok((M::read(&item)?, options)))
-                .map_err(|e| e.under(&format!("items[{index}]")));
-            let request_id =
-                Some(item.request_id().trim().to_ascii_lowercase()).filter(|id| !id.is_empty());
-            let plan = call
-                .as_ref()
-                .is_some_and(|(_, validate_only)| *validate_only);
-            entries.push(BulkEntry::new(request_id, read, plan)?);
+            items.push(&encoded);
         }
     }
     let (id, validate_only) = call.unwrap_or_default();
@@ -127,14 +118,31 @@ pub(crate) async fn accept<M: BulkMessage>(
         fingerprint: fingerprint.finalize().to_vec(),
         validate_only,
     };
-    let operation = service
-        .start_bulk(&caller, method, entries, &options)
-        .await?;
+    let operation = service.start_bulk(&caller, method, items, &options).await?;
     Ok(Response::new(convert::bulk_operation(
         operation,
         Vec::new(),
         String::new(),
     )))
+}
+
+/// Reads item `index` of a call of `M` from its encoded message, as its single call reads its
+/// request: the item's own request id, and the request with its options or why it is refused.
+fn read_item<M: BulkMessage>(
+    index: usize,
+    encoded: &[u8],
+) -> (Option<String>, Result<(BulkItem, RequestOptions), Error>) {
+    let item = match M::Item::decode(encoded) {
+        Ok(item) => item,
+        // It was encoded in this process, from a message that decoded.
+        Err(error) => return (None, Err(Error::internal(error))),
+    };
+    let request_id =
+        Some(item.request_id().trim().to_ascii_lowercase()).filter(|id| !id.is_empty());
+    let read = request_options(&item)
+        .and_then(|options| Ok((M::read(&item)?, options)))
+        .map_err(|e| e.under(&format!("items[{index}]")));
+    (request_id, read)
 }
 
 fn repeated_differently(field: &str) -> Error {

@@ -285,8 +285,9 @@ impl Service {
                     match ran {
                         Ok((assigned, new_number)) => {
                             let stored =
-                                serde_json::to_value(&assigned).map_err(Error::internal)?;
+                                serde_json::to_string(&assigned).map_err(Error::internal)?;
                             item.responses.push((request_id, stored));
+                            item.shrink_to_fit();
                             written.push(item);
                             created.extend(new_number);
                             touched.extend(keys);

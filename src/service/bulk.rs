@@ -124,33 +124,80 @@ impl BulkItem {
     }
 }
 
-/// One item as the bulk call read it, kept as it will be stored: a call holds up to 100,000
-/// of them at once, so each is written down as it is read.
+/// How the edge reads one item of a bulk call, given its index and its encoded message: the
+/// item's own request id, and the single call's request with its options, or why it was
+/// refused (read exactly as the single call reads its request).
+pub type ReadItem = fn(
+    usize,
+    &[u8],
+) -> (
+    Option<String>,
+    std::result::Result<(BulkItem, RequestOptions), Error>,
+);
+
+/// A bulk call's items as they arrived, each kept as its encoded message: tens of bytes, where
+/// the item as it runs is hundreds, and a call holds up to 100,000 until it is recorded. Each
+/// is read only as it is recorded, a chunk at a time.
 #[derive(Debug)]
-pub struct BulkEntry {
-    /// The item's own request id, as given.
-    request_id: Option<String>,
-    /// The item with its options as stored, or why it was refused as it was read.
-    item: std::result::Result<String, ItemFailure>,
+pub struct BulkItems {
+    /// The encoded messages, one after another.
+    encoded: Vec<u8>,
+    /// Where each ends in `encoded`.
+    ends: Vec<usize>,
+    /// How the edge reads one.
+    read: ReadItem,
 }
 
-impl BulkEntry {
-    /// An item of a call whose `validate_only` is `plan`: the request it read, with its
-    /// options, or why it was refused as it was read.
-    pub fn new(
-        request_id: Option<String>,
-        read: std::result::Result<(BulkItem, RequestOptions), Error>,
-        plan: bool,
-    ) -> Result<Self> {
-        let item = match read {
+impl BulkItems {
+    /// No items yet, each to be read with `read`.
+    pub fn new(read: ReadItem) -> Self {
+        Self {
+            encoded: Vec::new(),
+            ends: Vec::new(),
+            read,
+        }
+    }
+
+    /// Keeps the next item's encoded message.
+    pub fn push(&mut self, encoded: &[u8]) {
+        self.encoded.extend_from_slice(encoded);
+        self.ends.push(self.encoded.len());
+    }
+
+    /// How many items there are.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Item `index` as it will be stored, in a call whose `validate_only` is `plan`: the
+    /// request with its options, or why it was refused as it was read.
+    fn stored(&self, index: usize, plan: bool) -> Result<NewBulkItem> {
+        let start = index.checked_sub(1).map_or(0, |before| self.ends[before]);
+        let (request_id, read) = (self.read)(index, &self.encoded[start..self.ends[index]]);
+        let (request, outcome) = match read {
             Ok((item, mut options)) => {
                 options.validate_only |= plan;
                 let stored = StoredItem { item, options };
-                Ok(serde_json::to_string(&stored).map_err(Error::internal)?)
+                (
+                    serde_json::to_string(&stored).map_err(Error::internal)?,
+                    None,
+                )
             }
-            Err(refused) => Err(ItemFailure::from(&refused)),
+            Err(refused) => (
+                "null".to_owned(),
+                Some(Box::new(ItemOutcome::Failed(ItemFailure::from(&refused)))),
+            ),
         };
-        Ok(Self { request_id, item })
+        Ok(NewBulkItem {
+            request_id,
+            request,
+            outcome,
+        })
     }
 }
 
@@ -205,16 +252,16 @@ impl Service {
         &self,
         caller: &Caller,
         method: BulkMethod,
-        entries: Vec<BulkEntry>,
+        items: BulkItems,
         options: &RequestOptions,
     ) -> Result<Operation> {
-        if entries.is_empty() || entries.len() > MAX_BULK_ITEMS {
+        if items.is_empty() || items.len() > MAX_BULK_ITEMS {
             return Err(Error::invalid_field(
                 Reason::InvalidArgument,
                 "items",
                 format!(
                     "has {} items; a bulk call takes 1 to {MAX_BULK_ITEMS}",
-                    entries.len()
+                    items.len()
                 ),
             ));
         }
@@ -231,38 +278,26 @@ impl Service {
                     .map(|(operation, _)| operation);
             }
         };
+        let tenant = actor.tenant_id.as_str();
         let now = self.now();
         let id = uuid::Uuid::now_v7().to_string();
-        let mut items = Vec::with_capacity(entries.len());
-        for entry in entries {
-            let (request, outcome) = match entry.item {
-                Ok(request) => (request, None),
-                Err(refused) => ("null".to_owned(), Some(ItemOutcome::Failed(refused))),
-            };
-            items.push(NewBulkItem {
-                request_id: entry.request_id,
-                request,
-                outcome,
-            });
-        }
-        let failed = items.iter().filter(|i| i.outcome.is_some()).count();
-        let progress = BulkProgress {
+        let mut progress = BulkProgress {
             total: items.len() as i64,
             succeeded: 0,
-            failed: failed as i64,
+            failed: 0,
             validate_only: options.validate_only,
         };
-        let operation = Operation {
+        let mut operation = Operation {
             id: id.clone(),
             kind: method.kind(),
             state: progress.state(false),
-            error: progress.error(),
+            error: None,
             steps: Vec::new(),
             create_time: now,
             update_time: now,
-            progress: Some(progress.clone()),
+            progress: None,
         };
-        let mut changes = crate::store::Changes {
+        let recorded = crate::store::Changes {
             operations: vec![NewOperation {
                 operation: operation.clone(),
                 jobs: Vec::new(),
@@ -271,6 +306,37 @@ impl Service {
             }],
             ..Default::default()
         };
+        tx.apply(tenant, &recorded).await?;
+        tx.insert_bulk(
+            tenant,
+            &NewBulk {
+                operation_id: id.clone(),
+                method: method.single().to_owned(),
+                validate_only: options.validate_only,
+                caller: serde_json::to_value(caller).map_err(Error::internal)?,
+                total: items.len(),
+            },
+        )
+        .await?;
+        // The items are read and recorded a chunk at a time, counting those refused as read.
+        let mut chunk = Vec::with_capacity(CHUNK);
+        for first in (0..items.len()).step_by(CHUNK) {
+            chunk.clear();
+            for index in first..items.len().min(first + CHUNK) {
+                chunk.push(items.stored(index, options.validate_only)?);
+            }
+            progress.failed += chunk.iter().filter(|i| i.outcome.is_some()).count() as i64;
+            tx.insert_bulk_items(tenant, &id, first, &chunk).await?;
+        }
+        drop(items);
+        operation.state = progress.state(false);
+        operation.error = progress.error();
+        // Every item was refused as it was read: the operation has ended already.
+        if operation.state.is_final() {
+            tx.update_operation(tenant, &operation).await?;
+        }
+        operation.progress = Some(progress.clone());
+        let mut changes = crate::store::Changes::default();
         // A plan changes nothing but its own record, and is not audited.
         if !options.validate_only {
             changes.audit.push(self.audit(
@@ -287,24 +353,12 @@ impl Service {
             ));
         }
         if let Some(request_id) = options.claimable_id() {
-            let stored = serde_json::to_value(&operation).map_err(Error::internal)?;
+            let stored = serde_json::to_string(&operation).map_err(Error::internal)?;
             changes.responses.push((request_id.to_owned(), stored));
         }
-        let tenant = actor.tenant_id.as_str();
         tx.apply(tenant, &changes).await?;
-        tx.insert_bulk(
-            tenant,
-            &NewBulk {
-                operation_id: id,
-                method: method.single().to_owned(),
-                validate_only: options.validate_only,
-                caller: serde_json::to_value(caller).map_err(Error::internal)?,
-                items,
-            },
-        )
-        .await?;
         tx.commit().await?;
-        tracing::info!(%tenant, operation = %operation.id, call = method.call(), items = progress.total, refused = failed, "bulk call accepted");
+        tracing::info!(%tenant, operation = %operation.id, call = method.call(), items = progress.total, refused = progress.failed, "bulk call accepted");
         Ok(operation)
     }
 

@@ -25,7 +25,7 @@ mod provisioning;
 
 pub use acquisition::{AcquireRequest, MAX_NUMBERS_PER_REQUEST, Numbers, Released};
 pub use assignment::{AssignRequest, Assigned, ChangeRequest, Changed, RemoveRequest, Removed};
-pub use bulk::{BulkEntry, BulkItem, BulkMethod, MAX_BULK_ITEMS, ResultsPage};
+pub use bulk::{BulkItem, BulkItems, BulkMethod, MAX_BULK_ITEMS, ReadItem, ResultsPage};
 pub use inventory::EXPORT_CHUNK;
 pub use locations::LocationUpdate;
 use notifications::EmailRate;
@@ -285,7 +285,7 @@ impl Service {
             return Ok(answer);
         }
         if let Some(request_id) = &options.request_id {
-            let stored = serde_json::to_value(&answer).map_err(Error::internal)?;
+            let stored = serde_json::to_string(&answer).map_err(Error::internal)?;
             changes.responses.push((request_id.clone(), stored));
         }
         tx.apply(&actor.tenant_id, &changes).await?;

@@ -265,9 +265,10 @@ pub struct Changes {
     pub audit: Vec<AuditEvent>,
     /// Emails to send about the change.
     pub notifications: Vec<Notification>,
-    /// The answers to store under claimed request ids (one per mutation, or per item of a
-    /// batch).
-    pub responses: Vec<(String, serde_json::Value)>,
+    /// The answers to store under claimed request ids, as JSON text (one per mutation, or per
+    /// item of a batch): a batch holds a thousand of them, and text is a fraction of a parsed
+    /// document's size.
+    pub responses: Vec<(String, String)>,
 }
 
 impl Changes {
@@ -283,6 +284,17 @@ impl Changes {
             }
             Some(group)
         })
+    }
+
+    /// Gives back the room its lists keep for more records: a list's first record makes room
+    /// for four, and a batch holds a thousand mutations' changes until it writes them.
+    pub fn shrink_to_fit(&mut self) {
+        self.numbers.shrink_to_fit();
+        self.users.shrink_to_fit();
+        self.operations.shrink_to_fit();
+        self.audit.shrink_to_fit();
+        self.notifications.shrink_to_fit();
+        self.responses.shrink_to_fit();
     }
 
     /// Adds another mutation's changes to these, to be written in the same statement.
@@ -758,8 +770,8 @@ pub struct NewBulk {
     pub validate_only: bool,
     /// Who asked, as the service runs the items (opaque to the store).
     pub caller: serde_json::Value,
-    /// The items, by index from 0.
-    pub items: Vec<NewBulkItem>,
+    /// How many items it has; they are written after it, by `insert_bulk_items`.
+    pub total: usize,
 }
 
 /// One item of a bulk call.
@@ -770,8 +782,9 @@ pub struct NewBulkItem {
     /// The item as the service runs it, as JSON text (opaque to the store): text, since
     /// 100,000 items parsed into JSON values would take far more memory.
     pub request: String,
-    /// Its outcome, for an item refused as it was read (malformed): it never runs.
-    pub outcome: Option<ItemOutcome>,
+    /// Its outcome, for an item refused as it was read (malformed): it never runs. Boxed, as
+    /// few items have one and a call holds 100,000 items.
+    pub outcome: Option<Box<ItemOutcome>>,
 }
 
 /// A bulk operation a worker claimed.
@@ -808,8 +821,19 @@ pub struct PendingItem {
 /// that have none, so an item is counted once.
 #[async_trait]
 pub trait BulkRepository: Send {
-    /// Records a bulk operation's items; its operation row is written first, by `apply`.
+    /// Records a bulk operation, with nothing done yet; its operation row is written first, by
+    /// `apply`.
     async fn insert_bulk(&mut self, tenant: &TenantId, bulk: &NewBulk) -> StoreResult<()>;
+
+    /// Records items of a bulk operation, numbered from `first`, in the transaction that
+    /// recorded the operation; those with an outcome (refused as they were read) count as done.
+    async fn insert_bulk_items(
+        &mut self,
+        tenant: &TenantId,
+        operation_id: &str,
+        first: usize,
+        items: &[NewBulkItem],
+    ) -> StoreResult<()>;
 
     /// How far a bulk operation has come; none when `id` is not a bulk operation.
     async fn bulk_progress(

@@ -697,6 +697,56 @@ async fn batched_items_end_as_single_calls_would(backend: Backend) {
     assert_eq!(holder(&mut admin, &phone(3)).await, user(1).await.id);
 }
 
+/// A call whose every item is refused as it is read has ended when it is accepted, counted
+/// across the chunks its items are recorded in.
+async fn a_call_of_malformed_items_only_has_ended_when_accepted(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut admin = app.admin(TENANT);
+    let malformed = |i: usize| pb::AssignPhoneNumberRequest {
+        phone_number: format!("not a number {i}"),
+        ..assign_item(i, i)
+    };
+    let messages = vec![
+        assignments((0..1000).map(malformed).collect()),
+        assignments((1000..1500).map(malformed).collect()),
+    ];
+    let accepted = bulk_assign(&mut admin, messages)
+        .await
+        .expect("BulkAssignPhoneNumbers");
+    assert_eq!(accepted.state(), State::Failed);
+    let progress = accepted.progress.expect("progress");
+    assert_eq!(
+        (progress.total, progress.done, progress.failed),
+        (1500, 1500, 1500)
+    );
+    assert!(
+        accepted.error.contains("1500 of 1500 items failed"),
+        "{}",
+        accepted.error
+    );
+    let read = get(
+        &mut admin,
+        pb::GetOperationRequest {
+            id: accepted.id.clone(),
+            page_size: 1000,
+            failed_only: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(read.state(), State::Failed);
+    assert_eq!(read.progress, accepted.progress);
+    assert_eq!(read.results.len(), 1000);
+    let last = &read.results[999];
+    assert_eq!(last.index, 999);
+    assert_eq!(
+        outcome(last),
+        (Code::InvalidArgument, "INVALID_PHONE_NUMBER".into())
+    );
+    let message = last.status.as_ref().unwrap().message.clone();
+    assert!(message.contains("items[999].phone_number"), "{message}");
+}
+
 async fn malformed_calls_are_refused_whole(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let mut admin = app.admin(TENANT);
@@ -782,5 +832,6 @@ on_both_stores!(
     removals_and_locations_in_bulk,
     a_bulk_call_racing_single_calls_never_makes_two_holders,
     batched_items_end_as_single_calls_would,
+    a_call_of_malformed_items_only_has_ended_when_accepted,
     malformed_calls_are_refused_whole,
 );

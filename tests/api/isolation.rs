@@ -134,7 +134,7 @@ async fn populate(store: &dyn Store, tenant: &str, phone_number: &str) {
             phone_number: phone_number.into(),
             create_time: now,
         }],
-        responses: vec![("request-1".into(), json!({"answer": tenant}))],
+        responses: vec![("request-1".into(), json!({"answer": tenant}).to_string())],
         ..Changes::default()
     };
     tx.apply(tenant, &changes).await.unwrap();
@@ -143,13 +143,17 @@ async fn populate(store: &dyn Store, tenant: &str, phone_number: &str) {
         method: "AssignPhoneNumber".into(),
         validate_only: false,
         caller: json!({"tenant_id": tenant}),
-        items: vec![NewBulkItem {
-            request_id: None,
-            request: "{}".into(),
-            outcome: None,
-        }],
+        total: 1,
     };
     tx.insert_bulk(tenant, &bulk).await.unwrap();
+    let item = NewBulkItem {
+        request_id: None,
+        request: "{}".into(),
+        outcome: None,
+    };
+    tx.insert_bulk_items(tenant, &bulk.operation_id, 0, &[item])
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
 }
 

@@ -913,7 +913,7 @@ async fn operation_with_jobs(store: &dyn Store, count: usize) -> (String, Vec<Jo
 /// Stores `response` as the answer to the request id `id` of T1, claimed in `tx`.
 async fn answer(tx: &mut Tx, id: &str, response: serde_json::Value) {
     let changes = Changes {
-        responses: vec![(id.to_owned(), response)],
+        responses: vec![(id.to_owned(), response.to_string())],
         ..Changes::default()
     };
     tx.apply(T1, &changes).await.unwrap();

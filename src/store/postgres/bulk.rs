@@ -7,10 +7,18 @@ use sqlx::types::Json;
 
 use super::{EVERY_TENANT, PgTx, timestamp, uuid};
 use crate::domain::{BulkProgress, ItemOutcome, ItemResult, OperationState, TenantId};
-use crate::store::{BulkRepository, ClaimedBulk, NewBulk, PendingItem, StoreError, StoreResult};
+use crate::store::{
+    BulkRepository, ClaimedBulk, NewBulk, NewBulkItem, PendingItem, StoreError, StoreResult,
+};
 
-/// Items written per statement when a bulk call is recorded.
-const INSERT_CHUNK: usize = 5000;
+/// Items written per statement when a bulk call is recorded: the statement's encoded binds
+/// stay in the connection's buffer afterwards, so a chunk of 1,000 (about 1 MB) rather than more.
+const INSERT_CHUNK: usize = 1000;
+
+/// A count or index as its column holds it.
+fn count(n: usize) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
 
 /// Progress as counted in `bulk_operations`.
 type ProgressRow = (i32, i32, i32, bool);
@@ -35,37 +43,46 @@ fn index(item: u32) -> i32 {
 #[async_trait]
 impl BulkRepository for PgTx {
     async fn insert_bulk(&mut self, tenant: &TenantId, bulk: &NewBulk) -> StoreResult<()> {
-        let id = operation_key(&bulk.operation_id)?;
-        let failed = bulk
-            .items
-            .iter()
-            .filter(|i| i.outcome.as_ref().is_some_and(ItemOutcome::failed))
-            .count();
-        let succeeded = bulk.items.iter().filter(|i| i.outcome.is_some()).count() - failed;
-        let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
         sqlx::query(
             "INSERT INTO bulk_operations (tenant_id, operation_id, method, validate_only, caller, \
-             total, succeeded, failed) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+             total) VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(tenant)
-        .bind(id)
+        .bind(operation_key(&bulk.operation_id)?)
         .bind(&bulk.method)
         .bind(bulk.validate_only)
         .bind(Json(&bulk.caller))
-        .bind(count(bulk.items.len()))
-        .bind(count(succeeded))
-        .bind(count(failed))
+        .bind(count(bulk.total))
         .execute(self.scoped(tenant).await?)
         .await
         .map_err(|e| self.failed(e))?;
-        for (chunk_index, chunk) in bulk.items.chunks(INSERT_CHUNK).enumerate() {
-            let first = chunk_index * INSERT_CHUNK;
+        Ok(())
+    }
+
+    async fn insert_bulk_items(
+        &mut self,
+        tenant: &TenantId,
+        operation_id: &str,
+        first: usize,
+        items: &[NewBulkItem],
+    ) -> StoreResult<()> {
+        let id = operation_key(operation_id)?;
+        for (chunk_index, chunk) in items.chunks(INSERT_CHUNK).enumerate() {
+            let first = first + chunk_index * INSERT_CHUNK;
+            // The items with an outcome already (refused as they were read) are counted.
             sqlx::query(
-                "INSERT INTO bulk_items (tenant_id, operation_id, item, request_id, request, \
+                "WITH written AS (\
+                 INSERT INTO bulk_items (tenant_id, operation_id, item, request_id, request, \
                  outcome, failed) \
                  SELECT $1, $2, i.item, i.request_id, i.request::jsonb, i.outcome, i.failed \
                  FROM unnest($3::integer[], $4::text[], $5::text[], $6::jsonb[], $7::boolean[]) \
-                 AS i(item, request_id, request, outcome, failed)",
+                 AS i(item, request_id, request, outcome, failed) \
+                 RETURNING failed) \
+                 UPDATE bulk_operations SET \
+                 succeeded = succeeded + (SELECT count(*) FROM written WHERE NOT failed), \
+                 failed = failed + (SELECT count(*) FROM written WHERE failed) \
+                 WHERE tenant_id = $1 AND operation_id = $2 \
+                 AND EXISTS (SELECT 1 FROM written WHERE failed IS NOT NULL)",
             )
             .bind(tenant)
             .bind(id)
@@ -86,7 +103,7 @@ impl BulkRepository for PgTx {
             .bind(
                 chunk
                     .iter()
-                    .map(|i| i.outcome.as_ref().map(ItemOutcome::failed))
+                    .map(|i| i.outcome.as_ref().map(|o| o.failed()))
                     .collect::<Vec<_>>(),
             )
             .execute(self.scoped(tenant).await?)

@@ -78,7 +78,7 @@ WITH numbers AS (
     FROM unnest($50::uuid[], $51::text[], $52::text[], $53::text[], $54::text[],
         $55::timestamptz[]) AS m(id, recipient, subject, body, phone_number, create_time)
 ), answers AS (
-    UPDATE request_ids r SET response = ($57::jsonb[])[array_position($56::text[], r.request_id)]
+    UPDATE request_ids r SET response = (($57::text[])[array_position($56::text[], r.request_id)])::jsonb
     WHERE r.tenant_id = $1 AND r.request_id = ANY($56)
 )
 SELECT (SELECT count(*) FROM numbers) AS numbers, (SELECT count(*) FROM users) AS users";
@@ -356,7 +356,7 @@ impl PgTx {
                 changes
                     .responses
                     .iter()
-                    .map(|(_, answer)| Json(answer))
+                    .map(|(_, answer)| answer.as_str())
                     .collect::<Vec<_>>(),
             ) // $57
             .fetch_one(self.scoped(tenant).await?)

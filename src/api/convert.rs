@@ -10,14 +10,16 @@ use prost_types::Timestamp;
 
 use crate::domain::{
     ActivationMode, ActivationState, AssignmentCategory, AssignmentStatus, AuditAction, AuditEvent,
-    Block, Capabilities, Capability, CivicAddress, Country, E164, EmergencyLocation, Identity,
-    ItemOutcome, ItemResult, License, Licenses, NotificationSettings, NumberFilter, NumberType,
-    Operation, OperationState, PhoneNumber, ProvisioningAction, TargetKind, User, UserUpsert,
-    ValidationStatus,
+    Block, BlockState, Capabilities, Capability, CivicAddress, Country, E164, EmergencyLocation,
+    Identity, ItemOutcome, ItemResult, License, Licenses, NotificationSettings, NumberFilter,
+    NumberType, Operation, OperationState, PhoneNumber, ProvisioningAction, TargetKind, User,
+    UserUpsert, ValidationStatus,
 };
 use crate::error::{Error, FieldViolation, Reason};
 use crate::proto::v1 as pb;
-use crate::service::{AssignRequest, LocationUpdate, RemoveRequest, TenantOperator, Upload};
+use crate::service::{
+    AssignRequest, BlockRequest, LocationUpdate, RemoveRequest, TenantOperator, Upload,
+};
 
 // ---- inbound ---------------------------------------------------------------------------------
 
@@ -196,23 +198,30 @@ pub(crate) fn civic_address(address: Option<pb::CivicAddress>) -> CivicAddress {
 /// The filters of an export, read as ListPhoneNumbers reads its own.
 pub(crate) fn export_filter(
     request: pb::ExportPhoneNumbersRequest,
+    now: SystemTime,
 ) -> Result<(Option<Identity>, NumberFilter), Error> {
-    number_filter(&pb::ListPhoneNumbersRequest {
-        assigned_to: request.assigned_to,
-        number_type: request.number_type,
-        assignment_status: request.assignment_status,
-        activation_state: request.activation_state,
-        country: request.country,
-        operator_id: request.operator_id,
-        capabilities: request.capabilities,
-        number_prefix: request.number_prefix,
-        emergency_location_id: request.emergency_location_id,
-        ..Default::default()
-    })
+    number_filter(
+        &pb::ListPhoneNumbersRequest {
+            assigned_to: request.assigned_to,
+            number_type: request.number_type,
+            assignment_status: request.assignment_status,
+            activation_state: request.activation_state,
+            country: request.country,
+            operator_id: request.operator_id,
+            capabilities: request.capabilities,
+            number_prefix: request.number_prefix,
+            emergency_location_id: request.emergency_location_id,
+            assignment_blocked_state: request.assignment_blocked_state,
+            ..Default::default()
+        },
+        now,
+    )
 }
 
+/// The filters of a listing, block states judged at `now`.
 pub(crate) fn number_filter(
     request: &pb::ListPhoneNumbersRequest,
+    now: SystemTime,
 ) -> Result<(Option<Identity>, NumberFilter), Error> {
     let assigned_to = match request.assigned_to.trim() {
         "" => None,
@@ -257,6 +266,17 @@ pub(crate) fn number_filter(
         capabilities: capabilities("capabilities", &request.capabilities)?,
         number_prefix,
         emergency_location_id,
+        block_state: optional_enum(
+            "assignment_blocked_state",
+            request.assignment_blocked_state,
+            |s: pb::AssignmentBlockedState| match s {
+                pb::AssignmentBlockedState::Unspecified => None,
+                pb::AssignmentBlockedState::NotBlocked => Some(BlockState::NotBlocked),
+                pb::AssignmentBlockedState::BlockedUntil => Some(BlockState::BlockedUntil),
+                pb::AssignmentBlockedState::BlockedForever => Some(BlockState::BlockedForever),
+            },
+        )?
+        .map(|state| (state, now)),
     };
     Ok((assigned_to, filter))
 }
@@ -370,12 +390,10 @@ pub(crate) fn location(location: EmergencyLocation) -> pb::EmergencyLocation {
 
 /// A phone number for the API, with its block as it stands at `now`.
 pub(crate) fn phone_number_out(number: PhoneNumber, now: SystemTime) -> pb::PhoneNumber {
-    let (blocked_state, blocked_until) = match number.block {
+    let (blocked_state, blocked_until) = match number.block.at(now) {
         Block::Forever => (pb::AssignmentBlockedState::BlockedForever, None),
-        Block::Until(until) if until > now => {
-            (pb::AssignmentBlockedState::BlockedUntil, timestamp(until))
-        }
-        Block::Until(_) | Block::None => (pb::AssignmentBlockedState::NotBlocked, None),
+        Block::Until(until) => (pb::AssignmentBlockedState::BlockedUntil, timestamp(until)),
+        Block::None => (pb::AssignmentBlockedState::NotBlocked, None),
     };
     let status = number.assignment_status();
     let country = number.country().as_str().to_owned();
@@ -650,6 +668,8 @@ fn audit_action(action: AuditAction) -> pb::AuditAction {
         AuditAction::BulkAssignPhoneNumbers => pb::AuditAction::BulkAssignPhoneNumbers,
         AuditAction::BulkRemovePhoneNumbers => pb::AuditAction::BulkRemovePhoneNumbers,
         AuditAction::BulkUpdateEmergencyLocations => pb::AuditAction::BulkUpdateEmergencyLocations,
+        AuditAction::SetAssignmentBlock => pb::AuditAction::SetAssignmentBlock,
+        AuditAction::RemoveAssignmentBlock => pb::AuditAction::RemoveAssignmentBlock,
     }
 }
 
@@ -774,6 +794,18 @@ pub(crate) fn location_update(
     Ok(LocationUpdate {
         number: phone_number("phone_number", &request.phone_number)?,
         emergency_location_id: optional_id(&request.emergency_location_id),
+        etag: etag("etag", &request.etag)?,
+    })
+}
+
+/// What a SetAssignmentBlock asks.
+pub(crate) fn block_request(
+    request: &pb::SetAssignmentBlockRequest,
+) -> Result<BlockRequest, Error> {
+    Ok(BlockRequest {
+        number: phone_number("phone_number", &request.phone_number)?,
+        days: request.block_days,
+        forever: request.block_forever,
         etag: etag("etag", &request.etag)?,
     })
 }

@@ -55,7 +55,13 @@ pub fn request(input: &[u8]) {
         pb::CreateEmergencyLocationRequest,
         pb::ReleaseNumbersRequest,
         pb::GetNotificationSettingsRequest,
+        pb::RemoveAssignmentBlockRequest,
     );
+    if let Ok(request) = pb::SetAssignmentBlockRequest::decode(input)
+        && limits::check(&request).is_ok()
+    {
+        let _ = convert::block_request(&request);
+    }
     if let Ok(request) = pb::UpdateNotificationSettingsRequest::decode(input)
         && limits::check(&request).is_ok()
     {
@@ -67,7 +73,7 @@ pub fn request(input: &[u8]) {
     if let Ok(request) = pb::ExportPhoneNumbersRequest::decode(input)
         && limits::check(&request).is_ok()
     {
-        let _ = convert::export_filter(request);
+        let _ = convert::export_filter(request, std::time::SystemTime::UNIX_EPOCH);
     }
     if let Ok(request) = pb::UpsertUserRequest::decode(input)
         && limits::check(&request).is_ok()
@@ -77,7 +83,7 @@ pub fn request(input: &[u8]) {
     if let Ok(request) = pb::ListPhoneNumbersRequest::decode(input)
         && limits::check(&request).is_ok()
     {
-        let _ = convert::number_filter(&request);
+        let _ = convert::number_filter(&request, std::time::SystemTime::UNIX_EPOCH);
     }
     if let Ok(request) = pb::ListUsersRequest::decode(input) {
         let _ = limits::check(&request);

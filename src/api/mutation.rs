@@ -76,6 +76,8 @@ mutation_request!(
     pb::EnableOperatorRequest,
     pb::DisableOperatorRequest,
     pb::UpdateNotificationSettingsRequest,
+    pb::SetAssignmentBlockRequest,
+    pb::RemoveAssignmentBlockRequest,
 );
 
 /// Implements [`MutationRequest`] for requests with `request_id` but no `validate_only`.

@@ -144,7 +144,7 @@ impl NumberManagement for NumberManagementApi {
         let caller = caller(&request)?;
         let request = request.into_inner();
         let page = self.tokens.page_request(&caller.tenant_id, &request)?;
-        let (assigned_to, filter) = convert::number_filter(&request)?;
+        let (assigned_to, filter) = convert::number_filter(&request, self.service.now())?;
         let numbers = self
             .service
             .list_numbers(&caller, assigned_to.as_ref(), filter, &page)
@@ -171,7 +171,7 @@ impl NumberManagement for NumberManagementApi {
         let caller = caller(&request)?;
         let request = request.into_inner();
         let format = request.format();
-        let (assigned_to, filter) = convert::export_filter(request)?;
+        let (assigned_to, filter) = convert::export_filter(request, self.service.now())?;
         let chunks = self
             .service
             .export_numbers(&caller, assigned_to.as_ref(), filter)
@@ -277,6 +277,40 @@ impl NumberManagement for NumberManagementApi {
             .await?;
         Ok(Response::new(convert::phone_number_out(
             updated,
+            self.service.now(),
+        )))
+    }
+
+    async fn set_assignment_block(
+        &self,
+        request: Request<pb::SetAssignmentBlockRequest>,
+    ) -> Answer<pb::PhoneNumber> {
+        let caller = caller(&request)?;
+        let request = request.into_inner();
+        let options = request_options(&request)?;
+        let block = convert::block_request(&request)?;
+        let blocked = self.service.set_block(&caller, &block, &options).await?;
+        Ok(Response::new(convert::phone_number_out(
+            blocked,
+            self.service.now(),
+        )))
+    }
+
+    async fn remove_assignment_block(
+        &self,
+        request: Request<pb::RemoveAssignmentBlockRequest>,
+    ) -> Answer<pb::PhoneNumber> {
+        let caller = caller(&request)?;
+        let request = request.into_inner();
+        let options = request_options(&request)?;
+        let number = convert::phone_number("phone_number", &request.phone_number)?;
+        let etag = convert::etag("etag", &request.etag)?;
+        let lifted = self
+            .service
+            .remove_block(&caller, &number, etag, &options)
+            .await?;
+        Ok(Response::new(convert::phone_number_out(
+            lifted,
             self.service.now(),
         )))
     }

@@ -392,6 +392,56 @@ pub fn check_held_by(user: &User, number: &PhoneNumber) -> Result<()> {
     }
 }
 
+/// The caller's etag, when it sent one, is the number's current version.
+pub fn check_etag(number: &PhoneNumber, etag: Option<i64>) -> Result<()> {
+    match etag {
+        Some(etag) if etag != number.version => Err(Error::new(
+            Reason::EtagMismatch,
+            format!(
+                "{} changed since it was read (etag {etag}, now {}); read it again and retry",
+                number.number, number.version
+            ),
+        )
+        .with("phoneNumber", &number.number)
+        .with("etag", number.version)),
+        _ => Ok(()),
+    }
+}
+
+/// A block may be set on the number at `now`: nobody holds it, its provider has confirmed its
+/// last change, and no block is in effect (one is lifted before another is set, as
+/// Set-CsPhoneNumberAssignmentBlock requires).
+pub fn check_blockable(number: &PhoneNumber, now: SystemTime) -> Result<()> {
+    if let Some(assignment) = &number.assignment {
+        return Err(Error::new(
+            Reason::NumberAssigned,
+            format!(
+                "{} is assigned to {}; remove it first (RemovePhoneNumber can block it as it \
+                 removes it)",
+                number.number, assignment.target_user_principal_name
+            ),
+        )
+        .with("phoneNumber", &number.number)
+        .with("assignedTo", &assignment.target_user_principal_name));
+    }
+    check_not_pending(number)?;
+    let blocked = match number.block.at(now) {
+        Block::None => return Ok(()),
+        Block::Until(until) => format!("until {}", humantime::format_rfc3339_seconds(until)),
+        Block::Forever => "until the block is lifted".to_owned(),
+    };
+    Err(Error::new(
+        Reason::NumberBlocked,
+        format!(
+            "{} is already blocked from assignment {blocked}; lift the block with \
+             RemoveAssignmentBlock before setting another",
+            number.number
+        ),
+    )
+    .with("phoneNumber", &number.number)
+    .with("blocked", blocked))
+}
+
 /// The block a removal asks for: `days` (1 to 365) or `forever`, not both.
 pub fn block_for(days: i32, forever: bool, now: SystemTime) -> Result<Block> {
     match (days, forever) {

@@ -49,6 +49,10 @@ spelled_enum! {
         BulkRemovePhoneNumbers = "BULK_REMOVE_PHONE_NUMBERS",
         /// A bulk call of emergency location updates was accepted.
         BulkUpdateEmergencyLocations = "BULK_UPDATE_EMERGENCY_LOCATIONS",
+        /// A number was blocked from assignment.
+        SetAssignmentBlock = "SET_ASSIGNMENT_BLOCK",
+        /// A number's block from assignment was lifted.
+        RemoveAssignmentBlock = "REMOVE_ASSIGNMENT_BLOCK",
     }
 }
 

@@ -14,8 +14,9 @@ mod phone_number;
 mod user;
 
 pub use assignment::{
-    AssignmentCandidate, LocationChoice, block_for, check_assignment, check_emergency_location,
-    check_held_by, check_not_pending, check_number_type, required_licences,
+    AssignmentCandidate, LocationChoice, block_for, check_assignment, check_blockable,
+    check_emergency_location, check_etag, check_held_by, check_not_pending, check_number_type,
+    required_licences,
 };
 pub use audit::{
     AuditAction, AuditEvent, AuditFilter, consent_snapshot, location_snapshot, number_snapshot,
@@ -36,7 +37,8 @@ pub use operation::{
 };
 pub use operator::{Operator, OperatorConsent};
 pub use phone_number::{
-    ActivationState, Assignment, AssignmentStatus, Block, E164, NumberFilter, PhoneNumber,
+    ActivationState, Assignment, AssignmentStatus, Block, BlockState, E164, NumberFilter,
+    PhoneNumber,
 };
 pub use user::{Identity, License, Licenses, User, UserFilter, UserUpsert};
 

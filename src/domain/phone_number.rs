@@ -252,6 +252,28 @@ pub enum Block {
     Forever,
 }
 
+impl Block {
+    /// The block as it stands at `now`: a block whose days have passed is none.
+    pub fn at(self, now: SystemTime) -> Block {
+        match self {
+            Block::Until(until) if until <= now => Block::None,
+            block => block,
+        }
+    }
+}
+
+/// The block states a listing can ask for; a block is judged as it stands at the listing's
+/// time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockState {
+    /// Numbers that may be assigned.
+    NotBlocked,
+    /// Numbers blocked for some days.
+    BlockedUntil,
+    /// Numbers blocked until the block is lifted.
+    BlockedForever,
+}
+
 /// A number in a tenant's inventory.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PhoneNumber {
@@ -381,6 +403,8 @@ pub struct NumberFilter {
     pub number_prefix: Option<String>,
     /// Only numbers registered with this emergency location.
     pub emergency_location_id: Option<String>,
+    /// Only numbers in this block state at the given time.
+    pub block_state: Option<(BlockState, SystemTime)>,
 }
 
 #[cfg(test)]

@@ -7,8 +7,8 @@ use super::{Actor, Claimed, Page, PageRequest, RequestOptions, Service};
 use crate::auth::Caller;
 use crate::domain::{
     AuditAction, CivicAddress, Country, E164, EmergencyLocation, PhoneNumber, ProvisioningAction,
-    TenantId, ValidationStatus, check_emergency_location, check_not_pending, location_snapshot,
-    number_snapshot, validate_address,
+    TenantId, ValidationStatus, check_emergency_location, check_etag, check_not_pending,
+    location_snapshot, number_snapshot, validate_address,
 };
 use crate::error::{Error, Reason, Result};
 use crate::routing::provider_error;
@@ -245,20 +245,7 @@ impl Service {
             tx.get_number(tenant, &canonical).await?
         };
         let number = found.ok_or_else(|| number_not_found(&update.number))?;
-        if let Some(etag) = update.etag
-            && etag != number.version
-        {
-            return Err(Error::new(
-                Reason::EtagMismatch,
-                format!(
-                    "{} changed since it was read (etag {etag}, now {}); read it again and \
-                     retry",
-                    number.number, number.version
-                ),
-            )
-            .with("phoneNumber", &number.number)
-            .with("etag", number.version));
-        }
+        check_etag(&number, update.etag)?;
         check_not_pending(&number)?;
         let location = match &update.emergency_location_id {
             None => None,

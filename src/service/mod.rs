@@ -13,6 +13,7 @@ mod acquisition;
 mod assignment;
 mod audit;
 mod batch;
+mod blocks;
 mod bulk;
 mod directory;
 mod housekeeping;
@@ -25,6 +26,7 @@ mod provisioning;
 
 pub use acquisition::{AcquireRequest, MAX_NUMBERS_PER_REQUEST, Numbers, Released};
 pub use assignment::{AssignRequest, Assigned, ChangeRequest, Changed, RemoveRequest, Removed};
+pub use blocks::BlockRequest;
 pub use bulk::{BulkItem, BulkItems, BulkMethod, MAX_BULK_ITEMS, ReadItem, ResultsPage};
 pub use inventory::EXPORT_CHUNK;
 pub use locations::LocationUpdate;

@@ -95,13 +95,13 @@ async fn find_number(client: &mut Client, phone_number: &str) -> Result<pb::Phon
         .map(tonic::Response::into_inner)
 }
 
-async fn get_number(client: &mut Client, phone_number: &str) -> pb::PhoneNumber {
+pub(crate) async fn get_number(client: &mut Client, phone_number: &str) -> pb::PhoneNumber {
     find_number(client, phone_number)
         .await
         .unwrap_or_else(|status| panic!("GetPhoneNumber {phone_number}: {status:?}"))
 }
 
-async fn get_user(client: &mut Client, identity: &str) -> pb::User {
+pub(crate) async fn get_user(client: &mut Client, identity: &str) -> pb::User {
     client
         .get_user(pb::GetUserRequest {
             identity: identity.into(),
@@ -192,7 +192,7 @@ async fn all_audit_events(client: &mut Client) -> Vec<pb::AuditEvent> {
 }
 
 /// The audit events of one action, newest first.
-async fn events_of(client: &mut Client, action: i32) -> Vec<pb::AuditEvent> {
+pub(crate) async fn events_of(client: &mut Client, action: i32) -> Vec<pb::AuditEvent> {
     all_audit_events(client)
         .await
         .into_iter()
@@ -249,7 +249,7 @@ async fn phone_system_only_user(app: &TestApp, upn: &str) -> pb::User {
 /// Everything a refused request must leave as it was: every number and user of the tenant as
 /// GetPhoneNumber and GetUser show them, the audit trail, and the queued emails.
 #[derive(Debug, PartialEq)]
-struct State {
+pub(crate) struct State {
     numbers: BTreeMap<String, pb::PhoneNumber>,
     users: BTreeMap<String, pb::User>,
     audit_events: Vec<pb::AuditEvent>,
@@ -257,7 +257,7 @@ struct State {
 }
 
 impl State {
-    async fn read(app: &TestApp) -> Self {
+    pub(crate) async fn read(app: &TestApp) -> Self {
         let mut admin = app.admin(TENANT);
         let mut numbers = BTreeMap::new();
         for listed in all_numbers(&mut admin, pb::ListPhoneNumbersRequest::default()).await {
@@ -277,7 +277,7 @@ impl State {
         }
     }
 
-    async fn assert_unchanged(&self, app: &TestApp) {
+    pub(crate) async fn assert_unchanged(&self, app: &TestApp) {
         let now = Self::read(app).await;
         // The fields that matter most first, so a failure says what moved.
         assert_eq!(

@@ -12,6 +12,7 @@ mod acquisition;
 mod assignment;
 mod audit;
 mod auth;
+mod blocks;
 mod bulk;
 mod cli;
 mod emergency;

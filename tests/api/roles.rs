@@ -41,6 +41,8 @@ const EXPECTED: &[(&str, &str)] = &[
     ("NumberManagement/ChangePhoneNumber", "AH"),
     ("NumberManagement/RemovePhoneNumber", "AH"),
     ("NumberManagement/UpdateEmergencyLocation", "AH"),
+    ("NumberManagement/SetAssignmentBlock", "AH"),
+    ("NumberManagement/RemoveAssignmentBlock", "AH"),
     ("NumberManagement/UpsertUser", "A"),
     ("NumberManagement/CreateEmergencyLocation", "A"),
     ("NumberManagement/AcquirePhoneNumbers", "A"),

@@ -9,8 +9,8 @@ use time::OffsetDateTime;
 
 use super::{PgTx, system_time, timestamp, uuid};
 use crate::domain::{
-    Assignment, Block, Capabilities, Capability, Country, E164, NumberFilter, NumberType,
-    PhoneNumber, TenantId,
+    Assignment, Block, BlockState, Capabilities, Capability, Country, E164, NumberFilter,
+    NumberType, PhoneNumber, TenantId,
 };
 use crate::store::{NumberRepository, StoreError, StoreResult, prefix_upper_bound};
 
@@ -188,6 +188,10 @@ fn block_columns(block: Block) -> (Option<OffsetDateTime>, bool) {
         Block::Forever => (None, true),
     }
 }
+
+/// The partial index condition of the blocked numbers (see the migrations): the listing repeats
+/// it word for word.
+const BLOCKED: &str = "(n.blocked_forever OR n.blocked_until IS NOT NULL)";
 
 /// The partial index condition of each capability (see the migrations): the listing repeats it
 /// word for word, so PostgreSQL walks that index.
@@ -577,6 +581,23 @@ impl NumberRepository for PgTx {
         }
         for capability in filter.capabilities.iter() {
             sql.push(" AND ").push(capability_condition(capability));
+        }
+        if let Some((state, at)) = filter.block_state {
+            let at = timestamp(at);
+            match state {
+                BlockState::NotBlocked => sql
+                    .push(" AND NOT n.blocked_forever AND (n.blocked_until IS NULL OR n.blocked_until <= ")
+                    .push_bind(at)
+                    .push(")"),
+                BlockState::BlockedUntil => sql
+                    .push(" AND ")
+                    .push(BLOCKED)
+                    .push(" AND NOT n.blocked_forever AND n.blocked_until > ")
+                    .push_bind(at),
+                BlockState::BlockedForever => {
+                    sql.push(" AND ").push(BLOCKED).push(" AND n.blocked_forever")
+                }
+            };
         }
         if let Some(prefix) = &filter.number_prefix {
             // A range rather than LIKE, so the primary key's order serves it.

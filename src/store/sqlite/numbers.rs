@@ -8,8 +8,8 @@ use sqlx::{FromRow, QueryBuilder, Sqlite};
 
 use super::{SqliteTx, json_list, micros, system_time};
 use crate::domain::{
-    Assignment, Block, Capabilities, Capability, Country, E164, NumberFilter, NumberType,
-    PhoneNumber, TenantId,
+    Assignment, Block, BlockState, Capabilities, Capability, Country, E164, NumberFilter,
+    NumberType, PhoneNumber, TenantId,
 };
 use crate::store::{NumberRepository, StoreError, StoreResult, prefix_upper_bound};
 
@@ -146,6 +146,10 @@ fn block_columns(block: Block) -> (Option<i64>, bool) {
         Block::Forever => (None, true),
     }
 }
+
+/// The partial index condition of the blocked numbers (see the migrations): the listing repeats
+/// it word for word.
+const BLOCKED: &str = "(n.blocked_forever = 1 OR n.blocked_until IS NOT NULL)";
 
 /// The partial index condition of each capability (see the migrations): the listing repeats it
 /// word for word, so SQLite walks that index.
@@ -378,6 +382,23 @@ impl NumberRepository for SqliteTx {
         }
         for capability in filter.capabilities.iter() {
             sql.push(" AND ").push(capability_condition(capability));
+        }
+        if let Some((state, at)) = filter.block_state {
+            let at = micros(at);
+            match state {
+                BlockState::NotBlocked => sql
+                    .push(" AND n.blocked_forever = 0 AND (n.blocked_until IS NULL OR n.blocked_until <= ")
+                    .push_bind(at)
+                    .push(")"),
+                BlockState::BlockedUntil => sql
+                    .push(" AND ")
+                    .push(BLOCKED)
+                    .push(" AND n.blocked_forever = 0 AND n.blocked_until > ")
+                    .push_bind(at),
+                BlockState::BlockedForever => {
+                    sql.push(" AND ").push(BLOCKED).push(" AND n.blocked_forever = 1")
+                }
+            };
         }
         if let Some(prefix) = &filter.number_prefix {
             // A range rather than LIKE, so the primary key's order serves it.

@@ -41,6 +41,7 @@ pub const ROLE_MATRIX: &[(&str, &[Role])] = &[
     ("/numbers.v1.NumberManagement/UpdateEmergencyLocation", SERVICE_DESK),
     ("/numbers.v1.NumberManagement/SetAssignmentBlock",      SERVICE_DESK),
     ("/numbers.v1.NumberManagement/RemoveAssignmentBlock",   SERVICE_DESK),
+    ("/numbers.v1.NumberManagement/TransferPhoneNumber",     SERVICE_DESK),
     ("/numbers.v1.NumberManagement/UpsertUser",              ADMINS),
     ("/numbers.v1.NumberManagement/CreateEmergencyLocation", ADMINS),
     ("/numbers.v1.NumberManagement/AcquirePhoneNumbers",     ADMINS),

@@ -18,7 +18,8 @@ use crate::domain::{
 use crate::error::{Error, FieldViolation, Reason};
 use crate::proto::v1 as pb;
 use crate::service::{
-    AssignRequest, BlockRequest, LocationUpdate, RemoveRequest, TenantOperator, Upload,
+    AssignRequest, BlockRequest, LocationUpdate, RemoveRequest, TenantOperator, TransferRequest,
+    Upload,
 };
 
 // ---- inbound ---------------------------------------------------------------------------------
@@ -474,15 +475,30 @@ pub(crate) fn optional_id(value: &str) -> Option<String> {
 
 /// Reads an assignment category; unspecified means PRIMARY.
 pub(crate) fn category(field: &str, value: i32) -> Result<AssignmentCategory, Error> {
-    Ok(
-        optional_enum(field, value, |c: pb::AssignmentCategory| match c {
-            pb::AssignmentCategory::Unspecified => None,
-            pb::AssignmentCategory::Primary => Some(AssignmentCategory::Primary),
-            pb::AssignmentCategory::Private => Some(AssignmentCategory::Private),
-            pb::AssignmentCategory::Alternate => Some(AssignmentCategory::Alternate),
-        })?
-        .unwrap_or(AssignmentCategory::Primary),
-    )
+    Ok(optional_category(field, value)?.unwrap_or(AssignmentCategory::Primary))
+}
+
+/// Reads an assignment category: `None` when unspecified.
+fn optional_category(field: &str, value: i32) -> Result<Option<AssignmentCategory>, Error> {
+    optional_enum(field, value, |c: pb::AssignmentCategory| match c {
+        pb::AssignmentCategory::Unspecified => None,
+        pb::AssignmentCategory::Primary => Some(AssignmentCategory::Primary),
+        pb::AssignmentCategory::Private => Some(AssignmentCategory::Private),
+        pb::AssignmentCategory::Alternate => Some(AssignmentCategory::Alternate),
+    })
+}
+
+/// What a TransferPhoneNumber asks.
+pub(crate) fn transfer_request(
+    request: &pb::TransferPhoneNumberRequest,
+) -> Result<TransferRequest, Error> {
+    Ok(TransferRequest {
+        number: phone_number("phone_number", &request.phone_number)?,
+        from: identity("from_identity", &request.from_identity)?,
+        to: identity("to_identity", &request.to_identity)?,
+        category: optional_category("assignment_category", request.assignment_category)?,
+        notify_user: request.notify_user.unwrap_or(true),
+    })
 }
 
 /// Reads an etag: empty means none; otherwise what this service wrote (a version number).
@@ -670,6 +686,7 @@ fn audit_action(action: AuditAction) -> pb::AuditAction {
         AuditAction::BulkUpdateEmergencyLocations => pb::AuditAction::BulkUpdateEmergencyLocations,
         AuditAction::SetAssignmentBlock => pb::AuditAction::SetAssignmentBlock,
         AuditAction::RemoveAssignmentBlock => pb::AuditAction::RemoveAssignmentBlock,
+        AuditAction::TransferPhoneNumber => pb::AuditAction::TransferPhoneNumber,
     }
 }
 

@@ -57,6 +57,11 @@ pub fn request(input: &[u8]) {
         pb::GetNotificationSettingsRequest,
         pb::RemoveAssignmentBlockRequest,
     );
+    if let Ok(request) = pb::TransferPhoneNumberRequest::decode(input)
+        && limits::check(&request).is_ok()
+    {
+        let _ = convert::transfer_request(&request);
+    }
     if let Ok(request) = pb::SetAssignmentBlockRequest::decode(input)
         && limits::check(&request).is_ok()
     {

@@ -78,6 +78,7 @@ mutation_request!(
     pb::UpdateNotificationSettingsRequest,
     pb::SetAssignmentBlockRequest,
     pb::RemoveAssignmentBlockRequest,
+    pb::TransferPhoneNumberRequest,
 );
 
 /// Implements [`MutationRequest`] for requests with `request_id` but no `validate_only`.

@@ -281,6 +281,23 @@ impl NumberManagement for NumberManagementApi {
         )))
     }
 
+    async fn transfer_phone_number(
+        &self,
+        request: Request<pb::TransferPhoneNumberRequest>,
+    ) -> Answer<pb::TransferPhoneNumberResponse> {
+        let caller = caller(&request)?;
+        let request = request.into_inner();
+        let options = request_options(&request)?;
+        let transfer = convert::transfer_request(&request)?;
+        let moved = self.service.transfer(&caller, &transfer, &options).await?;
+        Ok(Response::new(pb::TransferPhoneNumberResponse {
+            phone_number: Some(convert::phone_number_out(moved.number, self.service.now())),
+            previous_user: Some(convert::user(moved.previous_user)),
+            user: Some(convert::user(moved.user)),
+            operation: moved.operation.map(convert::operation),
+        }))
+    }
+
     async fn set_assignment_block(
         &self,
         request: Request<pb::SetAssignmentBlockRequest>,

@@ -53,6 +53,8 @@ spelled_enum! {
         SetAssignmentBlock = "SET_ASSIGNMENT_BLOCK",
         /// A number's block from assignment was lifted.
         RemoveAssignmentBlock = "REMOVE_ASSIGNMENT_BLOCK",
+        /// A number moved from one holder to another (one event for each).
+        TransferPhoneNumber = "TRANSFER_PHONE_NUMBER",
     }
 }
 

@@ -116,7 +116,7 @@ pub struct Removed {
 
 /// Whether loading takes row locks (in the write transaction) or not (in the first look).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Lock {
+pub(super) enum Lock {
     No,
     Yes,
 }
@@ -135,21 +135,21 @@ pub(super) struct Locked<'a> {
 
 /// Everything an assignment of one number to one user is checked against.
 #[derive(Debug)]
-struct Plan {
-    user: User,
-    held: Vec<PhoneNumber>,
-    number: PhoneNumber,
+pub(super) struct Plan {
+    pub(super) user: User,
+    pub(super) held: Vec<PhoneNumber>,
+    pub(super) number: PhoneNumber,
     /// Whether the number enters the inventory with this assignment (Direct Routing).
-    created: bool,
-    location: Option<EmergencyLocation>,
+    pub(super) created: bool,
+    pub(super) location: Option<EmergencyLocation>,
     /// An emergency location id the request names that the tenant does not have; refused in
     /// the rules' order, after the rules about the user and the number.
-    unknown_location: Option<String>,
+    pub(super) unknown_location: Option<String>,
 }
 
 impl Plan {
     /// The number as it will be once assigned.
-    fn assigned(&self, category: AssignmentCategory) -> PhoneNumber {
+    pub(super) fn assigned(&self, category: AssignmentCategory) -> PhoneNumber {
         let mut number = self.number.clone();
         number.assignment = Some(Assignment {
             target_id: self.user.id.clone(),
@@ -589,7 +589,7 @@ impl Service {
     }
 
     /// Asks the number's provider whether it agrees to the assignment.
-    async fn check_provider(
+    pub(super) async fn check_provider(
         &self,
         tenant: &TenantId,
         plan: &Plan,
@@ -710,7 +710,7 @@ impl Service {
 
     /// Applies the domain's rules to a plan. `near` are the numbers read with the number (on
     /// its base number, and any other the request changes).
-    fn check_plan(
+    pub(super) fn check_plan(
         &self,
         plan: &Plan,
         near: &[PhoneNumber],
@@ -854,7 +854,7 @@ async fn load_location(
 }
 
 /// The number as it will be once unassigned, with `block`.
-fn unassigned(number: &PhoneNumber, block: Block) -> PhoneNumber {
+pub(super) fn unassigned(number: &PhoneNumber, block: Block) -> PhoneNumber {
     PhoneNumber {
         assignment: None,
         block,
@@ -864,7 +864,7 @@ fn unassigned(number: &PhoneNumber, block: Block) -> PhoneNumber {
 }
 
 /// The emergency location a number will have: the one the request names, or its current one.
-async fn registered_location(
+pub(super) async fn registered_location(
     tx: &mut Tx,
     tenant: &TenantId,
     number: &PhoneNumber,

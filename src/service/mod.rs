@@ -23,6 +23,7 @@ mod notifications;
 mod operator_connect;
 mod operators;
 mod provisioning;
+mod transfer;
 
 pub use acquisition::{AcquireRequest, MAX_NUMBERS_PER_REQUEST, Numbers, Released};
 pub use assignment::{AssignRequest, Assigned, ChangeRequest, Changed, RemoveRequest, Removed};
@@ -35,6 +36,7 @@ pub use notifications::{Mailer, SmtpSettings, SmtpTls};
 pub use operator_connect::Upload;
 pub use operators::TenantOperator;
 pub use provisioning::WorkerSettings;
+pub use transfer::{TransferRequest, Transferred};
 
 use std::sync::Arc;
 use std::time::SystemTime;

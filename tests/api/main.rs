@@ -34,6 +34,7 @@ mod roles;
 mod scale;
 mod store;
 mod tls;
+mod transfer;
 mod transport;
 mod upgrade;
 mod users;

@@ -63,6 +63,7 @@ const ASSIGN_EVENT: i32 = pb::AuditAction::AssignPhoneNumber as i32;
 const CHANGE_EVENT: i32 = pb::AuditAction::ChangePhoneNumber as i32;
 const REMOVE_EVENT: i32 = pb::AuditAction::RemovePhoneNumber as i32;
 const LOCATION_EVENT: i32 = pb::AuditAction::UpdateEmergencyLocation as i32;
+const TRANSFER_EVENT: i32 = pb::AuditAction::TransferPhoneNumber as i32;
 const UPLOAD_EVENT: i32 = pb::AuditAction::UploadPhoneNumber as i32;
 const PROVISIONED_EVENT: i32 = pb::AuditAction::ProvisioningSucceeded as i32;
 const PROVISIONING_FAILED_EVENT: i32 = pb::AuditAction::ProvisioningFailed as i32;
@@ -1428,6 +1429,92 @@ async fn concurrent_assignments_are_each_provisioned_once(backend: Backend) {
     }
 }
 
+// ---- a transfer waits for the operator with its new holder ------------------------------------
+
+/// A Litware Mobile number moved from John to Jack: answered ASSIGNMENT_PENDING with Jack
+/// holding it (John at once without it: never free, never with both), activated for Jack by
+/// one more activation, and refused to move again while pending.
+async fn a_transfer_waits_for_the_operator_with_its_new_holder(backend: Backend) {
+    let (app, simulator) = start_with_delay(backend, Duration::from_millis(800)).await;
+    let mut control = simulator.control();
+    let mut admin = app.admin(TENANT);
+    let first = assign(&mut admin, assign_request(JOHN, SIM_0301))
+        .await
+        .expect("assign to john")
+        .operation
+        .expect("the operation");
+    assert_succeeded(&wait_until_ended(&mut admin, &first.id).await);
+
+    let moved = admin
+        .transfer_phone_number(pb::TransferPhoneNumberRequest {
+            phone_number: SIM_0301.into(),
+            from_identity: JOHN.into(),
+            to_identity: JACK.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("transfer to jack")
+        .into_inner();
+    let number = moved.phone_number.expect("the number");
+    let operation = moved.operation.expect("the operation");
+    assert_eq!(number.assigned_to, JACK_ID);
+    assert_eq!(number.activation_state, ASSIGNMENT_PENDING, "{number:#?}");
+    assert_eq!(number.assignment_category, PRIMARY);
+    assert_eq!(number.emergency_location_id, REDMOND_HQ);
+    assert_just_opened(&operation, TRANSFER_EVENT, &[(SIM_0301, ACTIVATE)]);
+    let john = moved.previous_user.expect("john");
+    assert!(john.phone_numbers.is_empty(), "{john:#?}");
+    assert!(!john.enterprise_voice_enabled, "{john:#?}");
+    assert!(numbers_of(&mut admin, JOHN).await.is_empty());
+    assert_eq!(
+        numbers_of(&mut admin, JACK)
+            .await
+            .iter()
+            .map(|n| n.phone_number.as_str())
+            .collect::<Vec<_>>(),
+        [SIM_0301]
+    );
+    assert!(!assert_voice_agrees(&mut admin, JACK).await);
+
+    // Pending: it does not move again until the operator has answered.
+    let refused = admin
+        .transfer_phone_number(pb::TransferPhoneNumberRequest {
+            phone_number: SIM_0301.into(),
+            from_identity: JACK.into(),
+            to_identity: JOHN.into(),
+            ..Default::default()
+        })
+        .await;
+    assert_error(refused, Code::FailedPrecondition, "ACTIVATION_PENDING");
+
+    let done = wait_until_ended(&mut admin, &operation.id).await;
+    assert_succeeded(&done);
+    let number = get_number(&mut admin, SIM_0301).await;
+    assert_eq!(number.activation_state, ACTIVATED, "{number:#?}");
+    assert_eq!(number.assigned_to, JACK_ID);
+    assert!(assert_voice_agrees(&mut admin, JACK).await);
+    assert!(!assert_voice_agrees(&mut admin, JOHN).await);
+    assert_audit(
+        &mut admin,
+        SIM_0301,
+        &[
+            ASSIGN_EVENT,
+            PROVISIONED_EVENT,
+            TRANSFER_EVENT,
+            TRANSFER_EVENT,
+            PROVISIONED_EVENT,
+        ],
+    )
+    .await;
+    assert_eq!(
+        provisioned(&mut control, SIM_0301).await,
+        Provisioned {
+            activations: 2,
+            ..NOTHING
+        }
+    );
+}
+
 on_both_stores!(
     a_pending_assignment_becomes_activated,
     a_pending_number_refuses_changes_until_its_operator_confirms,
@@ -1440,4 +1527,5 @@ on_both_stores!(
     a_location_update_waits_for_the_operator,
     a_change_deactivates_the_old_number_and_activates_the_new,
     concurrent_assignments_are_each_provisioned_once,
+    a_transfer_waits_for_the_operator_with_its_new_holder,
 );

@@ -43,6 +43,7 @@ const EXPECTED: &[(&str, &str)] = &[
     ("NumberManagement/UpdateEmergencyLocation", "AH"),
     ("NumberManagement/SetAssignmentBlock", "AH"),
     ("NumberManagement/RemoveAssignmentBlock", "AH"),
+    ("NumberManagement/TransferPhoneNumber", "AH"),
     ("NumberManagement/UpsertUser", "A"),
     ("NumberManagement/CreateEmergencyLocation", "A"),
     ("NumberManagement/AcquirePhoneNumbers", "A"),

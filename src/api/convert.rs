@@ -11,15 +11,15 @@ use prost_types::Timestamp;
 use crate::domain::{
     ActivationMode, ActivationState, AssignmentCategory, AssignmentStatus, AuditAction, AuditEvent,
     Block, BlockState, Capabilities, Capability, CivicAddress, Country, E164, EmergencyLocation,
-    Identity, ItemOutcome, ItemResult, License, Licenses, NotificationSettings, NumberFilter,
-    NumberType, Operation, OperationState, PhoneNumber, ProvisioningAction, TargetKind, User,
-    UserUpsert, ValidationStatus,
+    Identity, ItemOutcome, ItemResult, License, Licenses, MAX_BLOCK_DAYS, NotificationSettings,
+    NumberFilter, NumberType, Operation, OperationState, PhoneNumber, ProvisioningAction,
+    TargetKind, TenantConfiguration, User, UserUpsert, ValidationStatus,
 };
 use crate::error::{Error, FieldViolation, Reason};
 use crate::proto::v1 as pb;
 use crate::service::{
-    AssignRequest, BlockRequest, LocationUpdate, RemoveRequest, TenantOperator, TransferRequest,
-    Upload,
+    AssignRequest, BlockRequest, ConfigurationUpdate, LocationUpdate, RemoveRequest,
+    TenantOperator, TransferRequest, Upload,
 };
 
 // ---- inbound ---------------------------------------------------------------------------------
@@ -488,6 +488,81 @@ fn optional_category(field: &str, value: i32) -> Result<Option<AssignmentCategor
     })
 }
 
+/// A tenant's configuration for the API.
+pub(crate) fn tenant_configuration(configuration: TenantConfiguration) -> pb::TenantConfiguration {
+    pb::TenantConfiguration {
+        assignment_email_enabled: configuration.assignment_email_enabled,
+        unassignment_email_enabled: configuration.unassignment_email_enabled,
+        removal_block_days: i32::from(configuration.removal_block_days),
+        removal_block_forever: configuration.removal_block_forever,
+        etag: configuration.version.to_string(),
+        update_time: configuration.update_time.and_then(timestamp),
+    }
+}
+
+/// What an UpdateTenantConfiguration asks: the fields its mask names (all when it names none).
+pub(crate) fn configuration_update(
+    request: &pb::UpdateTenantConfigurationRequest,
+) -> Result<ConfigurationUpdate, Error> {
+    const FIELDS: [&str; 4] = [
+        "assignment_email_enabled",
+        "unassignment_email_enabled",
+        "removal_block_days",
+        "removal_block_forever",
+    ];
+    let given = request.tenant_configuration.clone().unwrap_or_default();
+    let paths: Vec<&str> = match &request.update_mask {
+        Some(mask) if !mask.paths.is_empty() => mask.paths.iter().map(String::as_str).collect(),
+        _ => FIELDS.to_vec(),
+    };
+    let mut update = ConfigurationUpdate {
+        etag: etag("tenant_configuration.etag", &given.etag)?,
+        ..ConfigurationUpdate::default()
+    };
+    for (i, path) in paths.iter().enumerate() {
+        let path = path
+            .trim()
+            .strip_prefix("tenant_configuration.")
+            .unwrap_or(path.trim());
+        match path {
+            "assignment_email_enabled" => {
+                update.assignment_email_enabled = Some(given.assignment_email_enabled);
+            }
+            "unassignment_email_enabled" => {
+                update.unassignment_email_enabled = Some(given.unassignment_email_enabled);
+            }
+            "removal_block_days" => {
+                update.removal_block_days = Some(
+                    u16::try_from(given.removal_block_days)
+                        .ok()
+                        .filter(|days| *days <= MAX_BLOCK_DAYS)
+                        .ok_or_else(|| {
+                            Error::invalid_field(
+                                Reason::InvalidArgument,
+                                "tenant_configuration.removal_block_days",
+                                format!("must be 0 to {MAX_BLOCK_DAYS}"),
+                            )
+                        })?,
+                );
+            }
+            "removal_block_forever" => {
+                update.removal_block_forever = Some(given.removal_block_forever);
+            }
+            _ => {
+                return Err(Error::invalid_field(
+                    Reason::InvalidArgument,
+                    format!("update_mask.paths[{i}]"),
+                    format!(
+                        "is not a field of TenantConfiguration that can be updated; the fields are {}",
+                        FIELDS.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(update)
+}
+
 /// What a TransferPhoneNumber asks.
 pub(crate) fn transfer_request(
     request: &pb::TransferPhoneNumberRequest,
@@ -497,7 +572,7 @@ pub(crate) fn transfer_request(
         from: identity("from_identity", &request.from_identity)?,
         to: identity("to_identity", &request.to_identity)?,
         category: optional_category("assignment_category", request.assignment_category)?,
-        notify_user: request.notify_user.unwrap_or(true),
+        notify_user: request.notify_user,
     })
 }
 
@@ -687,6 +762,7 @@ fn audit_action(action: AuditAction) -> pb::AuditAction {
         AuditAction::SetAssignmentBlock => pb::AuditAction::SetAssignmentBlock,
         AuditAction::RemoveAssignmentBlock => pb::AuditAction::RemoveAssignmentBlock,
         AuditAction::TransferPhoneNumber => pb::AuditAction::TransferPhoneNumber,
+        AuditAction::UpdateTenantConfiguration => pb::AuditAction::UpdateTenantConfiguration,
     }
 }
 
@@ -768,7 +844,7 @@ pub(crate) fn assign_request(
         number_type: number_type("phone_number_type", request.phone_number_type)?,
         emergency_location_id: optional_id(&request.emergency_location_id),
         category: category("assignment_category", request.assignment_category)?,
-        notify_user: request.notify_user.unwrap_or(true),
+        notify_user: request.notify_user,
     })
 }
 
@@ -800,7 +876,7 @@ pub(crate) fn remove_request(
         number_type: number_type("phone_number_type", request.phone_number_type)?,
         block_days: request.block_days,
         block_forever: request.block_forever,
-        notify_user: request.notify_user.unwrap_or(true),
+        notify_user: request.notify_user,
     })
 }
 

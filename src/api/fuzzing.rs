@@ -56,7 +56,13 @@ pub fn request(input: &[u8]) {
         pb::ReleaseNumbersRequest,
         pb::GetNotificationSettingsRequest,
         pb::RemoveAssignmentBlockRequest,
+        pb::GetTenantConfigurationRequest,
     );
+    if let Ok(request) = pb::UpdateTenantConfigurationRequest::decode(input)
+        && limits::check(&request).is_ok()
+    {
+        let _ = convert::configuration_update(&request);
+    }
     if let Ok(request) = pb::TransferPhoneNumberRequest::decode(input)
         && limits::check(&request).is_ok()
     {

@@ -79,6 +79,7 @@ mutation_request!(
     pb::SetAssignmentBlockRequest,
     pb::RemoveAssignmentBlockRequest,
     pb::TransferPhoneNumberRequest,
+    pb::UpdateTenantConfigurationRequest,
 );
 
 /// Implements [`MutationRequest`] for requests with `request_id` but no `validate_only`.

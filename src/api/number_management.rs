@@ -230,7 +230,7 @@ impl NumberManagement for NumberManagementApi {
             number: convert::phone_number("phone_number", &request.phone_number)?,
             number_type: convert::number_type("phone_number_type", request.phone_number_type)?,
             emergency_location_id: convert::optional_id(&request.emergency_location_id),
-            notify_user: request.notify_user.unwrap_or(true),
+            notify_user: request.notify_user,
         };
         let changed = self.service.change(&caller, &change, &options).await?;
         let now = self.service.now();
@@ -279,6 +279,30 @@ impl NumberManagement for NumberManagementApi {
             updated,
             self.service.now(),
         )))
+    }
+
+    async fn get_tenant_configuration(
+        &self,
+        request: Request<pb::GetTenantConfigurationRequest>,
+    ) -> Answer<pb::TenantConfiguration> {
+        let caller = caller(&request)?;
+        let configuration = self.service.tenant_configuration(&caller).await?;
+        Ok(Response::new(convert::tenant_configuration(configuration)))
+    }
+
+    async fn update_tenant_configuration(
+        &self,
+        request: Request<pb::UpdateTenantConfigurationRequest>,
+    ) -> Answer<pb::TenantConfiguration> {
+        let caller = caller(&request)?;
+        let request = request.into_inner();
+        let options = request_options(&request)?;
+        let update = convert::configuration_update(&request)?;
+        let updated = self
+            .service
+            .update_tenant_configuration(&caller, &update, &options)
+            .await?;
+        Ok(Response::new(convert::tenant_configuration(updated)))
     }
 
     async fn transfer_phone_number(

@@ -55,6 +55,8 @@ spelled_enum! {
         RemoveAssignmentBlock = "REMOVE_ASSIGNMENT_BLOCK",
         /// A number moved from one holder to another (one event for each).
         TransferPhoneNumber = "TRANSFER_PHONE_NUMBER",
+        /// The tenant's configuration was updated.
+        UpdateTenantConfiguration = "UPDATE_TENANT_CONFIGURATION",
     }
 }
 

@@ -11,6 +11,7 @@ mod notification;
 mod operation;
 mod operator;
 mod phone_number;
+mod tenant;
 mod user;
 
 pub use assignment::{
@@ -40,6 +41,7 @@ pub use phone_number::{
     ActivationState, Assignment, AssignmentStatus, Block, BlockState, E164, NumberFilter,
     PhoneNumber,
 };
+pub use tenant::{MAX_BLOCK_DAYS, TenantConfiguration};
 pub use user::{Identity, License, Licenses, User, UserFilter, UserUpsert};
 
 /// The id of a tenant, as named by the caller's token.

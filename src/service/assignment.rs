@@ -22,8 +22,8 @@ use crate::auth::Caller;
 use crate::domain::{
     ActivationState, Assignment, AssignmentCandidate, AssignmentCategory, AuditAction, Block, E164,
     EmergencyLocation, Identity, LocationChoice, Notification, NumberType, Operation, PhoneNumber,
-    ProvisioningAction, TenantId, User, block_for, check_assignment, check_held_by,
-    check_not_pending, check_number_type, number_snapshot,
+    ProvisioningAction, TenantConfiguration, TenantId, User, block_for, check_assignment,
+    check_held_by, check_not_pending, check_number_type, number_snapshot,
 };
 use crate::error::{Error, Reason, Result};
 use crate::routing::provider_error;
@@ -42,8 +42,8 @@ pub struct AssignRequest {
     pub emergency_location_id: Option<String>,
     /// The number's role for the target.
     pub category: AssignmentCategory,
-    /// Whether to email the user.
-    pub notify_user: bool,
+    /// Whether to email the user; `None` for the tenant's default.
+    pub notify_user: Option<bool>,
 }
 
 /// What ChangePhoneNumber asks.
@@ -57,8 +57,8 @@ pub struct ChangeRequest {
     pub number_type: Option<NumberType>,
     /// The emergency location to register with the new number.
     pub emergency_location_id: Option<String>,
-    /// Whether to email the user.
-    pub notify_user: bool,
+    /// Whether to email the user; `None` for the tenant's default.
+    pub notify_user: Option<bool>,
 }
 
 /// What RemovePhoneNumber asks.
@@ -70,12 +70,13 @@ pub struct RemoveRequest {
     pub number: Option<E164>,
     /// The type the caller says the number has.
     pub number_type: Option<NumberType>,
-    /// Days to block the removed numbers for.
-    pub block_days: i32,
+    /// Days to block the removed numbers for (0: no block); `None`, with `block_forever`
+    /// false, for the tenant's default.
+    pub block_days: Option<i32>,
     /// Whether to block them until the block is lifted.
     pub block_forever: bool,
-    /// Whether to email the user.
-    pub notify_user: bool,
+    /// Whether to email the user; `None` for the tenant's default.
+    pub notify_user: Option<bool>,
 }
 
 /// The answer to an assignment.
@@ -131,6 +132,8 @@ pub(super) struct Locked<'a> {
     pub near: &'a [PhoneNumber],
     /// The tenant's emergency locations that the batch names, by id.
     pub locations: &'a HashMap<String, EmergencyLocation>,
+    /// The tenant's defaults, for what the item leaves unsaid.
+    pub defaults: &'a TenantConfiguration,
 }
 
 /// Everything an assignment of one number to one user is checked against.
@@ -223,12 +226,21 @@ impl Service {
         }
         let location =
             registered_location(&mut tx, tenant, &plan.number, plan.location.as_ref()).await?;
+        let notify = match request.notify_user {
+            Some(notify) => notify,
+            None => {
+                self.defaults(&mut tx, tenant, true)
+                    .await?
+                    .assignment_email_enabled
+            }
+        };
         let mut changes = Changes::default();
         let assigned = self
             .assign_planned(
                 &actor,
                 options,
                 request,
+                notify,
                 &plan,
                 location.as_ref(),
                 &mut changes,
@@ -239,12 +251,14 @@ impl Service {
 
     /// Puts a checked assignment into effect: provisions the number (registering `location`,
     /// the emergency location it will have), and adds the number and the user as they will
-    /// be, the operation, the audit event and the emails to `changes`.
+    /// be, the operation, the audit event and the email (when `notify`) to `changes`.
+    #[allow(clippy::too_many_arguments)]
     async fn assign_planned(
         &self,
         actor: &Actor,
         options: &RequestOptions,
         request: &AssignRequest,
+        notify: bool,
         plan: &Plan,
         location: Option<&EmergencyLocation>,
         changes: &mut Changes,
@@ -283,7 +297,7 @@ impl Service {
             before,
             Some(number_snapshot(&number)),
         ));
-        if request.notify_user {
+        if notify {
             changes
                 .notifications
                 .extend(Notification::assigned(&user, &number.number, now));
@@ -313,6 +327,7 @@ impl Service {
             holder,
             near,
             locations,
+            defaults,
         } = *locked;
         let tenant = actor.tenant_id.as_str();
         let holder = holder.ok_or_else(|| user_not_found(&request.identity))?;
@@ -346,8 +361,19 @@ impl Service {
             (None, Some(id)) => locations.get(id).cloned(),
             (None, None) => None,
         };
+        let notify = request
+            .notify_user
+            .unwrap_or(defaults.assignment_email_enabled);
         let assigned = self
-            .assign_planned(actor, options, request, &plan, registered.as_ref(), changes)
+            .assign_planned(
+                actor,
+                options,
+                request,
+                notify,
+                &plan,
+                registered.as_ref(),
+                changes,
+            )
             .await?;
         Ok((assigned, created.then(|| plan.number.clone())))
     }
@@ -451,7 +477,15 @@ impl Service {
                 Some(number_snapshot(after)),
             ));
         }
-        if request.notify_user {
+        let notify = match request.notify_user {
+            Some(notify) => notify,
+            None => {
+                self.defaults(&mut tx, tenant, true)
+                    .await?
+                    .assignment_email_enabled
+            }
+        };
+        if notify {
             changes.notifications.extend(Notification::changed(
                 &user,
                 &released.number,
@@ -486,13 +520,32 @@ impl Service {
         const METHOD: &str = "RemovePhoneNumber";
         let actor = Actor::tenant(caller);
         let now = self.now();
-        let block = block_for(request.block_days, request.block_forever, now)?;
+        // The request's own block, checked before anything else; `None` leaves it to the
+        // tenant's default.
+        let block = match (request.block_days, request.block_forever) {
+            (None, false) => None,
+            (days, forever) => Some(block_for(days.unwrap_or(0), forever, now)?),
+        };
         let tenant = actor.tenant_id.as_str();
 
         let mut tx = match self.begin(&actor, METHOD, options).await? {
             Claimed::Proceed(tx) => tx,
             Claimed::Replay(first) => return Ok(first),
         };
+        let defaults = self
+            .defaults(
+                &mut tx,
+                tenant,
+                block.is_none() || request.notify_user.is_none(),
+            )
+            .await?;
+        let block = match block {
+            Some(block) => block,
+            None => defaults.removal_block(now)?,
+        };
+        let notify = request
+            .notify_user
+            .unwrap_or(defaults.unassignment_email_enabled);
         let holder = tx
             .lock_user(tenant, &request.identity)
             .await?
@@ -549,7 +602,7 @@ impl Service {
                 Some(number_snapshot(&number)),
                 Some(number_snapshot(&freed)),
             ));
-            if request.notify_user {
+            if notify {
                 changes
                     .notifications
                     .extend(Notification::removed(&user, &freed.number, now));

@@ -233,6 +233,14 @@ impl Service {
             }
         }
 
+        let defaults = self
+            .defaults(
+                &mut tx,
+                tenant,
+                candidates.iter().any(|c| c.request.notify_user.is_none()),
+            )
+            .await?;
+
         let mut written: Vec<Changes> = Vec::new();
         let mut created = Vec::new();
         let mut results = Vec::with_capacity(candidates.len());
@@ -278,6 +286,7 @@ impl Service {
                                 holder,
                                 near: near.get(base).unwrap_or(&no_numbers),
                                 locations: &locations,
+                                defaults: &defaults,
                             },
                             &mut item,
                         )

@@ -15,6 +15,7 @@ mod audit;
 mod batch;
 mod blocks;
 mod bulk;
+mod configuration;
 mod directory;
 mod housekeeping;
 mod inventory;
@@ -29,6 +30,7 @@ pub use acquisition::{AcquireRequest, MAX_NUMBERS_PER_REQUEST, Numbers, Released
 pub use assignment::{AssignRequest, Assigned, ChangeRequest, Changed, RemoveRequest, Removed};
 pub use blocks::BlockRequest;
 pub use bulk::{BulkItem, BulkItems, BulkMethod, MAX_BULK_ITEMS, ReadItem, ResultsPage};
+pub use configuration::ConfigurationUpdate;
 pub use inventory::EXPORT_CHUNK;
 pub use locations::LocationUpdate;
 use notifications::EmailRate;

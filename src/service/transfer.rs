@@ -26,8 +26,8 @@ pub struct TransferRequest {
     pub to: Identity,
     /// The number's role for the new holder; `None` keeps the one it has.
     pub category: Option<AssignmentCategory>,
-    /// Whether to email both users.
-    pub notify_user: bool,
+    /// Whether to email both users; `None` for the tenant's defaults.
+    pub notify_user: Option<bool>,
 }
 
 /// The answer to a transfer.
@@ -139,10 +139,21 @@ impl Service {
                 Some(number_snapshot(&moved)),
             ));
         }
-        if request.notify_user {
+        let defaults = self
+            .defaults(&mut tx, tenant, request.notify_user.is_none())
+            .await?;
+        if request
+            .notify_user
+            .unwrap_or(defaults.unassignment_email_enabled)
+        {
             changes
                 .notifications
                 .extend(Notification::removed(&previous_user, &moved.number, now));
+        }
+        if request
+            .notify_user
+            .unwrap_or(defaults.assignment_email_enabled)
+        {
             changes
                 .notifications
                 .extend(Notification::assigned(&user, &moved.number, now));

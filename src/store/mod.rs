@@ -34,8 +34,8 @@ pub use sqlite::SqliteStore;
 use crate::domain::{
     AuditEvent, AuditFilter, BulkProgress, Country, EmergencyLocation, Identity, ItemOutcome,
     ItemResult, Job, NewEmergencyLocation, Notification, NotificationSettings, NumberFilter,
-    NumberType, Operation, OperatorConsent, PhoneNumber, TenantId, User, UserFilter, UserUpsert,
-    ValidationStatus,
+    NumberType, Operation, OperatorConsent, PhoneNumber, TenantConfiguration, TenantId, User,
+    UserFilter, UserUpsert, ValidationStatus,
 };
 
 /// Why a store operation failed.
@@ -227,6 +227,7 @@ pub trait Transaction:
     + OperationRepository
     + AuditRepository
     + NotificationRepository
+    + ConfigurationRepository
     + BulkRepository
     + Send
     + fmt::Debug
@@ -954,6 +955,22 @@ pub trait NotificationRepository: Send {
         &mut self,
         tenant: &TenantId,
         settings: &NotificationSettings,
+    ) -> StoreResult<()>;
+}
+
+/// A tenant's configuration: its defaults for what requests leave unsaid.
+#[async_trait]
+pub trait ConfigurationRepository: Send {
+    /// The tenant's configuration: the defaults (version 0) if it was never updated.
+    async fn tenant_configuration(&mut self, tenant: &TenantId)
+    -> StoreResult<TenantConfiguration>;
+
+    /// Writes the tenant's configuration, whose version is one more than the one it replaces:
+    /// a configuration updated since that one was read is left as it is, [`StoreError::Stale`].
+    async fn put_tenant_configuration(
+        &mut self,
+        tenant: &TenantId,
+        configuration: &TenantConfiguration,
     ) -> StoreResult<()>;
 }
 

@@ -1204,7 +1204,7 @@ async fn blocked_numbers_refuse_assignment(backend: Backend) {
     let response = remove(
         &mut admin,
         pb::RemovePhoneNumberRequest {
-            block_days: 30,
+            block_days: Some(30),
             ..remove_request(JOHN, CP_0101)
         },
     )
@@ -1292,7 +1292,7 @@ async fn blocks_for_days_end_by_themselves(backend: Backend) {
     remove(
         &mut admin,
         pb::RemovePhoneNumberRequest {
-            block_days: 1,
+            block_days: Some(1),
             ..remove_request(JOHN, CP_0101)
         },
     )
@@ -1339,7 +1339,7 @@ async fn remove_answers_the_block_as_stored(backend: Backend) {
     let response = remove(
         &mut admin,
         pb::RemovePhoneNumberRequest {
-            block_days: 30,
+            block_days: Some(30),
             ..remove_request(JOHN, CP_0101)
         },
     )
@@ -1362,7 +1362,7 @@ async fn remove_refuses_bad_block_and_target_options(backend: Backend) {
     let bad = [
         (
             pb::RemovePhoneNumberRequest {
-                block_days: 30,
+                block_days: Some(30),
                 block_forever: true,
                 ..remove_request(JOHN, CP_0101)
             },
@@ -1370,14 +1370,14 @@ async fn remove_refuses_bad_block_and_target_options(backend: Backend) {
         ),
         (
             pb::RemovePhoneNumberRequest {
-                block_days: 366,
+                block_days: Some(366),
                 ..remove_request(JOHN, CP_0101)
             },
             "block_days",
         ),
         (
             pb::RemovePhoneNumberRequest {
-                block_days: -1,
+                block_days: Some(-1),
                 ..remove_request(JOHN, CP_0101)
             },
             "block_days",
@@ -1404,7 +1404,7 @@ async fn remove_refuses_bad_block_and_target_options(backend: Backend) {
     let response = remove(
         &mut admin,
         pb::RemovePhoneNumberRequest {
-            block_days: 365,
+            block_days: Some(365),
             ..remove_request(JOHN, CP_0101)
         },
     )
@@ -2108,7 +2108,7 @@ async fn remove_retry_with_request_id_answers_the_first_answer(backend: Backend)
         remove(
             &mut admin,
             pb::RemovePhoneNumberRequest {
-                block_days: 5,
+                block_days: Some(5),
                 ..request.clone()
             }
         ),
@@ -2366,7 +2366,7 @@ async fn remove_validate_only_changes_nothing(backend: Backend) {
             &mut admin,
             pb::RemovePhoneNumberRequest {
                 validate_only: true,
-                block_days: 400,
+                block_days: Some(400),
                 ..remove_request(JOHN, CP_0101)
             }
         ),
@@ -2439,7 +2439,7 @@ async fn reader_may_not_assign_change_or_remove(backend: Backend) {
         remove(
             &mut reader,
             pb::RemovePhoneNumberRequest {
-                block_days: 999,
+                block_days: Some(999),
                 ..remove_request(JOHN, CP_0101)
             }
         ),

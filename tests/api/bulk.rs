@@ -46,7 +46,7 @@ fn assign_item(user: usize, number: usize) -> pb::AssignPhoneNumberRequest {
 }
 
 /// Sends `messages` as one bulk assignment call.
-async fn bulk_assign(
+pub(crate) async fn bulk_assign(
     client: &mut Client,
     messages: Vec<pb::BulkAssignPhoneNumbersRequest>,
 ) -> Result<pb::Operation, tonic::Status> {
@@ -103,7 +103,7 @@ async fn get(client: &mut Client, request: pb::GetOperationRequest) -> pb::Opera
 }
 
 /// The operation once every item ran.
-async fn ended(client: &mut Client, id: &str) -> pb::Operation {
+pub(crate) async fn ended(client: &mut Client, id: &str) -> pb::Operation {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let operation = get(

@@ -21,7 +21,7 @@ const A: &str = "tenant-a";
 const B: &str = "tenant-b";
 
 /// Every table that holds a tenant's rows.
-const TENANT_TABLES: [&str; 12] = [
+const TENANT_TABLES: [&str; 13] = [
     "bulk_operations",
     "bulk_items",
     "users",
@@ -34,6 +34,7 @@ const TENANT_TABLES: [&str; 12] = [
     "operations",
     "provisioning_jobs",
     "notification_settings",
+    "tenant_configurations",
 ];
 
 fn uuid() -> String {
@@ -82,6 +83,14 @@ async fn populate(store: &dyn Store, tenant: &str, phone_number: &str) {
     tx.put_consent(tenant, &consent, now).await.unwrap();
     let settings = NotificationSettings::declare(&["contoso.com".into()], now).unwrap();
     tx.put_notification_settings(tenant, &settings)
+        .await
+        .unwrap();
+    let configuration = number_management::domain::TenantConfiguration {
+        version: 1,
+        update_time: Some(now),
+        ..Default::default()
+    };
+    tx.put_tenant_configuration(tenant, &configuration)
         .await
         .unwrap();
     let operation_id = uuid();

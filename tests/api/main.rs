@@ -15,6 +15,7 @@ mod auth;
 mod blocks;
 mod bulk;
 mod cli;
+mod configuration;
 mod emergency;
 mod export;
 mod fuzz_corpora;

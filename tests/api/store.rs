@@ -10,8 +10,8 @@ use number_management::clock::{Clock as _, SystemClock};
 use number_management::domain::{
     ActivationState, AssignmentCategory, AssignmentStatus, AuditAction, CivicAddress, Country,
     Identity, Job, License, Notification, NotificationSettings, NumberFilter, NumberType,
-    Operation, OperationState, OperatorConsent, ProvisioningAction, TargetKind, UserFilter,
-    UserUpsert, ValidationStatus, validate_address,
+    Operation, OperationState, OperatorConsent, ProvisioningAction, TargetKind,
+    TenantConfiguration, UserFilter, UserUpsert, ValidationStatus, validate_address,
 };
 use number_management::store::{
     Changes, Claim, Delivered, Delivery, JobOutcome, LocationCursor, NewOperation, Store,
@@ -1407,7 +1407,60 @@ async fn notification_settings_are_replaced_per_tenant(backend: Backend) {
     assert_eq!(settings(T2).await, NotificationSettings::default());
 }
 
+/// A tenant's configuration is written only over the version it replaces: a writer that read
+/// an older one is refused, whoever came first.
+async fn tenant_configurations_are_written_over_the_version_read(backend: Backend) {
+    let (_db, store) = store(backend).await;
+    let now = SystemClock.now();
+    let read = |tenant: &'static str| {
+        let store = store.clone();
+        async move {
+            let mut read = store.read().await.unwrap();
+            read.tenant_configuration(tenant).await.unwrap()
+        }
+    };
+    assert_eq!(read(T1).await, TenantConfiguration::default());
+    let first = TenantConfiguration {
+        assignment_email_enabled: false,
+        removal_block_days: 30,
+        version: 1,
+        update_time: Some(now),
+        ..TenantConfiguration::default()
+    };
+    let mut tx = store.write().await.unwrap();
+    tx.put_tenant_configuration(T1, &first).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(read(T1).await, first);
+    assert_eq!(read(T2).await, TenantConfiguration::default());
+
+    for version in [1, 3] {
+        let stale = TenantConfiguration {
+            removal_block_forever: true,
+            removal_block_days: 0,
+            version,
+            ..first.clone()
+        };
+        let mut tx = store.write().await.unwrap();
+        let refused = tx.put_tenant_configuration(T1, &stale).await;
+        assert!(
+            matches!(refused, Err(StoreError::Stale(_))),
+            "version {version}: {refused:?}"
+        );
+    }
+    assert_eq!(read(T1).await, first);
+    let second = TenantConfiguration {
+        unassignment_email_enabled: false,
+        version: 2,
+        ..first.clone()
+    };
+    let mut tx = store.write().await.unwrap();
+    tx.put_tenant_configuration(T1, &second).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(read(T1).await, second);
+}
+
 on_both_stores!(
+    tenant_configurations_are_written_over_the_version_read,
     a_shared_secret_is_the_first_one_stored,
     migrations_apply_once_and_reopen,
     users_upsert_by_user_principal_name_then_by_id,

@@ -17,6 +17,7 @@
 mod audit;
 mod bulk;
 mod changes;
+mod configuration;
 mod consents;
 mod locations;
 mod notifications;

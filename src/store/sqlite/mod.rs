@@ -12,6 +12,7 @@
 mod audit;
 mod bulk;
 mod changes;
+mod configuration;
 mod consents;
 mod locations;
 mod notifications;

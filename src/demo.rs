@@ -410,6 +410,7 @@ pub async fn load(store: &dyn Store) -> anyhow::Result<()> {
             emergency_location_id: demo.emergency_location.map(str::to_owned),
             location_update_supported: demo.location_update_supported,
             block: Block::None,
+            tags: Vec::new(),
             operation_id: None,
             version: 1,
             create_time: now,

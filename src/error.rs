@@ -126,6 +126,8 @@ reasons! {
     NumberAssigned = "NUMBER_ASSIGNED" => FailedPrecondition,
     /// Users of the tenant hold numbers of the operator.
     OperatorNumbersAssigned = "OPERATOR_NUMBERS_ASSIGNED" => FailedPrecondition,
+    /// A number would hold more tags than it may.
+    TooManyTags = "TOO_MANY_TAGS" => FailedPrecondition,
     /// Fewer numbers than asked for match in the catalogue.
     OutOfStock = "OUT_OF_STOCK" => FailedPrecondition,
     /// The provider refused for a reason of its own (see the metadata).

@@ -11,9 +11,10 @@ use prost_types::Timestamp;
 use crate::domain::{
     ActivationMode, ActivationState, AssignmentCategory, AssignmentStatus, AuditAction, AuditEvent,
     Block, BlockState, Capabilities, Capability, CivicAddress, Country, E164, EmergencyLocation,
-    Identity, ItemOutcome, ItemResult, License, Licenses, MAX_BLOCK_DAYS, NotificationSettings,
-    NumberFilter, NumberType, Operation, OperationState, PhoneNumber, ProvisioningAction,
-    TargetKind, TenantConfiguration, User, UserUpsert, ValidationStatus,
+    Identity, ItemOutcome, ItemResult, License, Licenses, MAX_BLOCK_DAYS, MAX_TAGS_PER_NUMBER,
+    NotificationSettings, NumberFilter, NumberType, Operation, OperationState, PhoneNumber,
+    ProvisioningAction, Tag, TagCount, TargetKind, TenantConfiguration, User, UserUpsert,
+    ValidationStatus,
 };
 use crate::error::{Error, FieldViolation, Reason};
 use crate::proto::v1 as pb;
@@ -278,6 +279,17 @@ pub(crate) fn number_filter(
             },
         )?
         .map(|state| (state, now)),
+        tag: match request.tag.trim() {
+            "" => None,
+            tag => Some(
+                Tag::parse(tag)
+                    .map_err(|why| Error::invalid_field(Reason::InvalidArgument, "tag", why))?
+                    .key,
+            ),
+        },
+        category: optional_category("assignment_category", request.assignment_category)?,
+        city: optional_id(&request.city),
+        number_contains: digits("number_contains", &request.number_contains, 15)?,
     };
     Ok((assigned_to, filter))
 }
@@ -434,6 +446,7 @@ pub(crate) fn phone_number_out(number: PhoneNumber, now: SystemTime) -> pb::Phon
         create_time: timestamp(number.create_time),
         update_time: timestamp(number.update_time),
         operation_id: number.operation_id.unwrap_or_default(),
+        tags: number.tags,
     }
 }
 
@@ -486,6 +499,51 @@ fn optional_category(field: &str, value: i32) -> Result<Option<AssignmentCategor
         pb::AssignmentCategory::Private => Some(AssignmentCategory::Private),
         pb::AssignmentCategory::Alternate => Some(AssignmentCategory::Alternate),
     })
+}
+
+/// Reads the numbers and the tags of a tag call: 1 to 1,000 numbers and 1 to 50 tags, each
+/// tag as [`Tag::parse`] reads it, duplicates (case-insensitive) once.
+pub(crate) fn tag_edit(
+    phone_numbers: &[String],
+    tags: &[String],
+) -> Result<(Vec<E164>, Vec<Tag>), Error> {
+    if phone_numbers.is_empty() {
+        return Err(Error::invalid_field(
+            Reason::InvalidArgument,
+            "phone_numbers",
+            "is required: give 1 to 1000 numbers",
+        ));
+    }
+    if tags.is_empty() || tags.len() > MAX_TAGS_PER_NUMBER {
+        return Err(Error::invalid_field(
+            Reason::InvalidArgument,
+            "tags",
+            format!("must have 1 to {MAX_TAGS_PER_NUMBER} tags"),
+        ));
+    }
+    let numbers = phone_numbers
+        .iter()
+        .enumerate()
+        .map(|(i, n)| phone_number(&format!("phone_numbers[{i}]"), n))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut parsed: Vec<Tag> = Vec::with_capacity(tags.len());
+    for (i, tag) in tags.iter().enumerate() {
+        let tag = Tag::parse(tag).map_err(|why| {
+            Error::invalid_field(Reason::InvalidArgument, format!("tags[{i}]"), why)
+        })?;
+        if !parsed.iter().any(|t| t.key == tag.key) {
+            parsed.push(tag);
+        }
+    }
+    Ok((numbers, parsed))
+}
+
+/// A tag in use, for the API.
+pub(crate) fn tag(tag: TagCount) -> pb::Tag {
+    pb::Tag {
+        name: tag.name,
+        phone_number_count: tag.numbers,
+    }
 }
 
 /// A tenant's configuration for the API.
@@ -763,6 +821,7 @@ fn audit_action(action: AuditAction) -> pb::AuditAction {
         AuditAction::RemoveAssignmentBlock => pb::AuditAction::RemoveAssignmentBlock,
         AuditAction::TransferPhoneNumber => pb::AuditAction::TransferPhoneNumber,
         AuditAction::UpdateTenantConfiguration => pb::AuditAction::UpdateTenantConfiguration,
+        AuditAction::UpdatePhoneNumberTags => pb::AuditAction::UpdatePhoneNumberTags,
     }
 }
 

@@ -57,7 +57,13 @@ pub fn request(input: &[u8]) {
         pb::GetNotificationSettingsRequest,
         pb::RemoveAssignmentBlockRequest,
         pb::GetTenantConfigurationRequest,
+        pb::ListTagsRequest,
     );
+    if let Ok(request) = pb::AddPhoneNumberTagsRequest::decode(input)
+        && limits::check(&request).is_ok()
+    {
+        let _ = convert::tag_edit(&request.phone_numbers, &request.tags);
+    }
     if let Ok(request) = pb::UpdateTenantConfigurationRequest::decode(input)
         && limits::check(&request).is_ok()
     {

@@ -12,6 +12,7 @@ use std::sync::LazyLock;
 use prost_reflect::{DescriptorPool, DynamicMessage, Value};
 
 use super::pagination::MAX_TOKEN_CHARS;
+use crate::domain::{MAX_TAG_CHARS, MAX_TAGS_PER_NUMBER};
 use crate::error::{Error, FieldViolation, Reason};
 use crate::proto::FILE_DESCRIPTOR_SET;
 use crate::service::MAX_NUMBERS_PER_REQUEST;
@@ -28,6 +29,7 @@ pub const MAX_ITEMS: usize = MAX_NUMBERS_PER_REQUEST;
 fn max_chars(field: &str) -> usize {
     match field {
         "page_token" => MAX_TOKEN_CHARS,
+        "tags" | "tag" => MAX_TAG_CHARS,
         _ => MAX_CHARS,
     }
 }
@@ -39,6 +41,7 @@ fn max_items(field: &str) -> usize {
         "licenses" | "capabilities" => 8,
         // ISO 3166 has 249 countries.
         "countries" => 250,
+        "tags" => MAX_TAGS_PER_NUMBER,
         _ => MAX_ITEMS,
     }
 }

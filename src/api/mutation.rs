@@ -80,6 +80,8 @@ mutation_request!(
     pb::RemoveAssignmentBlockRequest,
     pb::TransferPhoneNumberRequest,
     pb::UpdateTenantConfigurationRequest,
+    pb::AddPhoneNumberTagsRequest,
+    pb::RemovePhoneNumberTagsRequest,
 );
 
 /// Implements [`MutationRequest`] for requests with `request_id` but no `validate_only`.

@@ -15,6 +15,7 @@ use crate::proto::v1 as pb;
 use crate::proto::v1::number_management_server::NumberManagement;
 use crate::service::{
     AcquireRequest, BulkMethod, ChangeRequest, MAX_NUMBERS_PER_REQUEST, ResultsPage, Service,
+    TagEdit,
 };
 use crate::store::StoreError;
 
@@ -279,6 +280,64 @@ impl NumberManagement for NumberManagementApi {
             updated,
             self.service.now(),
         )))
+    }
+
+    async fn add_phone_number_tags(
+        &self,
+        request: Request<pb::AddPhoneNumberTagsRequest>,
+    ) -> Answer<pb::AddPhoneNumberTagsResponse> {
+        let caller = caller(&request)?;
+        let request = request.into_inner();
+        let options = request_options(&request)?;
+        let (numbers, tags) = convert::tag_edit(&request.phone_numbers, &request.tags)?;
+        let tagged = self
+            .service
+            .edit_tags(&caller, TagEdit::Add, &numbers, &tags, &options)
+            .await?;
+        let now = self.service.now();
+        Ok(Response::new(pb::AddPhoneNumberTagsResponse {
+            phone_numbers: tagged
+                .into_iter()
+                .map(|n| convert::phone_number_out(n, now))
+                .collect(),
+        }))
+    }
+
+    async fn remove_phone_number_tags(
+        &self,
+        request: Request<pb::RemovePhoneNumberTagsRequest>,
+    ) -> Answer<pb::RemovePhoneNumberTagsResponse> {
+        let caller = caller(&request)?;
+        let request = request.into_inner();
+        let options = request_options(&request)?;
+        let (numbers, tags) = convert::tag_edit(&request.phone_numbers, &request.tags)?;
+        let untagged = self
+            .service
+            .edit_tags(&caller, TagEdit::Remove, &numbers, &tags, &options)
+            .await?;
+        let now = self.service.now();
+        Ok(Response::new(pb::RemovePhoneNumberTagsResponse {
+            phone_numbers: untagged
+                .into_iter()
+                .map(|n| convert::phone_number_out(n, now))
+                .collect(),
+        }))
+    }
+
+    async fn list_tags(
+        &self,
+        request: Request<pb::ListTagsRequest>,
+    ) -> Answer<pb::ListTagsResponse> {
+        let caller = caller(&request)?;
+        let request = request.into_inner();
+        let page = self.tokens.page_request(&caller.tenant_id, &request)?;
+        let tags = self.service.list_tags(&caller, &page).await?;
+        Ok(Response::new(pb::ListTagsResponse {
+            next_page_token: self
+                .tokens
+                .next_page_token(&caller.tenant_id, &request, &tags),
+            tags: tags.items.into_iter().map(convert::tag).collect(),
+        }))
     }
 
     async fn get_tenant_configuration(

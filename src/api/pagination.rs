@@ -194,6 +194,7 @@ list_request!(
     pb::ListEmergencyLocationsRequest => "ListEmergencyLocations",
     pb::ListPhoneNumbersRequest => "ListPhoneNumbers",
     pb::ListOperatorsRequest => "ListOperators",
+    pb::ListTagsRequest => "ListTags",
     pb::ListAuditEventsRequest => "ListAuditEvents",
     pb::GetOperationRequest => "GetOperation",
 );

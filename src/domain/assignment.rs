@@ -509,6 +509,7 @@ mod tests {
             location_update_supported: true,
             block: Block::None,
             operation_id: None,
+            tags: Vec::new(),
             version: 1,
             create_time: SystemTime::UNIX_EPOCH,
             update_time: SystemTime::UNIX_EPOCH,

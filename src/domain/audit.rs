@@ -57,6 +57,8 @@ spelled_enum! {
         TransferPhoneNumber = "TRANSFER_PHONE_NUMBER",
         /// The tenant's configuration was updated.
         UpdateTenantConfiguration = "UPDATE_TENANT_CONFIGURATION",
+        /// A number's tags changed.
+        UpdatePhoneNumberTags = "UPDATE_PHONE_NUMBER_TAGS",
     }
 }
 
@@ -115,6 +117,7 @@ pub fn number_snapshot(n: &PhoneNumber) -> Value {
         "emergencyLocationId": n.emergency_location_id,
         "locationUpdateSupported": n.location_update_supported,
         "operationId": n.operation_id,
+        "tags": n.tags,
         "assignmentBlocked": match n.block {
             Block::None => "NOT_BLOCKED".to_owned(),
             Block::Until(until) => format!("BLOCKED_UNTIL {}", time(until)),

@@ -11,6 +11,7 @@ mod notification;
 mod operation;
 mod operator;
 mod phone_number;
+mod tag;
 mod tenant;
 mod user;
 
@@ -41,6 +42,7 @@ pub use phone_number::{
     ActivationState, Assignment, AssignmentStatus, Block, BlockState, E164, NumberFilter,
     PhoneNumber,
 };
+pub use tag::{MAX_TAG_CHARS, MAX_TAGS_PER_NUMBER, Tag, TagCount};
 pub use tenant::{MAX_BLOCK_DAYS, TenantConfiguration};
 pub use user::{Identity, License, Licenses, User, UserFilter, UserUpsert};
 

@@ -299,6 +299,9 @@ pub struct PhoneNumber {
     pub block: Block,
     /// The operation of the number's last change, if any.
     pub operation_id: Option<String>,
+    /// Its tags, each as first written in the tenant, ordered by key.
+    #[serde(default)]
+    pub tags: Vec<String>,
     /// Increases with every change; the etag.
     pub version: i64,
     /// When the number entered the inventory.
@@ -323,6 +326,7 @@ impl PhoneNumber {
             location_update_supported: true,
             block: Block::None,
             operation_id: None,
+            tags: Vec::new(),
             version: 1,
             create_time: now,
             update_time: now,
@@ -405,6 +409,14 @@ pub struct NumberFilter {
     pub emergency_location_id: Option<String>,
     /// Only numbers in this block state at the given time.
     pub block_state: Option<(BlockState, SystemTime)>,
+    /// Only numbers with the tag of this key.
+    pub tag: Option<String>,
+    /// Only numbers held in this role.
+    pub category: Option<AssignmentCategory>,
+    /// Only numbers of the city of this key (lower case).
+    pub city: Option<String>,
+    /// Only numbers whose digits contain these.
+    pub number_contains: Option<String>,
 }
 
 #[cfg(test)]

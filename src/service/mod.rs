@@ -24,6 +24,7 @@ mod notifications;
 mod operator_connect;
 mod operators;
 mod provisioning;
+mod tags;
 mod transfer;
 
 pub use acquisition::{AcquireRequest, MAX_NUMBERS_PER_REQUEST, Numbers, Released};
@@ -38,6 +39,7 @@ pub use notifications::{Mailer, SmtpSettings, SmtpTls};
 pub use operator_connect::Upload;
 pub use operators::TenantOperator;
 pub use provisioning::WorkerSettings;
+pub use tags::TagEdit;
 pub use transfer::{TransferRequest, Transferred};
 
 use std::sync::Arc;

@@ -34,8 +34,8 @@ pub use sqlite::SqliteStore;
 use crate::domain::{
     AuditEvent, AuditFilter, BulkProgress, Country, EmergencyLocation, Identity, ItemOutcome,
     ItemResult, Job, NewEmergencyLocation, Notification, NotificationSettings, NumberFilter,
-    NumberType, Operation, OperatorConsent, PhoneNumber, TenantConfiguration, TenantId, User,
-    UserFilter, UserUpsert, ValidationStatus,
+    NumberType, Operation, OperatorConsent, PhoneNumber, Tag, TagCount, TenantConfiguration,
+    TenantId, User, UserFilter, UserUpsert, ValidationStatus,
 };
 
 /// Why a store operation failed.
@@ -228,6 +228,7 @@ pub trait Transaction:
     + AuditRepository
     + NotificationRepository
     + ConfigurationRepository
+    + TagRepository
     + BulkRepository
     + Send
     + fmt::Debug
@@ -972,6 +973,49 @@ pub trait ConfigurationRepository: Send {
         tenant: &TenantId,
         configuration: &TenantConfiguration,
     ) -> StoreResult<()>;
+}
+
+/// A number's tags as a tag call leaves them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TagChange {
+    /// The number, canonical.
+    pub phone_number: String,
+    /// Its tags, all of them, as [`PhoneNumber::tags`] keeps them.
+    pub tags: Vec<String>,
+    /// The tags it gained.
+    pub added: Vec<Tag>,
+    /// The keys of the tags it lost.
+    pub removed: Vec<String>,
+}
+
+/// Tags on numbers.
+#[async_trait]
+pub trait TagRepository: Send {
+    /// The spellings the tenant's tags of `keys` were first written with, by key; a key the
+    /// tenant never used is absent.
+    async fn tag_names(
+        &mut self,
+        tenant: &TenantId,
+        keys: &[String],
+    ) -> StoreResult<HashMap<String, String>>;
+
+    /// Writes numbers' tags as tag calls change them; a tag new to the tenant is created with
+    /// the spelling it is added with.
+    async fn write_tags(
+        &mut self,
+        tenant: &TenantId,
+        changes: &[TagChange],
+        now: SystemTime,
+    ) -> StoreResult<()>;
+
+    /// The tenant's tags that numbers have, ordered by key, after the key `after`, with how
+    /// many numbers have each.
+    async fn list_tags(
+        &mut self,
+        tenant: &TenantId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<TagCount>>;
 }
 
 /// How the delivery of a notification went.

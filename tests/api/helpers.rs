@@ -613,6 +613,7 @@ pub fn number(number: &str, number_type: NumberType) -> PhoneNumber {
         location_update_supported: true,
         block: Block::None,
         operation_id: None,
+        tags: Vec::new(),
         version: 1,
         create_time: now,
         update_time: now,

@@ -21,7 +21,7 @@ const A: &str = "tenant-a";
 const B: &str = "tenant-b";
 
 /// Every table that holds a tenant's rows.
-const TENANT_TABLES: [&str; 13] = [
+const TENANT_TABLES: [&str; 15] = [
     "bulk_operations",
     "bulk_items",
     "users",
@@ -35,6 +35,8 @@ const TENANT_TABLES: [&str; 13] = [
     "provisioning_jobs",
     "notification_settings",
     "tenant_configurations",
+    "tags",
+    "phone_number_tags",
 ];
 
 fn uuid() -> String {
@@ -93,6 +95,14 @@ async fn populate(store: &dyn Store, tenant: &str, phone_number: &str) {
     tx.put_tenant_configuration(tenant, &configuration)
         .await
         .unwrap();
+    let tag = number_management::domain::Tag::named("Lobby");
+    let tagged = number_management::store::TagChange {
+        phone_number: phone_number.into(),
+        tags: vec![tag.name.clone()],
+        added: vec![tag],
+        removed: Vec::new(),
+    };
+    tx.write_tags(tenant, &[tagged], now).await.unwrap();
     let operation_id = uuid();
     let job = Job {
         id: uuid(),

@@ -34,6 +34,7 @@ mod retention;
 mod roles;
 mod scale;
 mod store;
+mod tags;
 mod tls;
 mod transfer;
 mod transport;

@@ -24,6 +24,7 @@ mod notifications;
 mod numbers;
 mod operations;
 mod requests;
+mod tags;
 mod users;
 
 use std::sync::Arc;

@@ -21,7 +21,7 @@ macro_rules! number_columns {
          n.capabilities, n.assigned_to, u.user_principal_name AS holder_upn, \
          u.kind AS holder_kind, n.assignment_category, n.activation_state, \
          n.emergency_location_id, n.location_update_supported, n.blocked_until, \
-         n.blocked_forever, n.operation_id, n.version, n.create_time, n.update_time"
+         n.blocked_forever, n.operation_id, n.version, n.create_time, n.update_time, n.tags"
     };
 }
 pub(super) use number_columns;
@@ -69,6 +69,7 @@ pub(super) struct NumberRow {
     version: i64,
     create_time: OffsetDateTime,
     update_time: OffsetDateTime,
+    tags: Vec<String>,
 }
 
 impl NumberRow {
@@ -97,6 +98,7 @@ impl NumberRow {
             version: row.try_get(column("version").as_str())?,
             create_time: row.try_get(column("create_time").as_str())?,
             update_time: row.try_get(column("update_time").as_str())?,
+            tags: row.try_get(column("tags").as_str())?,
         })
     }
 }
@@ -163,6 +165,7 @@ impl TryFrom<NumberRow> for PhoneNumber {
             location_update_supported: row.location_update_supported,
             block,
             operation_id: row.operation_id.map(|id| id.to_string()),
+            tags: row.tags,
             version: row.version,
             create_time: system_time(row.create_time),
             update_time: system_time(row.update_time),
@@ -550,10 +553,30 @@ impl NumberRepository for PgTx {
             "SELECT ",
             number_columns!(),
             " FROM phone_numbers n \
-             LEFT JOIN users u ON u.tenant_id = n.tenant_id AND u.id = n.assigned_to \
-             WHERE n.tenant_id = "
+             LEFT JOIN users u ON u.tenant_id = n.tenant_id AND u.id = n.assigned_to"
         ));
-        sql.push_bind(tenant);
+        if let Some(tag) = &filter.tag {
+            // Joined rather than tested, so the tag's rows, in number order, lead the walk.
+            sql.push(
+                " JOIN phone_number_tags t ON t.tenant_id = n.tenant_id \
+                 AND t.phone_number = n.phone_number AND t.tag_key = ",
+            )
+            .push_bind(tag);
+        }
+        sql.push(" WHERE n.tenant_id = ").push_bind(tenant);
+        if let Some(category) = filter.category {
+            sql.push(" AND n.assignment_category = ")
+                .push_bind(category.as_str());
+        }
+        if let Some(city) = &filter.city {
+            sql.push(" AND lower(n.city) = lower(")
+                .push_bind(city)
+                .push(")");
+        }
+        if let Some(digits) = &filter.number_contains {
+            sql.push(" AND n.phone_number LIKE ")
+                .push_bind(format!("%{digits}%"));
+        }
         if let Some(holder) = &filter.assigned_to {
             sql.push(" AND n.assigned_to = ").push_bind(holder);
         }

@@ -129,7 +129,7 @@ macro_rules! lock_user_by {
              h.location_update_supported AS h_location_update_supported, \
              h.blocked_until AS h_blocked_until, h.blocked_forever AS h_blocked_forever, \
              h.operation_id AS h_operation_id, h.version AS h_version, \
-             h.create_time AS h_create_time, h.update_time AS h_update_time \
+             h.create_time AS h_create_time, h.update_time AS h_update_time, h.tags AS h_tags \
              FROM target u LEFT JOIN users s ON s.tenant_id = u.tenant_id AND s.id = u.id \
              LEFT JOIN held h ON true \
              ORDER BY CASE h.assignment_category WHEN 'PRIMARY' THEN 0 ELSE 1 END, \

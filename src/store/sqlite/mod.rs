@@ -19,6 +19,7 @@ mod notifications;
 mod numbers;
 mod operations;
 mod requests;
+mod tags;
 mod users;
 
 use std::path::Path;

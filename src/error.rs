@@ -126,6 +126,8 @@ reasons! {
     NumberAssigned = "NUMBER_ASSIGNED" => FailedPrecondition,
     /// Users of the tenant hold numbers of the operator.
     OperatorNumbersAssigned = "OPERATOR_NUMBERS_ASSIGNED" => FailedPrecondition,
+    /// Numbers (or changes waiting for a provider) use the emergency location.
+    EmergencyLocationInUse = "EMERGENCY_LOCATION_IN_USE" => FailedPrecondition,
     /// A number would hold more tags than it may.
     TooManyTags = "TOO_MANY_TAGS" => FailedPrecondition,
     /// Fewer numbers than asked for match in the catalogue.

@@ -9,12 +9,12 @@ use std::time::SystemTime;
 use prost_types::Timestamp;
 
 use crate::domain::{
-    ActivationMode, ActivationState, AssignmentCategory, AssignmentStatus, AuditAction, AuditEvent,
-    Block, BlockState, Capabilities, Capability, CivicAddress, Country, E164, EmergencyLocation,
-    Identity, ItemOutcome, ItemResult, License, Licenses, MAX_BLOCK_DAYS, MAX_TAGS_PER_NUMBER,
-    NotificationSettings, NumberFilter, NumberType, Operation, OperationState, PhoneNumber,
-    ProvisioningAction, Tag, TagCount, TargetKind, TenantConfiguration, User, UserUpsert,
-    ValidationStatus,
+    ActivationMode, ActivationState, AddressCheck, AddressVerdict, AssignmentCategory,
+    AssignmentStatus, AuditAction, AuditEvent, Block, BlockState, Capabilities, Capability,
+    CivicAddress, Country, E164, EmergencyLocation, Identity, ItemOutcome, ItemResult, License,
+    Licenses, MAX_BLOCK_DAYS, MAX_TAGS_PER_NUMBER, NotificationSettings, NumberFilter, NumberType,
+    Operation, OperationState, PhoneNumber, ProvisioningAction, Tag, TagCount, TargetKind,
+    TenantConfiguration, User, UserUpsert, ValidationStatus,
 };
 use crate::error::{Error, FieldViolation, Reason};
 use crate::proto::v1 as pb;
@@ -376,28 +376,77 @@ pub(crate) fn user(user: User) -> pb::User {
 
 /// An emergency location for the API.
 pub(crate) fn location(location: EmergencyLocation) -> pb::EmergencyLocation {
-    let a = location.address;
+    let country = location.country.as_str().to_owned();
     pb::EmergencyLocation {
         id: location.id,
-        address: Some(pb::CivicAddress {
-            company_name: a.company_name,
-            house_number: a.house_number,
-            house_number_suffix: a.house_number_suffix,
-            pre_directional: a.pre_directional,
-            street_name: a.street_name,
-            street_suffix: a.street_suffix,
-            post_directional: a.post_directional,
-            city: a.city,
-            state_or_province: a.state_or_province,
-            postal_code: a.postal_code,
-            country: location.country.as_str().to_owned(),
-        }),
+        address: Some(civic_address_out(location.address, country)),
         description: location.description,
         validation_status: match location.validation_status {
             ValidationStatus::NotValidated => pb::ValidationStatus::NotValidated,
             ValidationStatus::Validated => pb::ValidationStatus::Validated,
         } as i32,
         create_time: timestamp(location.create_time),
+        parent_location_id: location.parent_id.unwrap_or_default(),
+        places: Vec::new(),
+        etag: location.version.to_string(),
+    }
+}
+
+/// An emergency location with its places, for the API.
+pub(crate) fn location_with_places(
+    (found, places): (EmergencyLocation, Vec<EmergencyLocation>),
+) -> pb::EmergencyLocation {
+    pb::EmergencyLocation {
+        places: places.into_iter().map(location).collect(),
+        ..location(found)
+    }
+}
+
+/// A civic address for the API, its country as `country`.
+fn civic_address_out(a: CivicAddress, country: String) -> pb::CivicAddress {
+    pb::CivicAddress {
+        company_name: a.company_name,
+        house_number: a.house_number,
+        house_number_suffix: a.house_number_suffix,
+        pre_directional: a.pre_directional,
+        street_name: a.street_name,
+        street_suffix: a.street_suffix,
+        post_directional: a.post_directional,
+        city: a.city,
+        state_or_province: a.state_or_province,
+        postal_code: a.postal_code,
+        country,
+    }
+}
+
+/// The verdict on an address, for the API.
+pub(crate) fn address_check(check: AddressCheck) -> pb::ValidateEmergencyAddressResponse {
+    let country = check.address.country.clone();
+    pb::ValidateEmergencyAddressResponse {
+        verdict: match check.verdict {
+            AddressVerdict::Valid => pb::AddressVerdict::Valid,
+            AddressVerdict::Corrected => pb::AddressVerdict::Corrected,
+            AddressVerdict::Invalid => pb::AddressVerdict::Invalid,
+        } as i32,
+        address: Some(civic_address_out(check.address, country)),
+        corrections: check
+            .corrections
+            .into_iter()
+            .map(|c| pb::AddressCorrection {
+                field: c.field.to_owned(),
+                given: c.given,
+                corrected: c.corrected,
+                required: c.required,
+            })
+            .collect(),
+        problems: check
+            .violations
+            .into_iter()
+            .map(|v| pb::AddressProblem {
+                field: v.field,
+                description: v.description,
+            })
+            .collect(),
     }
 }
 
@@ -822,6 +871,11 @@ fn audit_action(action: AuditAction) -> pb::AuditAction {
         AuditAction::TransferPhoneNumber => pb::AuditAction::TransferPhoneNumber,
         AuditAction::UpdateTenantConfiguration => pb::AuditAction::UpdateTenantConfiguration,
         AuditAction::UpdatePhoneNumberTags => pb::AuditAction::UpdatePhoneNumberTags,
+        AuditAction::CreateEmergencyPlace => pb::AuditAction::CreateEmergencyPlace,
+        AuditAction::UpdateEmergencyLocationDetails => {
+            pb::AuditAction::UpdateEmergencyLocationDetails
+        }
+        AuditAction::DeleteEmergencyLocation => pb::AuditAction::DeleteEmergencyLocation,
     }
 }
 

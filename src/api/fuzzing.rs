@@ -58,7 +58,15 @@ pub fn request(input: &[u8]) {
         pb::RemoveAssignmentBlockRequest,
         pb::GetTenantConfigurationRequest,
         pb::ListTagsRequest,
+        pb::CreateEmergencyPlaceRequest,
+        pb::UpdateEmergencyLocationDetailsRequest,
+        pb::DeleteEmergencyLocationRequest,
     );
+    if let Ok(request) = pb::ValidateEmergencyAddressRequest::decode(input)
+        && limits::check(&request).is_ok()
+    {
+        let _ = crate::domain::check_address(&convert::civic_address(request.address));
+    }
     if let Ok(request) = pb::AddPhoneNumberTagsRequest::decode(input)
         && limits::check(&request).is_ok()
     {

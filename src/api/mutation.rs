@@ -82,6 +82,9 @@ mutation_request!(
     pb::UpdateTenantConfigurationRequest,
     pb::AddPhoneNumberTagsRequest,
     pb::RemovePhoneNumberTagsRequest,
+    pb::CreateEmergencyPlaceRequest,
+    pb::UpdateEmergencyLocationDetailsRequest,
+    pb::DeleteEmergencyLocationRequest,
 );
 
 /// Implements [`MutationRequest`] for requests with `request_id` but no `validate_only`.

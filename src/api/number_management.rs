@@ -91,17 +91,71 @@ impl NumberManagement for NumberManagementApi {
         Ok(Response::new(convert::location(created)))
     }
 
+    async fn create_emergency_place(
+        &self,
+        request: Request<pb::CreateEmergencyPlaceRequest>,
+    ) -> Answer<pb::EmergencyLocation> {
+        let caller = caller(&request)?;
+        let request = request.into_inner();
+        let options = request_options(&request)?;
+        let location_id = required_id("location_id", &request.location_id)?;
+        let place = self
+            .service
+            .create_place(&caller, location_id, &request.description, &options)
+            .await?;
+        Ok(Response::new(convert::location(place)))
+    }
+
+    async fn update_emergency_location_details(
+        &self,
+        request: Request<pb::UpdateEmergencyLocationDetailsRequest>,
+    ) -> Answer<pb::EmergencyLocation> {
+        let caller = caller(&request)?;
+        let request = request.into_inner();
+        let options = request_options(&request)?;
+        let id = required_id("id", &request.id)?;
+        let etag = convert::etag("etag", &request.etag)?;
+        let updated = self
+            .service
+            .update_location_details(&caller, id, &request.description, etag, &options)
+            .await?;
+        Ok(Response::new(convert::location(updated)))
+    }
+
+    async fn delete_emergency_location(
+        &self,
+        request: Request<pb::DeleteEmergencyLocationRequest>,
+    ) -> Answer<pb::EmergencyLocation> {
+        let caller = caller(&request)?;
+        let request = request.into_inner();
+        let options = request_options(&request)?;
+        let id = required_id("id", &request.id)?;
+        let etag = convert::etag("etag", &request.etag)?;
+        let deleted = self
+            .service
+            .delete_location(&caller, id, etag, &options)
+            .await?;
+        Ok(Response::new(convert::location(deleted)))
+    }
+
+    async fn validate_emergency_address(
+        &self,
+        request: Request<pb::ValidateEmergencyAddressRequest>,
+    ) -> Answer<pb::ValidateEmergencyAddressResponse> {
+        caller(&request)?;
+        let address = convert::civic_address(request.into_inner().address);
+        let check = self.service.check_address(&address).await?;
+        Ok(Response::new(convert::address_check(check)))
+    }
+
     async fn get_emergency_location(
         &self,
         request: Request<pb::GetEmergencyLocationRequest>,
     ) -> Answer<pb::EmergencyLocation> {
         let caller = caller(&request)?;
-        let id = request.get_ref().id.trim();
-        if id.is_empty() {
-            return Err(Error::invalid_field(Reason::InvalidArgument, "id", "is required").into());
-        }
-        let location = self.service.get_location(&caller, id).await?;
-        Ok(Response::new(convert::location(location)))
+        let id = required_id("id", &request.get_ref().id)?;
+        let found = self.service.get_location(&caller, id).await?;
+        Ok(Response::new(convert::location_with_places(found)))
     }
 
     async fn list_emergency_locations(
@@ -121,7 +175,11 @@ impl NumberManagement for NumberManagementApi {
             next_page_token: self
                 .tokens
                 .next_page_token(&caller.tenant_id, &request, &locations),
-            emergency_locations: locations.items.into_iter().map(convert::location).collect(),
+            emergency_locations: locations
+                .items
+                .into_iter()
+                .map(convert::location_with_places)
+                .collect(),
         }))
     }
 
@@ -631,5 +689,17 @@ impl NumberManagement for NumberManagementApi {
         request: Request<Streaming<pb::BulkUpdateEmergencyLocationsRequest>>,
     ) -> Answer<pb::Operation> {
         bulk::accept(&self.service, BulkMethod::UpdateEmergencyLocations, request).await
+    }
+}
+
+/// An id the request must give.
+fn required_id<'a>(field: &'static str, value: &'a str) -> Result<&'a str, Error> {
+    match value.trim() {
+        "" => Err(Error::invalid_field(
+            Reason::InvalidArgument,
+            field,
+            "is required",
+        )),
+        id => Ok(id),
     }
 }

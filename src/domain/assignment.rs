@@ -709,6 +709,8 @@ mod tests {
             description: String::new(),
             validation_status: status,
             create_time: SystemTime::UNIX_EPOCH,
+            parent_id: None,
+            version: 1,
         };
         let us = E164::parse("+14255550101").unwrap();
         assert!(

@@ -59,6 +59,12 @@ spelled_enum! {
         UpdateTenantConfiguration = "UPDATE_TENANT_CONFIGURATION",
         /// A number's tags changed.
         UpdatePhoneNumberTags = "UPDATE_PHONE_NUMBER_TAGS",
+        /// A place was created inside an emergency location.
+        CreateEmergencyPlace = "CREATE_EMERGENCY_PLACE",
+        /// The description of an emergency location or place changed.
+        UpdateEmergencyLocationDetails = "UPDATE_EMERGENCY_LOCATION_DETAILS",
+        /// An emergency location or place was deleted.
+        DeleteEmergencyLocation = "DELETE_EMERGENCY_LOCATION",
     }
 }
 
@@ -148,6 +154,7 @@ pub fn location_snapshot(l: &EmergencyLocation) -> Value {
         "address": l.formatted(),
         "description": l.description,
         "validationStatus": l.validation_status,
+        "parentLocationId": l.parent_id,
     })
 }
 

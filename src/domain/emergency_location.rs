@@ -63,6 +63,9 @@ pub struct NewEmergencyLocation {
     pub country: Country,
     /// A place within the address.
     pub description: String,
+    /// For a place: the location it is in, whose address it shares.
+    #[serde(default)]
+    pub parent_id: Option<String>,
 }
 
 /// An emergency location.
@@ -80,6 +83,17 @@ pub struct EmergencyLocation {
     pub validation_status: ValidationStatus,
     /// When the location was created.
     pub create_time: SystemTime,
+    /// For a place: the location it is in.
+    #[serde(default)]
+    pub parent_id: Option<String>,
+    /// Increases with every change of its details; the etag.
+    #[serde(default = "first_version")]
+    pub version: i64,
+}
+
+/// The version of a location as created.
+fn first_version() -> i64 {
+    1
 }
 
 impl EmergencyLocation {
@@ -316,12 +330,13 @@ pub fn validate(address: &CivicAddress, description: &str) -> Result<NewEmergenc
             address: a,
             country,
             description: description.to_owned(),
+            parent_id: None,
         }),
         _ => Err(Error::invalid_fields(Reason::InvalidAddress, violations)),
     }
 }
 
-fn trimmed(address: &CivicAddress) -> CivicAddress {
+pub(super) fn trimmed(address: &CivicAddress) -> CivicAddress {
     let t = |s: &str| s.trim().to_owned();
     CivicAddress {
         company_name: t(&address.company_name),
@@ -338,7 +353,7 @@ fn trimmed(address: &CivicAddress) -> CivicAddress {
     }
 }
 
-fn parts(a: &CivicAddress) -> [(&'static str, &str); 11] {
+pub(super) fn parts(a: &CivicAddress) -> [(&'static str, &str); 11] {
     [
         ("company_name", &a.company_name),
         ("house_number", &a.house_number),

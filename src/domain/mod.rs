@@ -3,6 +3,7 @@
 //! Values are parsed once at the edge into types that cannot hold bad data (`E164`, `Country`,
 //! `Identity`), so the rest of the service never re-checks them.
 
+mod address;
 mod assignment;
 mod audit;
 mod country;
@@ -15,6 +16,7 @@ mod tag;
 mod tenant;
 mod user;
 
+pub use address::{AddressCheck, AddressCorrection, AddressVerdict, check_address};
 pub use assignment::{
     AssignmentCandidate, LocationChoice, block_for, check_assignment, check_blockable,
     check_emergency_location, check_etag, check_held_by, check_not_pending, check_number_type,

@@ -33,7 +33,7 @@ pub use blocks::BlockRequest;
 pub use bulk::{BulkItem, BulkItems, BulkMethod, MAX_BULK_ITEMS, ReadItem, ResultsPage};
 pub use configuration::ConfigurationUpdate;
 pub use inventory::EXPORT_CHUNK;
-pub use locations::LocationUpdate;
+pub use locations::{AddressValidator, LocationUpdate, OfflineAddressRules};
 use notifications::EmailRate;
 pub use notifications::{Mailer, SmtpSettings, SmtpTls};
 pub use operator_connect::Upload;
@@ -70,6 +70,7 @@ pub struct Service {
     clock: Arc<dyn Clock>,
     calling_plan_quota: usize,
     email_rate: EmailRate,
+    addresses: Arc<dyn AddressValidator>,
 }
 
 /// How a mutation may be retried or rehearsed (AIP-155 and AIP-163).
@@ -187,7 +188,14 @@ impl Service {
             clock,
             calling_plan_quota: DEFAULT_CALLING_PLAN_QUOTA,
             email_rate: EmailRate::per_hour(DEFAULT_EMAILS_PER_TENANT_PER_HOUR),
+            addresses: Arc::new(OfflineAddressRules),
         }
+    }
+
+    /// The same service, validating addresses with `validator` instead of the offline rules.
+    pub fn with_address_validator(mut self, validator: Arc<dyn AddressValidator>) -> Self {
+        self.addresses = validator;
+        self
     }
 
     /// The same service, sending each tenant's users at most `per_hour` emails an hour (0:

@@ -558,8 +558,30 @@ pub trait LocationRepository: Send {
         id: &str,
     ) -> StoreResult<Option<EmergencyLocation>>;
 
-    /// Lists locations, optionally in one city (compared case-insensitively) and country,
-    /// oldest first, after `after`.
+    /// The places inside the locations `parents`, oldest first.
+    async fn places(
+        &mut self,
+        tenant: &TenantId,
+        parents: &[String],
+    ) -> StoreResult<Vec<EmergencyLocation>>;
+
+    /// Writes a location's new description and version, over the version before it:
+    /// [`StoreError::Stale`] when it changed since.
+    async fn update_location(
+        &mut self,
+        tenant: &TenantId,
+        location: &EmergencyLocation,
+    ) -> StoreResult<()>;
+
+    /// Locks the locations `ids` (a location and its places) and counts what uses them:
+    /// numbers registered with one, and provisioning jobs not ended that name one.
+    async fn lock_location_uses(&mut self, tenant: &TenantId, ids: &[String]) -> StoreResult<i64>;
+
+    /// Deletes the locations `ids`.
+    async fn delete_locations(&mut self, tenant: &TenantId, ids: &[String]) -> StoreResult<()>;
+
+    /// Lists locations (not their places), optionally in one city (compared
+    /// case-insensitively) and country, oldest first, after `after`.
     async fn list_locations(
         &mut self,
         tenant: &TenantId,

@@ -28,6 +28,7 @@ mod numbers;
 mod oidc;
 mod operator_connect;
 mod operators;
+mod places;
 mod processes;
 mod provisioning;
 mod retention;

@@ -757,6 +757,9 @@ async fn locations_read_back(app: &TestApp) {
             description: "Headquarters".into(),
             validation_status: pb::ValidationStatus::Validated as i32,
             create_time: at(1_763_980_001_234_567),
+            // Every location of the previous release is a location of its own, at version 1.
+            etag: "1".into(),
+            ..Default::default()
         },
         pb::EmergencyLocation {
             id: "seattle-unvalidated".into(),
@@ -768,6 +771,9 @@ async fn locations_read_back(app: &TestApp) {
             description: "Seattle store (not validated)".into(),
             validation_status: pb::ValidationStatus::NotValidated as i32,
             create_time: at(1_763_980_002_345_678),
+            // Every location of the previous release is a location of its own, at version 1.
+            etag: "1".into(),
+            ..Default::default()
         },
         pb::EmergencyLocation {
             id: "paris-office".into(),
@@ -783,6 +789,9 @@ async fn locations_read_back(app: &TestApp) {
             description: "Paris office".into(),
             validation_status: pb::ValidationStatus::Validated as i32,
             create_time: at(1_763_980_003_456_789),
+            // Every location of the previous release is a location of its own, at version 1.
+            etag: "1".into(),
+            ..Default::default()
         },
     ];
     let mut listed = Vec::new();

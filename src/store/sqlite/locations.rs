@@ -13,7 +13,7 @@ macro_rules! location_columns {
     () => {
         "id, company_name, house_number, house_number_suffix, pre_directional, street_name, \
          street_suffix, post_directional, city, state_or_province, postal_code, country, \
-         description, validation_status, create_time"
+         description, validation_status, create_time, parent_id, version"
     };
 }
 
@@ -34,6 +34,8 @@ struct LocationRow {
     description: String,
     validation_status: String,
     create_time: i64,
+    parent_id: Option<String>,
+    version: i64,
 }
 
 impl TryFrom<LocationRow> for EmergencyLocation {
@@ -63,6 +65,8 @@ impl TryFrom<LocationRow> for EmergencyLocation {
             id: row.id,
             description: row.description,
             create_time: system_time(row.create_time),
+            parent_id: row.parent_id,
+            version: row.version,
         })
     }
 }
@@ -82,8 +86,9 @@ impl LocationRepository for SqliteTx {
             "INSERT INTO emergency_locations (tenant_id, id, company_name, house_number, \
              house_number_suffix, pre_directional, street_name, street_suffix, \
              post_directional, city, city_key, state_or_province, postal_code, country, \
-             description, validation_status, create_time) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
+             description, validation_status, create_time, parent_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+             $18) \
              RETURNING ",
             location_columns!()
         ))
@@ -104,6 +109,7 @@ impl LocationRepository for SqliteTx {
         .bind(&location.description) // $15
         .bind(status.as_str()) // $16
         .bind(micros(now)) // $17
+        .bind(&location.parent_id) // $18
         .fetch_one(self.conn())
         .await
         .map_err(|e| self.failed(e))?;
@@ -128,6 +134,91 @@ impl LocationRepository for SqliteTx {
         row.map(TryInto::try_into).transpose()
     }
 
+    async fn places(
+        &mut self,
+        tenant: &TenantId,
+        parents: &[String],
+    ) -> StoreResult<Vec<EmergencyLocation>> {
+        if parents.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut sql = QueryBuilder::<Sqlite>::new(concat!(
+            "SELECT ",
+            location_columns!(),
+            " FROM emergency_locations WHERE tenant_id = "
+        ));
+        sql.push_bind(tenant).push(" AND parent_id IN (");
+        let mut listed = sql.separated(", ");
+        for parent in parents {
+            listed.push_bind(parent);
+        }
+        sql.push(") ORDER BY create_time, id");
+        let rows: Vec<LocationRow> = sql
+            .build_query_as()
+            .fetch_all(self.conn())
+            .await
+            .map_err(|e| self.failed(e))?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+
+    async fn update_location(
+        &mut self,
+        tenant: &TenantId,
+        location: &EmergencyLocation,
+    ) -> StoreResult<()> {
+        let updated = sqlx::query(
+            "UPDATE emergency_locations SET description = $3, version = $4 \
+             WHERE tenant_id = $1 AND id = $2 AND version = $4 - 1",
+        )
+        .bind(tenant)
+        .bind(&location.id)
+        .bind(&location.description)
+        .bind(location.version)
+        .execute(self.conn())
+        .await
+        .map_err(|e| self.failed(e))?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::Stale(format!(
+                "emergency location {}",
+                location.id
+            )));
+        }
+        Ok(())
+    }
+
+    async fn lock_location_uses(&mut self, tenant: &TenantId, ids: &[String]) -> StoreResult<i64> {
+        // The one writer holds the database: counting in the write transaction is locking.
+        let mut uses = 0;
+        for id in ids {
+            let count: i64 = sqlx::query_scalar(
+                "SELECT (SELECT count(*) FROM phone_numbers \
+                         WHERE tenant_id = $1 AND emergency_location_id = $2) \
+                      + (SELECT count(*) FROM provisioning_jobs \
+                         WHERE tenant_id = $1 AND state IN ('PENDING', 'RUNNING') \
+                         AND (emergency_location_id = $2 OR previous_location_id = $2))",
+            )
+            .bind(tenant)
+            .bind(id)
+            .fetch_one(self.conn())
+            .await
+            .map_err(|e| self.failed(e))?;
+            uses += count;
+        }
+        Ok(uses)
+    }
+
+    async fn delete_locations(&mut self, tenant: &TenantId, ids: &[String]) -> StoreResult<()> {
+        for id in ids {
+            sqlx::query("DELETE FROM emergency_locations WHERE tenant_id = $1 AND id = $2")
+                .bind(tenant)
+                .bind(id)
+                .execute(self.conn())
+                .await
+                .map_err(|e| self.failed(e))?;
+        }
+        Ok(())
+    }
+
     async fn list_locations(
         &mut self,
         tenant: &TenantId,
@@ -139,7 +230,7 @@ impl LocationRepository for SqliteTx {
         let mut sql = QueryBuilder::<Sqlite>::new(concat!(
             "SELECT ",
             location_columns!(),
-            " FROM emergency_locations WHERE tenant_id = "
+            " FROM emergency_locations WHERE parent_id IS NULL AND tenant_id = "
         ));
         sql.push_bind(tenant);
         if let Some(city) = city {

@@ -54,6 +54,8 @@ pub const ROLE_MATRIX: &[(&str, &[Role])] = &[
     ("/numbers.v1.NumberManagement/DeleteEmergencyLocation", ADMINS),
     ("/numbers.v1.NumberManagement/AcquirePhoneNumbers",     ADMINS),
     ("/numbers.v1.NumberManagement/ReleasePhoneNumbers",     ADMINS),
+    ("/numbers.v1.NumberManagement/UploadDirectRoutingNumbers", ADMINS),
+    ("/numbers.v1.NumberManagement/ReleaseDirectRoutingNumbers", ADMINS),
     ("/numbers.v1.NumberManagement/EnableOperator",          ADMINS),
     ("/numbers.v1.NumberManagement/DisableOperator",         ADMINS),
     ("/numbers.v1.NumberManagement/UpdateNotificationSettings", ADMINS),

@@ -19,8 +19,8 @@ use crate::domain::{
 use crate::error::{Error, FieldViolation, Reason};
 use crate::proto::v1 as pb;
 use crate::service::{
-    AssignRequest, BlockRequest, ConfigurationUpdate, LocationUpdate, RemoveRequest,
-    TenantOperator, TransferRequest, Upload,
+    AssignRequest, BlockRequest, ConfigurationUpdate, DirectRoutingUpload, LocationUpdate,
+    RemoveRequest, TenantOperator, TransferRequest, Upload,
 };
 
 // ---- inbound ---------------------------------------------------------------------------------
@@ -829,6 +829,43 @@ pub(crate) fn uploads(numbers: Vec<pb::UploadedNumber>, max: usize) -> Result<Ve
     Ok(uploads)
 }
 
+/// The numbers of an UploadDirectRoutingNumbers: 1 to `max`, each listed once; no
+/// capability means every one.
+pub(crate) fn direct_routing_uploads(
+    numbers: Vec<pb::DirectRoutingNumber>,
+    max: usize,
+) -> Result<Vec<DirectRoutingUpload>, Error> {
+    if numbers.is_empty() || numbers.len() > max {
+        return Err(Error::invalid_field(
+            Reason::InvalidArgument,
+            "numbers",
+            format!("has {} numbers; give 1 to {max}", numbers.len()),
+        ));
+    }
+    let mut uploads: Vec<DirectRoutingUpload> = Vec::with_capacity(numbers.len());
+    for (i, uploaded) in numbers.into_iter().enumerate() {
+        let field = |name: &str| format!("numbers[{i}].{name}");
+        let number = phone_number(&field("phone_number"), &uploaded.phone_number)?;
+        if uploads.iter().any(|u| u.number == number) {
+            return Err(Error::invalid_field(
+                Reason::InvalidArgument,
+                field("phone_number"),
+                format!("{number} is listed twice"),
+            ));
+        }
+        let capabilities = match capabilities(&field("capabilities"), &uploaded.capabilities)? {
+            none if none.is_empty() => Capabilities::all(),
+            some => some,
+        };
+        uploads.push(DirectRoutingUpload {
+            number,
+            capabilities,
+            emergency_location_id: optional_id(&uploaded.emergency_location_id),
+        });
+    }
+    Ok(uploads)
+}
+
 /// An audit event of `tenant_id`, for the API.
 pub(crate) fn audit_event(event: AuditEvent, tenant_id: &str) -> pb::AuditEvent {
     pb::AuditEvent {
@@ -876,6 +913,8 @@ fn audit_action(action: AuditAction) -> pb::AuditAction {
             pb::AuditAction::UpdateEmergencyLocationDetails
         }
         AuditAction::DeleteEmergencyLocation => pb::AuditAction::DeleteEmergencyLocation,
+        AuditAction::UploadDirectRoutingNumber => pb::AuditAction::UploadDirectRoutingNumber,
+        AuditAction::ReleaseDirectRoutingNumber => pb::AuditAction::ReleaseDirectRoutingNumber,
     }
 }
 

@@ -61,7 +61,13 @@ pub fn request(input: &[u8]) {
         pb::CreateEmergencyPlaceRequest,
         pb::UpdateEmergencyLocationDetailsRequest,
         pb::DeleteEmergencyLocationRequest,
+        pb::ReleaseDirectRoutingNumbersRequest,
     );
+    if let Ok(request) = pb::UploadDirectRoutingNumbersRequest::decode(input)
+        && limits::check(&request).is_ok()
+    {
+        let _ = convert::direct_routing_uploads(request.numbers, 1000);
+    }
     if let Ok(request) = pb::ValidateEmergencyAddressRequest::decode(input)
         && limits::check(&request).is_ok()
     {

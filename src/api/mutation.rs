@@ -85,6 +85,8 @@ mutation_request!(
     pb::CreateEmergencyPlaceRequest,
     pb::UpdateEmergencyLocationDetailsRequest,
     pb::DeleteEmergencyLocationRequest,
+    pb::UploadDirectRoutingNumbersRequest,
+    pb::ReleaseDirectRoutingNumbersRequest,
 );
 
 /// Implements [`MutationRequest`] for requests with `request_id` but no `validate_only`.

@@ -537,6 +537,49 @@ impl NumberManagement for NumberManagementApi {
         }))
     }
 
+    async fn upload_direct_routing_numbers(
+        &self,
+        request: Request<pb::UploadDirectRoutingNumbersRequest>,
+    ) -> Answer<pb::UploadDirectRoutingNumbersResponse> {
+        let caller = caller(&request)?;
+        let request = request.into_inner();
+        let options = request_options(&request)?;
+        let uploads = convert::direct_routing_uploads(request.numbers, MAX_NUMBERS_PER_REQUEST)?;
+        let uploaded = self
+            .service
+            .upload_direct_routing(&caller, &uploads, &options)
+            .await?;
+        let now = self.service.now();
+        Ok(Response::new(pb::UploadDirectRoutingNumbersResponse {
+            phone_numbers: uploaded
+                .0
+                .into_iter()
+                .map(|n| convert::phone_number_out(n, now))
+                .collect(),
+        }))
+    }
+
+    async fn release_direct_routing_numbers(
+        &self,
+        request: Request<pb::ReleaseDirectRoutingNumbersRequest>,
+    ) -> Answer<pb::ReleaseDirectRoutingNumbersResponse> {
+        let caller = caller(&request)?;
+        let request = request.into_inner();
+        let options = request_options(&request)?;
+        let numbers = convert::phone_numbers(
+            "phone_numbers",
+            &request.phone_numbers,
+            MAX_NUMBERS_PER_REQUEST,
+        )?;
+        let released = self
+            .service
+            .release_direct_routing(&caller, &numbers, &options)
+            .await?;
+        Ok(Response::new(pb::ReleaseDirectRoutingNumbersResponse {
+            phone_numbers: released.0,
+        }))
+    }
+
     async fn enable_operator(
         &self,
         request: Request<pb::EnableOperatorRequest>,

@@ -65,6 +65,10 @@ spelled_enum! {
         UpdateEmergencyLocationDetails = "UPDATE_EMERGENCY_LOCATION_DETAILS",
         /// An emergency location or place was deleted.
         DeleteEmergencyLocation = "DELETE_EMERGENCY_LOCATION",
+        /// The tenant uploaded or updated a Direct Routing number.
+        UploadDirectRoutingNumber = "UPLOAD_DIRECT_ROUTING_NUMBER",
+        /// The tenant took a Direct Routing number out of its inventory.
+        ReleaseDirectRoutingNumber = "RELEASE_DIRECT_ROUTING_NUMBER",
     }
 }
 

@@ -16,6 +16,7 @@ mod batch;
 mod blocks;
 mod bulk;
 mod configuration;
+mod direct_routing;
 mod directory;
 mod housekeeping;
 mod inventory;
@@ -32,6 +33,7 @@ pub use assignment::{AssignRequest, Assigned, ChangeRequest, Changed, RemoveRequ
 pub use blocks::BlockRequest;
 pub use bulk::{BulkItem, BulkItems, BulkMethod, MAX_BULK_ITEMS, ReadItem, ResultsPage};
 pub use configuration::ConfigurationUpdate;
+pub use direct_routing::DirectRoutingUpload;
 pub use inventory::EXPORT_CHUNK;
 pub use locations::{AddressValidator, LocationUpdate, OfflineAddressRules};
 use notifications::EmailRate;

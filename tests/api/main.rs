@@ -16,6 +16,7 @@ mod blocks;
 mod bulk;
 mod cli;
 mod configuration;
+mod direct_routing;
 mod emergency;
 mod export;
 mod fuzz_corpora;

@@ -56,6 +56,8 @@ const EXPECTED: &[(&str, &str)] = &[
     ("NumberManagement/DeleteEmergencyLocation", "A"),
     ("NumberManagement/AcquirePhoneNumbers", "A"),
     ("NumberManagement/ReleasePhoneNumbers", "A"),
+    ("NumberManagement/UploadDirectRoutingNumbers", "A"),
+    ("NumberManagement/ReleaseDirectRoutingNumbers", "A"),
     ("NumberManagement/EnableOperator", "A"),
     ("NumberManagement/DisableOperator", "A"),
     ("NumberManagement/UpdateNotificationSettings", "A"),

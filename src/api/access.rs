@@ -37,6 +37,7 @@ pub const ROLE_MATRIX: &[(&str, &[Role])] = &[
     ("/numbers.v1.NumberManagement/GetNotificationSettings", READERS),
     ("/numbers.v1.NumberManagement/GetTenantConfiguration",  READERS),
     ("/numbers.v1.NumberManagement/ListTags",                READERS),
+    ("/numbers.v1.NumberManagement/GetEmergencyReadiness",   READERS),
     ("/numbers.v1.NumberManagement/ValidateEmergencyAddress", READERS),
     ("/numbers.v1.NumberManagement/AssignPhoneNumber",       SERVICE_DESK),
     ("/numbers.v1.NumberManagement/ChangePhoneNumber",       SERVICE_DESK),

@@ -11,10 +11,11 @@ use prost_types::Timestamp;
 use crate::domain::{
     ActivationMode, ActivationState, AddressCheck, AddressVerdict, AssignmentCategory,
     AssignmentStatus, AuditAction, AuditEvent, Block, BlockState, Capabilities, Capability,
-    CivicAddress, Country, E164, EmergencyLocation, Identity, ItemOutcome, ItemResult, License,
-    Licenses, MAX_BLOCK_DAYS, MAX_TAGS_PER_NUMBER, NotificationSettings, NumberFilter, NumberType,
-    Operation, OperationState, PhoneNumber, ProvisioningAction, Tag, TagCount, TargetKind,
-    TenantConfiguration, User, UserUpsert, ValidationStatus,
+    CivicAddress, Country, CountryReadiness, E164, EmergencyLocation, Identity, ItemOutcome,
+    ItemResult, License, Licenses, MAX_BLOCK_DAYS, MAX_TAGS_PER_NUMBER, NotificationSettings,
+    NumberFilter, NumberType, Operation, OperationState, PhoneNumber, ProvisioningAction,
+    ReadinessProblem, Tag, TagCount, TargetKind, TenantConfiguration, User, UserUpsert,
+    ValidationStatus,
 };
 use crate::error::{Error, FieldViolation, Reason};
 use crate::proto::v1 as pb;
@@ -290,6 +291,7 @@ pub(crate) fn number_filter(
         category: optional_category("assignment_category", request.assignment_category)?,
         city: optional_id(&request.city),
         number_contains: digits("number_contains", &request.number_contains, 15)?,
+        unready: false,
     };
     Ok((assigned_to, filter))
 }
@@ -585,6 +587,31 @@ pub(crate) fn tag_edit(
         }
     }
     Ok((numbers, parsed))
+}
+
+/// A country's emergency readiness, for the API.
+pub(crate) fn country_readiness(readiness: CountryReadiness) -> pb::CountryReadiness {
+    pb::CountryReadiness {
+        country: readiness.country,
+        assigned: readiness.assigned,
+        without_location: readiness.without_location,
+        locked_by_operator: readiness.locked_by_operator,
+        update_failed: readiness.update_failed,
+    }
+}
+
+/// A number not ready for an emergency call, with why, for the API.
+pub(crate) fn unready_number(number: PhoneNumber, now: SystemTime) -> pb::UnreadyNumber {
+    let problem = match number.readiness_problem() {
+        Some(ReadinessProblem::WithoutLocation) => pb::ReadinessProblem::WithoutLocation,
+        Some(ReadinessProblem::LockedByOperator) => pb::ReadinessProblem::LockedByOperator,
+        Some(ReadinessProblem::UpdateFailed) => pb::ReadinessProblem::LocationUpdateFailed,
+        None => pb::ReadinessProblem::Unspecified,
+    };
+    pb::UnreadyNumber {
+        phone_number: Some(phone_number_out(number, now)),
+        problem: problem as i32,
+    }
 }
 
 /// A tag in use, for the API.

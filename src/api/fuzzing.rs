@@ -62,6 +62,7 @@ pub fn request(input: &[u8]) {
         pb::UpdateEmergencyLocationDetailsRequest,
         pb::DeleteEmergencyLocationRequest,
         pb::ReleaseDirectRoutingNumbersRequest,
+        pb::GetEmergencyReadinessRequest,
     );
     if let Ok(request) = pb::UploadDirectRoutingNumbersRequest::decode(input)
         && limits::check(&request).is_ok()

@@ -242,6 +242,35 @@ impl NumberManagement for NumberManagementApi {
         )))
     }
 
+    async fn get_emergency_readiness(
+        &self,
+        request: Request<pb::GetEmergencyReadinessRequest>,
+    ) -> Answer<pb::EmergencyReadiness> {
+        let caller = caller(&request)?;
+        let request = request.into_inner();
+        let page = self.tokens.page_request(&caller.tenant_id, &request)?;
+        let country = convert::country_filter("country", &request.country)?;
+        let (countries, numbers) = self
+            .service
+            .emergency_readiness(&caller, country, &page)
+            .await?;
+        let now = self.service.now();
+        Ok(Response::new(pb::EmergencyReadiness {
+            next_page_token: self
+                .tokens
+                .next_page_token(&caller.tenant_id, &request, &numbers),
+            countries: countries
+                .into_iter()
+                .map(convert::country_readiness)
+                .collect(),
+            numbers: numbers
+                .items
+                .into_iter()
+                .map(|n| convert::unready_number(n, now))
+                .collect(),
+        }))
+    }
+
     async fn list_operators(
         &self,
         request: Request<pb::ListOperatorsRequest>,

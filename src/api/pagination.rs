@@ -195,6 +195,7 @@ list_request!(
     pb::ListPhoneNumbersRequest => "ListPhoneNumbers",
     pb::ListOperatorsRequest => "ListOperators",
     pb::ListTagsRequest => "ListTags",
+    pb::GetEmergencyReadinessRequest => "GetEmergencyReadiness",
     pb::ListAuditEventsRequest => "ListAuditEvents",
     pb::GetOperationRequest => "GetOperation",
 );

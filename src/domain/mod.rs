@@ -41,8 +41,8 @@ pub use operation::{
 };
 pub use operator::{Operator, OperatorConsent};
 pub use phone_number::{
-    ActivationState, Assignment, AssignmentStatus, Block, BlockState, E164, NumberFilter,
-    PhoneNumber,
+    ActivationState, Assignment, AssignmentStatus, Block, BlockState, CountryReadiness, E164,
+    NumberFilter, PhoneNumber, ReadinessProblem,
 };
 pub use tag::{MAX_TAG_CHARS, MAX_TAGS_PER_NUMBER, Tag, TagCount};
 pub use tenant::{MAX_BLOCK_DAYS, TenantConfiguration};

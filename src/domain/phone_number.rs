@@ -377,6 +377,21 @@ impl PhoneNumber {
         self.number.country()
     }
 
+    /// Why the number is not ready for an emergency call, if it is not: an assigned number
+    /// needs a location, and its last location update must not have failed.
+    pub fn readiness_problem(&self) -> Option<ReadinessProblem> {
+        if self.activation_state == ActivationState::UpdateFailed {
+            return Some(ReadinessProblem::UpdateFailed);
+        }
+        match (&self.assignment, &self.emergency_location_id) {
+            (Some(_), None) if self.location_update_supported => {
+                Some(ReadinessProblem::WithoutLocation)
+            }
+            (Some(_), None) => Some(ReadinessProblem::LockedByOperator),
+            _ => None,
+        }
+    }
+
     /// Whom the number is assigned to.
     pub fn assignment_status(&self) -> AssignmentStatus {
         match &self.assignment {
@@ -417,6 +432,34 @@ pub struct NumberFilter {
     pub city: Option<String>,
     /// Only numbers whose digits contain these.
     pub number_contains: Option<String>,
+    /// Only numbers not ready for an emergency call ([`PhoneNumber::readiness_problem`]).
+    pub unready: bool,
+}
+
+/// Why a number is not ready for an emergency call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadinessProblem {
+    /// Assigned, without an emergency location the tenant can set.
+    WithoutLocation,
+    /// Assigned, without an emergency location only its operator can set.
+    LockedByOperator,
+    /// Its last location update failed at the provider.
+    UpdateFailed,
+}
+
+/// The emergency readiness of one country's numbers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CountryReadiness {
+    /// The country, as its code.
+    pub country: String,
+    /// Assigned numbers.
+    pub assigned: i64,
+    /// Assigned numbers without a location the tenant can set.
+    pub without_location: i64,
+    /// Assigned numbers without a location only their operator can set.
+    pub locked_by_operator: i64,
+    /// Numbers whose last location update failed.
+    pub update_failed: i64,
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use futures::channel::mpsc;
 use super::directory::user_not_found;
 use super::{Page, PageRequest, Service};
 use crate::auth::Caller;
-use crate::domain::{E164, Identity, NumberFilter, PhoneNumber};
+use crate::domain::{Country, CountryReadiness, E164, Identity, NumberFilter, PhoneNumber};
 use crate::error::{Error, Reason, Result};
 
 impl Service {
@@ -46,6 +46,37 @@ impl Service {
         Ok(Page::from_overfetch(numbers, page.size, |n| {
             n.number.canonical()
         }))
+    }
+}
+
+impl Service {
+    /// The emergency readiness of the tenant's numbers per country (or of `country`'s), with
+    /// a page of the numbers not ready, in number order.
+    pub async fn emergency_readiness(
+        &self,
+        caller: &Caller,
+        country: Option<Country>,
+        page: &PageRequest,
+    ) -> Result<(Vec<CountryReadiness>, Page<PhoneNumber>)> {
+        let mut tx = self.read().await?;
+        let countries = tx.emergency_readiness(&caller.tenant_id, country).await?;
+        let filter = NumberFilter {
+            country,
+            unready: true,
+            ..NumberFilter::default()
+        };
+        let numbers = tx
+            .list_numbers(
+                &caller.tenant_id,
+                &filter,
+                page.after.as_deref(),
+                page.size + 1,
+            )
+            .await?;
+        Ok((
+            countries,
+            Page::from_overfetch(numbers, page.size, |n| n.number.canonical()),
+        ))
     }
 }
 

@@ -32,10 +32,10 @@ pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 use crate::domain::{
-    AuditEvent, AuditFilter, BulkProgress, Country, EmergencyLocation, Identity, ItemOutcome,
-    ItemResult, Job, NewEmergencyLocation, Notification, NotificationSettings, NumberFilter,
-    NumberType, Operation, OperatorConsent, PhoneNumber, Tag, TagCount, TenantConfiguration,
-    TenantId, User, UserFilter, UserUpsert, ValidationStatus,
+    AuditEvent, AuditFilter, BulkProgress, Country, CountryReadiness, EmergencyLocation, Identity,
+    ItemOutcome, ItemResult, Job, NewEmergencyLocation, Notification, NotificationSettings,
+    NumberFilter, NumberType, Operation, OperatorConsent, PhoneNumber, Tag, TagCount,
+    TenantConfiguration, TenantId, User, UserFilter, UserUpsert, ValidationStatus,
 };
 
 /// Why a store operation failed.
@@ -433,6 +433,14 @@ pub trait NumberRepository: Send {
         locked.sort_by_key(|n| n.number.canonical());
         Ok(locked)
     }
+
+    /// The emergency readiness of the tenant's numbers per country (only `country`'s when
+    /// given), ordered by country.
+    async fn emergency_readiness(
+        &mut self,
+        tenant: &TenantId,
+        country: Option<Country>,
+    ) -> StoreResult<Vec<CountryReadiness>>;
 
     /// Adds Direct Routing numbers as [`NumberRepository::insert_number`] adds one, for a
     /// batch of bulk items; answers whether each was added.

@@ -32,6 +32,7 @@ mod operators;
 mod places;
 mod processes;
 mod provisioning;
+mod readiness;
 mod retention;
 mod roles;
 mod scale;

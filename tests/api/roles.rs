@@ -39,6 +39,7 @@ const EXPECTED: &[(&str, &str)] = &[
     ("NumberManagement/GetNotificationSettings", "AHR"),
     ("NumberManagement/GetTenantConfiguration", "AHR"),
     ("NumberManagement/ListTags", "AHR"),
+    ("NumberManagement/GetEmergencyReadiness", "AHR"),
     ("NumberManagement/ValidateEmergencyAddress", "AHR"),
     ("NumberManagement/AssignPhoneNumber", "AH"),
     ("NumberManagement/ChangePhoneNumber", "AH"),

@@ -9,8 +9,8 @@ use time::OffsetDateTime;
 
 use super::{PgTx, system_time, timestamp, uuid};
 use crate::domain::{
-    Assignment, Block, BlockState, Capabilities, Capability, Country, E164, NumberFilter,
-    NumberType, PhoneNumber, TenantId,
+    Assignment, Block, BlockState, Capabilities, Capability, Country, CountryReadiness, E164,
+    NumberFilter, NumberType, PhoneNumber, TenantId,
 };
 use crate::store::{NumberRepository, StoreError, StoreResult, prefix_upper_bound};
 
@@ -191,6 +191,11 @@ fn block_columns(block: Block) -> (Option<OffsetDateTime>, bool) {
         Block::Forever => (None, true),
     }
 }
+
+/// The partial index condition of the numbers not ready for an emergency call (see the
+/// migrations): the listing repeats it word for word.
+const UNREADY: &str = "((n.assigned_to IS NOT NULL AND n.emergency_location_id IS NULL) \
+     OR n.activation_state = 'UPDATE_FAILED')";
 
 /// The partial index condition of the blocked numbers (see the migrations): the listing repeats
 /// it word for word.
@@ -542,6 +547,32 @@ impl NumberRepository for PgTx {
         .map_err(|e| self.failed(e))?)
     }
 
+    async fn emergency_readiness(
+        &mut self,
+        tenant: &TenantId,
+        country: Option<Country>,
+    ) -> StoreResult<Vec<CountryReadiness>> {
+        let rows: Vec<(String, i64, i64, i64, i64)> = sqlx::query_as(
+            "SELECT country, \
+             count(*) FILTER (WHERE assigned_to IS NOT NULL), \
+             count(*) FILTER (WHERE assigned_to IS NOT NULL AND emergency_location_id IS NULL \
+                              AND location_update_supported \
+                              AND activation_state <> 'UPDATE_FAILED'), \
+             count(*) FILTER (WHERE assigned_to IS NOT NULL AND emergency_location_id IS NULL \
+                              AND NOT location_update_supported \
+                              AND activation_state <> 'UPDATE_FAILED'), \
+             count(*) FILTER (WHERE activation_state = 'UPDATE_FAILED') \
+             FROM phone_numbers WHERE tenant_id = $1 AND ($2::text IS NULL OR country = $2) \
+             GROUP BY country ORDER BY country",
+        )
+        .bind(tenant)
+        .bind(country.map(|c| c.as_str().to_owned()))
+        .fetch_all(self.scoped(tenant).await?)
+        .await
+        .map_err(|e| self.failed(e))?;
+        Ok(rows.into_iter().map(readiness).collect())
+    }
+
     async fn list_numbers(
         &mut self,
         tenant: &TenantId,
@@ -572,6 +603,9 @@ impl NumberRepository for PgTx {
             sql.push(" AND lower(n.city) = lower(")
                 .push_bind(city)
                 .push(")");
+        }
+        if filter.unready {
+            sql.push(" AND ").push(UNREADY);
         }
         if let Some(digits) = &filter.number_contains {
             sql.push(" AND n.phone_number LIKE ")
@@ -640,5 +674,24 @@ impl NumberRepository for PgTx {
             .await
             .map_err(|e| self.failed(e))?;
         numbers(rows)
+    }
+}
+
+/// A country's readiness, from its counts.
+fn readiness(
+    (country, assigned, without_location, locked_by_operator, update_failed): (
+        String,
+        i64,
+        i64,
+        i64,
+        i64,
+    ),
+) -> CountryReadiness {
+    CountryReadiness {
+        country,
+        assigned,
+        without_location,
+        locked_by_operator,
+        update_failed,
     }
 }

@@ -8,8 +8,8 @@ use sqlx::{FromRow, QueryBuilder, Sqlite};
 
 use super::{SqliteTx, json_list, micros, system_time};
 use crate::domain::{
-    Assignment, Block, BlockState, Capabilities, Capability, Country, E164, NumberFilter,
-    NumberType, PhoneNumber, TenantId,
+    Assignment, Block, BlockState, Capabilities, Capability, Country, CountryReadiness, E164,
+    NumberFilter, NumberType, PhoneNumber, TenantId,
 };
 use crate::store::{NumberRepository, StoreError, StoreResult, prefix_upper_bound};
 
@@ -148,6 +148,11 @@ fn block_columns(block: Block) -> (Option<i64>, bool) {
         Block::Forever => (None, true),
     }
 }
+
+/// The partial index condition of the numbers not ready for an emergency call (see the
+/// migrations): the listing repeats it word for word.
+const UNREADY: &str = "((n.assigned_to IS NOT NULL AND n.emergency_location_id IS NULL) \
+     OR n.activation_state = 'UPDATE_FAILED')";
 
 /// The partial index condition of the blocked numbers (see the migrations): the listing repeats
 /// it word for word.
@@ -342,6 +347,30 @@ impl NumberRepository for SqliteTx {
         .map_err(|e| self.failed(e))?)
     }
 
+    async fn emergency_readiness(
+        &mut self,
+        tenant: &TenantId,
+        country: Option<Country>,
+    ) -> StoreResult<Vec<CountryReadiness>> {
+        let rows: Vec<(String, i64, i64, i64, i64)> = sqlx::query_as(
+            "SELECT country, \
+             SUM(assigned_to IS NOT NULL), \
+             SUM(assigned_to IS NOT NULL AND emergency_location_id IS NULL \
+                 AND location_update_supported = 1 AND activation_state <> 'UPDATE_FAILED'), \
+             SUM(assigned_to IS NOT NULL AND emergency_location_id IS NULL \
+                 AND location_update_supported = 0 AND activation_state <> 'UPDATE_FAILED'), \
+             SUM(activation_state = 'UPDATE_FAILED') \
+             FROM phone_numbers WHERE tenant_id = $1 AND ($2 IS NULL OR country = $2) \
+             GROUP BY country ORDER BY country",
+        )
+        .bind(tenant)
+        .bind(country.map(|c| c.as_str().to_owned()))
+        .fetch_all(self.conn())
+        .await
+        .map_err(|e| self.failed(e))?;
+        Ok(rows.into_iter().map(readiness).collect())
+    }
+
     async fn list_numbers(
         &mut self,
         tenant: &TenantId,
@@ -372,6 +401,9 @@ impl NumberRepository for SqliteTx {
             sql.push(" AND lower(n.city) = lower(")
                 .push_bind(city)
                 .push(")");
+        }
+        if filter.unready {
+            sql.push(" AND ").push(UNREADY);
         }
         if let Some(digits) = &filter.number_contains {
             sql.push(" AND n.phone_number LIKE ")
@@ -440,5 +472,24 @@ impl NumberRepository for SqliteTx {
             .await
             .map_err(|e| self.failed(e))?;
         numbers(rows)
+    }
+}
+
+/// A country's readiness, from its counts.
+fn readiness(
+    (country, assigned, without_location, locked_by_operator, update_failed): (
+        String,
+        i64,
+        i64,
+        i64,
+        i64,
+    ),
+) -> CountryReadiness {
+    CountryReadiness {
+        country,
+        assigned,
+        without_location,
+        locked_by_operator,
+        update_failed,
     }
 }

@@ -128,6 +128,12 @@ reasons! {
     OperatorNumbersAssigned = "OPERATOR_NUMBERS_ASSIGNED" => FailedPrecondition,
     /// Numbers (or changes waiting for a provider) use the emergency location.
     EmergencyLocationInUse = "EMERGENCY_LOCATION_IN_USE" => FailedPrecondition,
+    /// The operation is not one that can be retried (not FAILED, a bulk call, or its numbers
+    /// changed since).
+    OperationNotRetryable = "OPERATION_NOT_RETRYABLE" => FailedPrecondition,
+    /// The operation is not one that can be cancelled (ended, a bulk call, or in a
+    /// provider's hands).
+    OperationNotCancellable = "OPERATION_NOT_CANCELLABLE" => FailedPrecondition,
     /// A number would hold more tags than it may.
     TooManyTags = "TOO_MANY_TAGS" => FailedPrecondition,
     /// Fewer numbers than asked for match in the catalogue.

@@ -13,9 +13,9 @@ use crate::domain::{
     AssignmentStatus, AuditAction, AuditEvent, Block, BlockState, Capabilities, Capability,
     CivicAddress, Country, CountryReadiness, E164, EmergencyLocation, Identity, ItemOutcome,
     ItemResult, License, Licenses, MAX_BLOCK_DAYS, MAX_TAGS_PER_NUMBER, NotificationSettings,
-    NumberFilter, NumberType, Operation, OperationState, PhoneNumber, ProvisioningAction,
-    ReadinessProblem, Tag, TagCount, TargetKind, TenantConfiguration, User, UserUpsert,
-    ValidationStatus,
+    NumberFilter, NumberType, Operation, OperationFilter, OperationState, PhoneNumber,
+    ProvisioningAction, ReadinessProblem, Tag, TagCount, TargetKind, TenantConfiguration, User,
+    UserUpsert, ValidationStatus,
 };
 use crate::error::{Error, FieldViolation, Reason};
 use crate::proto::v1 as pb;
@@ -589,6 +589,27 @@ pub(crate) fn tag_edit(
     Ok((numbers, parsed))
 }
 
+/// The filters of an operation listing.
+pub(crate) fn operation_filter(
+    request: &pb::ListOperationsRequest,
+) -> Result<OperationFilter, Error> {
+    let number = match request.phone_number.trim() {
+        "" => None,
+        text => Some(phone_number("phone_number", text)?.canonical()),
+    };
+    Ok(OperationFilter {
+        state: optional_enum("state", request.state, |s: pb::operation::State| {
+            s.as_str_name().parse::<OperationState>().ok()
+        })?,
+        kind: optional_enum("kind", request.kind, |k: pb::AuditAction| {
+            k.as_str_name().parse::<AuditAction>().ok()
+        })?,
+        phone_number: number,
+        start_time: time("start_time", request.start_time)?,
+        end_time: time("end_time", request.end_time)?,
+    })
+}
+
 /// A country's emergency readiness, for the API.
 pub(crate) fn country_readiness(readiness: CountryReadiness) -> pb::CountryReadiness {
     pb::CountryReadiness {
@@ -942,6 +963,8 @@ fn audit_action(action: AuditAction) -> pb::AuditAction {
         AuditAction::DeleteEmergencyLocation => pb::AuditAction::DeleteEmergencyLocation,
         AuditAction::UploadDirectRoutingNumber => pb::AuditAction::UploadDirectRoutingNumber,
         AuditAction::ReleaseDirectRoutingNumber => pb::AuditAction::ReleaseDirectRoutingNumber,
+        AuditAction::RetryOperation => pb::AuditAction::RetryOperation,
+        AuditAction::CancelOperation => pb::AuditAction::CancelOperation,
     }
 }
 

@@ -63,7 +63,14 @@ pub fn request(input: &[u8]) {
         pb::DeleteEmergencyLocationRequest,
         pb::ReleaseDirectRoutingNumbersRequest,
         pb::GetEmergencyReadinessRequest,
+        pb::RetryOperationRequest,
+        pb::CancelOperationRequest,
     );
+    if let Ok(request) = pb::ListOperationsRequest::decode(input)
+        && limits::check(&request).is_ok()
+    {
+        let _ = convert::operation_filter(&request);
+    }
     if let Ok(request) = pb::UploadDirectRoutingNumbersRequest::decode(input)
         && limits::check(&request).is_ok()
     {

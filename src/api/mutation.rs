@@ -87,6 +87,8 @@ mutation_request!(
     pb::DeleteEmergencyLocationRequest,
     pb::UploadDirectRoutingNumbersRequest,
     pb::ReleaseDirectRoutingNumbersRequest,
+    pb::RetryOperationRequest,
+    pb::CancelOperationRequest,
 );
 
 /// Implements [`MutationRequest`] for requests with `request_id` but no `validate_only`.

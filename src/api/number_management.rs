@@ -735,6 +735,54 @@ impl NumberManagement for NumberManagementApi {
         )))
     }
 
+    async fn list_operations(
+        &self,
+        request: Request<pb::ListOperationsRequest>,
+    ) -> Answer<pb::ListOperationsResponse> {
+        let caller = caller(&request)?;
+        let request = request.into_inner();
+        let page = self.tokens.page_request(&caller.tenant_id, &request)?;
+        let filter = convert::operation_filter(&request)?;
+        let operations = self
+            .service
+            .list_operations(&caller, &filter, &page)
+            .await?;
+        Ok(Response::new(pb::ListOperationsResponse {
+            next_page_token: self
+                .tokens
+                .next_page_token(&caller.tenant_id, &request, &operations),
+            operations: operations
+                .items
+                .into_iter()
+                .map(convert::operation)
+                .collect(),
+        }))
+    }
+
+    async fn retry_operation(
+        &self,
+        request: Request<pb::RetryOperationRequest>,
+    ) -> Answer<pb::Operation> {
+        let caller = caller(&request)?;
+        let request = request.into_inner();
+        let options = request_options(&request)?;
+        let id = required_id("id", &request.id)?;
+        let retried = self.service.retry_operation(&caller, id, &options).await?;
+        Ok(Response::new(convert::operation(retried)))
+    }
+
+    async fn cancel_operation(
+        &self,
+        request: Request<pb::CancelOperationRequest>,
+    ) -> Answer<pb::Operation> {
+        let caller = caller(&request)?;
+        let request = request.into_inner();
+        let options = request_options(&request)?;
+        let id = required_id("id", &request.id)?;
+        let cancelled = self.service.cancel_operation(&caller, id, &options).await?;
+        Ok(Response::new(convert::operation(cancelled)))
+    }
+
     async fn bulk_upsert_users(
         &self,
         request: Request<Streaming<pb::BulkUpsertUsersRequest>>,

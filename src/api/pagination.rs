@@ -196,6 +196,7 @@ list_request!(
     pb::ListOperatorsRequest => "ListOperators",
     pb::ListTagsRequest => "ListTags",
     pb::GetEmergencyReadinessRequest => "GetEmergencyReadiness",
+    pb::ListOperationsRequest => "ListOperations",
     pb::ListAuditEventsRequest => "ListAuditEvents",
     pb::GetOperationRequest => "GetOperation",
 );

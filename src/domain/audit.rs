@@ -69,6 +69,10 @@ spelled_enum! {
         UploadDirectRoutingNumber = "UPLOAD_DIRECT_ROUTING_NUMBER",
         /// The tenant took a Direct Routing number out of its inventory.
         ReleaseDirectRoutingNumber = "RELEASE_DIRECT_ROUTING_NUMBER",
+        /// A failed operation's steps were tried again (one event per number).
+        RetryOperation = "RETRY_OPERATION",
+        /// An operation was cancelled, its numbers returned (one event per number).
+        CancelOperation = "CANCEL_OPERATION",
     }
 }
 

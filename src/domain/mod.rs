@@ -36,8 +36,8 @@ pub use numbers_provider::{
     ActivationMode, AssignmentCategory, Capabilities, Capability, NumberType, TargetKind,
 };
 pub use operation::{
-    BulkProgress, ItemFailure, ItemOutcome, ItemResult, Job, Operation, OperationState,
-    OperationStep, ProvisioningAction, backoff,
+    BulkProgress, ItemFailure, ItemOutcome, ItemResult, Job, Operation, OperationFilter,
+    OperationState, OperationStep, ProvisioningAction, backoff,
 };
 pub use operator::{Operator, OperatorConsent};
 pub use phone_number::{

@@ -298,6 +298,21 @@ impl Operation {
     }
 }
 
+/// Filters of an operation listing; `None` matches everything.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OperationFilter {
+    /// Only operations in this state.
+    pub state: Option<OperationState>,
+    /// Only operations of this kind.
+    pub kind: Option<AuditAction>,
+    /// Only operations with a step for this number (canonical).
+    pub phone_number: Option<String>,
+    /// Only operations created at or after this time.
+    pub start_time: Option<SystemTime>,
+    /// Only operations created before this time.
+    pub end_time: Option<SystemTime>,
+}
+
 /// The exponential backoff of a job's retries: `base * 2^(failures - 1)`, capped at `max`,
 /// with full jitter (a uniformly random delay up to that bound), so replicas retrying one
 /// flaky provider spread out.

@@ -22,6 +22,7 @@ mod housekeeping;
 mod inventory;
 mod locations;
 mod notifications;
+mod operations;
 mod operator_connect;
 mod operators;
 mod provisioning;

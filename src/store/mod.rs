@@ -34,8 +34,8 @@ pub use sqlite::SqliteStore;
 use crate::domain::{
     AuditEvent, AuditFilter, BulkProgress, Country, CountryReadiness, EmergencyLocation, Identity,
     ItemOutcome, ItemResult, Job, NewEmergencyLocation, Notification, NotificationSettings,
-    NumberFilter, NumberType, Operation, OperatorConsent, PhoneNumber, Tag, TagCount,
-    TenantConfiguration, TenantId, User, UserFilter, UserUpsert, ValidationStatus,
+    NumberFilter, NumberType, Operation, OperationFilter, OperatorConsent, PhoneNumber, Tag,
+    TagCount, TenantConfiguration, TenantId, User, UserFilter, UserUpsert, ValidationStatus,
 };
 
 /// Why a store operation failed.
@@ -781,6 +781,52 @@ pub trait OperationRepository: Send {
         outcome: &JobOutcome,
         now: SystemTime,
     ) -> StoreResult<bool>;
+
+    /// The ids of the tenant's operations matching `filter`, newest first, before the id
+    /// `before`.
+    async fn operation_ids(
+        &mut self,
+        tenant: &TenantId,
+        filter: &OperationFilter,
+        before: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<String>>;
+
+    /// The tenant's operations matching `filter`, with their steps, newest first, before the
+    /// id `before`.
+    async fn list_operations(
+        &mut self,
+        tenant: &TenantId,
+        filter: &OperationFilter,
+        before: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<Operation>> {
+        let ids = self.operation_ids(tenant, filter, before, limit).await?;
+        let mut operations = Vec::with_capacity(ids.len());
+        for id in ids {
+            operations.extend(self.get_operation(tenant, &id).await?);
+        }
+        Ok(operations)
+    }
+
+    /// Puts an operation's failed jobs back to be tried now, their consecutive failures
+    /// forgotten (their attempts still count), and wakes the workers; answers the jobs.
+    async fn retry_jobs(
+        &mut self,
+        tenant: &TenantId,
+        operation_id: &str,
+        now: SystemTime,
+    ) -> StoreResult<Vec<Job>>;
+
+    /// Ends an operation's unfinished jobs, failed for `reason`, unless one is in a provider's
+    /// hands (it holds a ticket) or a worker's (a live lease): then none, changing nothing.
+    async fn cancel_jobs(
+        &mut self,
+        tenant: &TenantId,
+        operation_id: &str,
+        reason: &str,
+        now: SystemTime,
+    ) -> StoreResult<Option<Vec<Job>>>;
 
     /// How many provisioning jobs are unfinished (for tests and health).
     async fn unfinished_jobs(&mut self) -> StoreResult<i64>;

@@ -63,6 +63,8 @@ const ASSIGN_EVENT: i32 = pb::AuditAction::AssignPhoneNumber as i32;
 const CHANGE_EVENT: i32 = pb::AuditAction::ChangePhoneNumber as i32;
 const REMOVE_EVENT: i32 = pb::AuditAction::RemovePhoneNumber as i32;
 const LOCATION_EVENT: i32 = pb::AuditAction::UpdateEmergencyLocation as i32;
+const RETRY_EVENT: i32 = pb::AuditAction::RetryOperation as i32;
+const CANCEL_EVENT: i32 = pb::AuditAction::CancelOperation as i32;
 const TRANSFER_EVENT: i32 = pb::AuditAction::TransferPhoneNumber as i32;
 const UPLOAD_EVENT: i32 = pb::AuditAction::UploadPhoneNumber as i32;
 const PROVISIONED_EVENT: i32 = pb::AuditAction::ProvisioningSucceeded as i32;
@@ -1515,6 +1517,233 @@ async fn a_transfer_waits_for_the_operator_with_its_new_holder(backend: Backend)
     );
 }
 
+// ---- operations that can be managed -----------------------------------------------------------
+
+async fn list_operations(
+    client: &mut Client,
+    request: pb::ListOperationsRequest,
+) -> Vec<pb::Operation> {
+    client
+        .list_operations(request)
+        .await
+        .expect("ListOperations")
+        .into_inner()
+        .operations
+}
+
+/// A refused activation fails its operation; RetryOperation tries it again, the number waits
+/// again, and the operation ends well; an operation that has not failed is not retried.
+async fn a_failed_operation_is_retried(backend: Backend) {
+    let (app, simulator) = start_with_delay(backend, Duration::from_millis(200)).await;
+    let mut control = simulator.control();
+    let mut admin = app.admin(TENANT);
+    inject(
+        &mut control,
+        sim::AdapterRpc::Activate,
+        sim::FailureCode::FailedPrecondition,
+        "NUMBER_NOT_PROVISIONED",
+        1,
+    )
+    .await;
+    let operation = assign(&mut admin, assign_request(JOHN, SIM_0301))
+        .await
+        .expect("assign")
+        .operation
+        .expect("the operation");
+    let failed = wait_until_ended(&mut admin, &operation.id).await;
+    assert_eq!(state_name(failed.state), "FAILED", "{failed:#?}");
+
+    for request in [
+        pb::ListOperationsRequest {
+            state: FAILED,
+            ..Default::default()
+        },
+        pb::ListOperationsRequest {
+            phone_number: SIM_0301.into(),
+            ..Default::default()
+        },
+        pb::ListOperationsRequest {
+            kind: ASSIGN_EVENT,
+            ..Default::default()
+        },
+    ] {
+        let listed = list_operations(&mut admin, request.clone()).await;
+        assert_eq!(listed.len(), 1, "{request:?}: {listed:#?}");
+        assert_eq!(listed[0], failed);
+    }
+    assert!(
+        list_operations(
+            &mut admin,
+            pb::ListOperationsRequest {
+                state: SUCCEEDED,
+                ..Default::default()
+            }
+        )
+        .await
+        .is_empty()
+    );
+
+    let retried = admin
+        .retry_operation(pb::RetryOperationRequest {
+            id: operation.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("retry")
+        .into_inner();
+    assert!(
+        retried.state == PENDING || retried.state == RUNNING,
+        "{retried:#?}"
+    );
+    assert!(retried.error.is_empty(), "{retried:#?}");
+    assert_eq!(
+        step(&retried, SIM_0301).attempts,
+        1,
+        "the first attempt still counts"
+    );
+    let waiting = get_number(&mut admin, SIM_0301).await;
+    assert_eq!(waiting.activation_state, ASSIGNMENT_PENDING, "{waiting:#?}");
+
+    let done = wait_until_ended(&mut admin, &operation.id).await;
+    assert_succeeded(&done);
+    let number = get_number(&mut admin, SIM_0301).await;
+    assert_eq!(number.activation_state, ACTIVATED, "{number:#?}");
+    assert_eq!(number.assigned_to, JOHN_ID);
+    assert!(assert_voice_agrees(&mut admin, JOHN).await);
+    assert_audit(
+        &mut admin,
+        SIM_0301,
+        &[
+            ASSIGN_EVENT,
+            PROVISIONING_FAILED_EVENT,
+            RETRY_EVENT,
+            PROVISIONED_EVENT,
+        ],
+    )
+    .await;
+
+    let again = admin
+        .retry_operation(pb::RetryOperationRequest {
+            id: operation.id.clone(),
+            ..Default::default()
+        })
+        .await;
+    assert_error(again, Code::FailedPrecondition, "OPERATION_NOT_RETRYABLE");
+    let missing = admin
+        .retry_operation(pb::RetryOperationRequest {
+            id: uuid::Uuid::now_v7().to_string(),
+            ..Default::default()
+        })
+        .await;
+    assert_error(missing, Code::NotFound, "OPERATION_NOT_FOUND");
+}
+
+/// An activation its operator keeps failing (unavailable) is cancelled: the number is free
+/// again, John without it, audited; an operation the operator is working on is not cancelled.
+async fn a_stuck_operation_is_cancelled(backend: Backend) {
+    let simulator = RunningSimulator::start(litware_settings(Duration::from_millis(500), None))
+        .await
+        .expect("start the operator simulator");
+    let mut config = TestConfig::default().with_simulated_operator(&simulator.endpoint());
+    config.worker.max_failures = 1_000;
+    let app = TestApp::start_demo(backend, config).await;
+    let mut control = simulator.control();
+    let mut admin = app.admin(TENANT);
+    inject(
+        &mut control,
+        sim::AdapterRpc::Activate,
+        sim::FailureCode::Unavailable,
+        "",
+        0,
+    )
+    .await;
+    let operation = assign(&mut admin, assign_request(JOHN, SIM_0301))
+        .await
+        .expect("assign")
+        .operation
+        .expect("the operation");
+
+    // A worker may be calling the operator at the moment: then the answer says to try again.
+    let deadline = Instant::now() + DEADLINE;
+    let cancelled = loop {
+        match admin
+            .cancel_operation(pb::CancelOperationRequest {
+                id: operation.id.clone(),
+                ..Default::default()
+            })
+            .await
+        {
+            Ok(cancelled) => break cancelled.into_inner(),
+            Err(status) => {
+                assert_error::<()>(
+                    Err(status),
+                    Code::FailedPrecondition,
+                    "OPERATION_NOT_CANCELLABLE",
+                );
+                assert!(Instant::now() < deadline, "never cancellable");
+                tokio::time::sleep(POLL_EVERY).await;
+            }
+        }
+    };
+    assert_eq!(state_name(cancelled.state), "FAILED", "{cancelled:#?}");
+    assert!(cancelled.error.contains("cancelled by"), "{cancelled:#?}");
+    let number = get_number(&mut admin, SIM_0301).await;
+    assert!(number.assigned_to.is_empty(), "free again: {number:#?}");
+    assert_eq!(number.activation_state, ACTIVATED);
+    assert!(numbers_of(&mut admin, JOHN).await.is_empty());
+    assert!(!assert_voice_agrees(&mut admin, JOHN).await);
+    assert_eq!(
+        last_event(&mut admin, SIM_0301, CANCEL_EVENT).await.user_id,
+        JOHN_ID
+    );
+    assert_eq!(get_operation(&mut admin, &operation.id).await, cancelled);
+    let again = admin
+        .cancel_operation(pb::CancelOperationRequest {
+            id: operation.id.clone(),
+            ..Default::default()
+        })
+        .await;
+    assert_error(again, Code::FailedPrecondition, "OPERATION_NOT_CANCELLABLE");
+    // Its number changed since: nothing to retry.
+    let retried = admin
+        .retry_operation(pb::RetryOperationRequest {
+            id: operation.id.clone(),
+            ..Default::default()
+        })
+        .await;
+    assert_error(retried, Code::FailedPrecondition, "OPERATION_NOT_RETRYABLE");
+
+    // The operator answers again: an assignment it has taken up (a ticket) is not cancelled.
+    control
+        .clear_failures(sim::ClearFailuresRequest {})
+        .await
+        .expect("ClearFailures");
+    let taken_up = assign(&mut admin, assign_request(JOHN, SIM_0302))
+        .await
+        .expect("assign another")
+        .operation
+        .expect("the operation");
+    wait_for(
+        &mut admin,
+        &taken_up.id,
+        "the operator to take it up",
+        |o| o.steps.iter().all(|s| s.attempts >= 1),
+    )
+    .await;
+    let refused = admin
+        .cancel_operation(pb::CancelOperationRequest {
+            id: taken_up.id.clone(),
+            ..Default::default()
+        })
+        .await;
+    assert_error(
+        refused,
+        Code::FailedPrecondition,
+        "OPERATION_NOT_CANCELLABLE",
+    );
+    assert_succeeded(&wait_until_ended(&mut admin, &taken_up.id).await);
+}
+
 on_both_stores!(
     a_pending_assignment_becomes_activated,
     a_pending_number_refuses_changes_until_its_operator_confirms,
@@ -1528,4 +1757,6 @@ on_both_stores!(
     a_change_deactivates_the_old_number_and_activates_the_new,
     concurrent_assignments_are_each_provisioned_once,
     a_transfer_waits_for_the_operator_with_its_new_holder,
+    a_failed_operation_is_retried,
+    a_stuck_operation_is_cancelled,
 );

@@ -3,10 +3,10 @@
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use sqlx::FromRow;
+use sqlx::{FromRow, QueryBuilder, Sqlite};
 
 use super::{SqliteTx, json_list, micros, system_time};
-use crate::domain::{Job, Operation, OperationState, OperationStep, TenantId};
+use crate::domain::{Job, Operation, OperationFilter, OperationState, OperationStep, TenantId};
 use crate::store::{JobOutcome, OperationRepository, StoreError, StoreResult};
 
 macro_rules! job_columns {
@@ -255,6 +255,116 @@ impl OperationRepository for SqliteTx {
         .await
         .map_err(|e| self.failed(e))?;
         Ok(finished.rows_affected() == 1)
+    }
+
+    async fn operation_ids(
+        &mut self,
+        tenant: &TenantId,
+        filter: &OperationFilter,
+        before: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<String>> {
+        let mut sql =
+            QueryBuilder::<Sqlite>::new("SELECT o.id FROM operations o WHERE o.tenant_id = ");
+        sql.push_bind(tenant);
+        if let Some(state) = filter.state {
+            sql.push(" AND o.state = ").push_bind(state.as_str());
+        }
+        if let Some(kind) = filter.kind {
+            sql.push(" AND o.kind = ").push_bind(kind.as_str());
+        }
+        if let Some(start) = filter.start_time {
+            sql.push(" AND o.create_time >= ").push_bind(micros(start));
+        }
+        if let Some(end) = filter.end_time {
+            sql.push(" AND o.create_time < ").push_bind(micros(end));
+        }
+        if let Some(number) = &filter.phone_number {
+            sql.push(
+                " AND EXISTS (SELECT 1 FROM provisioning_jobs j WHERE j.tenant_id = o.tenant_id \
+                 AND j.operation_id = o.id AND j.phone_number = ",
+            )
+            .push_bind(number)
+            .push(")");
+        }
+        if let Some(before) = before {
+            sql.push(" AND o.id < ").push_bind(before);
+        }
+        sql.push(" ORDER BY o.id DESC LIMIT ")
+            .push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
+        let ids: Vec<(String,)> = sql
+            .build_query_as()
+            .fetch_all(self.conn())
+            .await
+            .map_err(|e| self.failed(e))?;
+        Ok(ids.into_iter().map(|(id,)| id).collect())
+    }
+
+    async fn retry_jobs(
+        &mut self,
+        tenant: &TenantId,
+        operation_id: &str,
+        now: SystemTime,
+    ) -> StoreResult<Vec<Job>> {
+        let rows: Vec<JobRow> = sqlx::query_as(concat!(
+            "UPDATE provisioning_jobs SET state = 'PENDING', failures = 0, reason = NULL, \
+             ticket = NULL, lease_owner = NULL, lease_expires = NULL, completed_by = NULL, \
+             next_attempt_time = $3, update_time = $3 \
+             WHERE tenant_id = $1 AND operation_id = $2 AND state = 'FAILED' RETURNING ",
+            job_columns!()
+        ))
+        .bind(tenant)
+        .bind(operation_id)
+        .bind(micros(now))
+        .fetch_all(self.conn())
+        .await
+        .map_err(|e| self.failed(e))?;
+        self.wrote.push(crate::store::Queue::Jobs);
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+
+    async fn cancel_jobs(
+        &mut self,
+        tenant: &TenantId,
+        operation_id: &str,
+        reason: &str,
+        now: SystemTime,
+    ) -> StoreResult<Option<Vec<Job>>> {
+        // The one writer holds the database: reading in the write transaction is locking.
+        let unfinished: Vec<(Option<String>, Option<i64>)> = sqlx::query_as(
+            "SELECT ticket, lease_expires FROM provisioning_jobs \
+             WHERE tenant_id = $1 AND operation_id = $2 AND state IN ('PENDING', 'RUNNING')",
+        )
+        .bind(tenant)
+        .bind(operation_id)
+        .fetch_all(self.conn())
+        .await
+        .map_err(|e| self.failed(e))?;
+        let now_at = micros(now);
+        if unfinished
+            .iter()
+            .any(|(ticket, lease)| ticket.is_some() || lease.is_some_and(|l| l > now_at))
+        {
+            return Ok(None);
+        }
+        let rows: Vec<JobRow> = sqlx::query_as(concat!(
+            "UPDATE provisioning_jobs SET state = 'FAILED', reason = $3, lease_owner = NULL, \
+             lease_expires = NULL, update_time = $4 \
+             WHERE tenant_id = $1 AND operation_id = $2 AND state IN ('PENDING', 'RUNNING') \
+             RETURNING ",
+            job_columns!()
+        ))
+        .bind(tenant)
+        .bind(operation_id)
+        .bind(reason)
+        .bind(now_at)
+        .fetch_all(self.conn())
+        .await
+        .map_err(|e| self.failed(e))?;
+        rows.into_iter()
+            .map(TryInto::try_into)
+            .collect::<StoreResult<Vec<Job>>>()
+            .map(Some)
     }
 
     async fn unfinished_jobs(&mut self) -> StoreResult<i64> {

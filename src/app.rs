@@ -165,6 +165,7 @@ impl Application {
             let (service, settings, until) = (service.clone(), worker, until_stopped());
             async move { service.run_housekeeping(&settings, until).await }
         });
+        let streams = service.clone();
         let result = server::run(
             listener,
             tls,
@@ -174,6 +175,8 @@ impl Application {
             rate,
             async move {
                 shutdown.await;
+                // Change streams never end by themselves: they end now, for the server to.
+                streams.close_streams();
                 let _ = stop.send(());
             },
         )

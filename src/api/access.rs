@@ -39,6 +39,7 @@ pub const ROLE_MATRIX: &[(&str, &[Role])] = &[
     ("/numbers.v1.NumberManagement/ListTags",                READERS),
     ("/numbers.v1.NumberManagement/GetEmergencyReadiness",   READERS),
     ("/numbers.v1.NumberManagement/ListOperations",          READERS),
+    ("/numbers.v1.NumberManagement/WatchChanges",            READERS),
     ("/numbers.v1.NumberManagement/ValidateEmergencyAddress", READERS),
     ("/numbers.v1.NumberManagement/AssignPhoneNumber",       SERVICE_DESK),
     ("/numbers.v1.NumberManagement/ChangePhoneNumber",       SERVICE_DESK),

@@ -66,6 +66,11 @@ pub fn request(input: &[u8]) {
         pb::RetryOperationRequest,
         pb::CancelOperationRequest,
     );
+    if let Ok(request) = pb::WatchChangesRequest::decode(input)
+        && limits::check(&request).is_ok()
+    {
+        let _ = super::changes::resume_position(&request.resume_token);
+    }
     if let Ok(request) = pb::ListOperationsRequest::decode(input)
         && limits::check(&request).is_ok()
     {

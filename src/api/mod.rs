@@ -4,6 +4,7 @@
 mod access;
 mod auth;
 mod bulk;
+mod changes;
 mod convert;
 mod export;
 #[doc(hidden)]

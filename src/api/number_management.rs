@@ -5,6 +5,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::auth::caller;
 use super::bulk;
+use super::changes;
 use super::convert;
 use super::export;
 use super::mutation::request_options;
@@ -219,6 +220,22 @@ impl NumberManagement for NumberManagementApi {
                 .map(|n| convert::phone_number_out(n, now))
                 .collect(),
         }))
+    }
+
+    type WatchChangesStream = changes::ChangeStream;
+
+    async fn watch_changes(
+        &self,
+        request: Request<pb::WatchChangesRequest>,
+    ) -> Answer<Self::WatchChangesStream> {
+        let caller = caller(&request)?;
+        let after = changes::resume_position(&request.get_ref().resume_token)?;
+        let (start, chunks) = self.service.watch_changes(&caller, after).await?;
+        Ok(Response::new(changes::messages(
+            caller.tenant_id,
+            start,
+            chunks,
+        )))
     }
 
     type ExportPhoneNumbersStream = export::ExportStream;

@@ -15,6 +15,7 @@ mod audit;
 mod batch;
 mod blocks;
 mod bulk;
+mod changes;
 mod configuration;
 mod direct_routing;
 mod directory;
@@ -33,6 +34,7 @@ pub use acquisition::{AcquireRequest, MAX_NUMBERS_PER_REQUEST, Numbers, Released
 pub use assignment::{AssignRequest, Assigned, ChangeRequest, Changed, RemoveRequest, Removed};
 pub use blocks::BlockRequest;
 pub use bulk::{BulkItem, BulkItems, BulkMethod, MAX_BULK_ITEMS, ReadItem, ResultsPage};
+pub use changes::ChangeChunk;
 pub use configuration::ConfigurationUpdate;
 pub use direct_routing::DirectRoutingUpload;
 pub use inventory::EXPORT_CHUNK;
@@ -74,6 +76,8 @@ pub struct Service {
     calling_plan_quota: usize,
     email_rate: EmailRate,
     addresses: Arc<dyn AddressValidator>,
+    /// Set when the server shuts down: change streams end.
+    streams_closing: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 /// How a mutation may be retried or rehearsed (AIP-155 and AIP-163).
@@ -192,6 +196,7 @@ impl Service {
             calling_plan_quota: DEFAULT_CALLING_PLAN_QUOTA,
             email_rate: EmailRate::per_hour(DEFAULT_EMAILS_PER_TENANT_PER_HOUR),
             addresses: Arc::new(OfflineAddressRules),
+            streams_closing: Arc::new(tokio::sync::watch::Sender::new(false)),
         }
     }
 

@@ -342,11 +342,13 @@ impl Service {
                 changes.users.push(user);
             }
         }
-        tx.apply(tenant, &changes).await?;
         if let Some(mut operation) = tx.lock_operation(tenant, &job.operation_id).await? {
             operation.settle(now);
             tx.update_operation(tenant, &operation).await?;
         }
+        // The changes last: writing them takes the tenant's change counter, held until the
+        // commit, after every other lock (see `store::Transaction::apply`).
+        tx.apply(tenant, &changes).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -233,7 +233,10 @@ pub trait Transaction:
     + Send
     + fmt::Debug
 {
-    /// Writes everything a mutation changes, as few statements as the database needs.
+    /// Writes everything a mutation changes, as few statements as the database needs. Its
+    /// audit events take their positions in the tenant's commit order here (on PostgreSQL a
+    /// counter held until the commit), so a transaction applies its changes after taking every
+    /// other lock it needs, just before it commits.
     async fn apply(&mut self, tenant: &TenantId, changes: &Changes) -> StoreResult<()>;
 
     /// Writes the changes of many mutations (a batch of bulk items), each as
@@ -975,6 +978,19 @@ pub trait AuditRepository: Send {
         before: Option<&str>,
         limit: usize,
     ) -> StoreResult<Vec<AuditEvent>>;
+
+    /// The position, in the tenant's commit order, of its latest committed event: a change
+    /// stream that starts now starts after it.
+    async fn change_cursor(&mut self, tenant: &TenantId) -> StoreResult<i64>;
+
+    /// Up to `limit` of the tenant's events after the position `after`, in commit order, each
+    /// with its position. Every event before the last one answered has been answered.
+    async fn changes_after(
+        &mut self,
+        tenant: &TenantId,
+        after: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<(i64, AuditEvent)>>;
 }
 
 /// A notification claimed for delivery.

@@ -14,6 +14,7 @@ mod audit;
 mod auth;
 mod blocks;
 mod bulk;
+mod changes;
 mod cli;
 mod configuration;
 mod direct_routing;

@@ -22,6 +22,14 @@ struct AuditRow {
     after: Option<Json<serde_json::Value>>,
 }
 
+/// An event with its position in the tenant's commit order.
+#[derive(FromRow)]
+struct SequencedRow {
+    seq: i64,
+    #[sqlx(flatten)]
+    event: AuditRow,
+}
+
 impl TryFrom<AuditRow> for AuditEvent {
     type Error = StoreError;
 
@@ -83,5 +91,35 @@ impl AuditRepository for PgTx {
             .await
             .map_err(|e| self.failed(e))?;
         rows.into_iter().map(TryInto::try_into).collect()
+    }
+    async fn change_cursor(&mut self, tenant: &TenantId) -> StoreResult<i64> {
+        let last: Option<i64> =
+            sqlx::query_scalar("SELECT last FROM change_sequences WHERE tenant_id = $1")
+                .bind(tenant)
+                .fetch_optional(self.scoped(tenant).await?)
+                .await
+                .map_err(|e| self.failed(e))?;
+        Ok(last.unwrap_or(0))
+    }
+
+    async fn changes_after(
+        &mut self,
+        tenant: &TenantId,
+        after: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<(i64, AuditEvent)>> {
+        let rows: Vec<SequencedRow> = sqlx::query_as(
+            "SELECT seq, id, time, actor, action, phone_number, user_id, request_id, before, \
+             after FROM audit_events WHERE tenant_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        )
+        .bind(tenant)
+        .bind(after)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(self.scoped(tenant).await?)
+        .await
+        .map_err(|e| self.failed(e))?;
+        rows.into_iter()
+            .map(|row| Ok((row.seq, row.event.try_into()?)))
+            .collect()
     }
 }

@@ -64,12 +64,22 @@ WITH numbers AS (
         AS j(id, operation_id, phone_number, action, provider_id, target_id,
             emergency_location_id, previous_location_id, state, ticket, reason, attempts,
             failures, create_time)
+), sequenced AS (
+    -- The tenant's change counter, taken last of all (it is held until the commit), numbers
+    -- the events in commit order: a transaction that takes it after another waits for that
+    -- one's commit (WatchChanges reads the events in this order).
+    INSERT INTO change_sequences (tenant_id, last)
+    SELECT $1, cardinality($41::uuid[]) WHERE cardinality($41::uuid[]) > 0
+    ON CONFLICT (tenant_id) DO UPDATE SET last = change_sequences.last + excluded.last
+    RETURNING last
 ), audit AS (
     INSERT INTO audit_events (tenant_id, id, time, actor, action, phone_number, user_id,
-        request_id, before, after)
-    SELECT $1, e.* FROM unnest($41::uuid[], $42::timestamptz[], $43::text[], $44::text[],
-        $45::text[], $46::text[], $47::text[], $48::jsonb[], $49::jsonb[])
-        AS e(id, time, actor, action, phone_number, user_id, request_id, before, after)
+        request_id, before, after, seq)
+    SELECT $1, e.id, e.time, e.actor, e.action, e.phone_number, e.user_id, e.request_id,
+        e.before, e.after, (SELECT last FROM sequenced) - cardinality($41::uuid[]) + e.n
+    FROM unnest($41::uuid[], $42::timestamptz[], $43::text[], $44::text[],
+        $45::text[], $46::text[], $47::text[], $48::jsonb[], $49::jsonb[]) WITH ORDINALITY
+        AS e(id, time, actor, action, phone_number, user_id, request_id, before, after, n)
 ), emails AS (
     INSERT INTO notifications (tenant_id, id, recipient, subject, body, phone_number,
         create_time, next_attempt_time)

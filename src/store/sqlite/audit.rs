@@ -21,6 +21,14 @@ struct AuditRow {
     after: Option<Json<serde_json::Value>>,
 }
 
+/// An event with its position in the tenant's commit order.
+#[derive(FromRow)]
+struct SequencedRow {
+    seq: i64,
+    #[sqlx(flatten)]
+    event: AuditRow,
+}
+
 impl TryFrom<AuditRow> for AuditEvent {
     type Error = StoreError;
 
@@ -79,5 +87,36 @@ impl AuditRepository for SqliteTx {
             .await
             .map_err(|e| self.failed(e))?;
         rows.into_iter().map(TryInto::try_into).collect()
+    }
+    async fn change_cursor(&mut self, tenant: &TenantId) -> StoreResult<i64> {
+        let last: Option<i64> =
+            sqlx::query_scalar("SELECT max(rowid) FROM audit_events WHERE tenant_id = $1")
+                .bind(tenant)
+                .fetch_one(self.conn())
+                .await
+                .map_err(|e| self.failed(e))?;
+        Ok(last.unwrap_or(0))
+    }
+
+    async fn changes_after(
+        &mut self,
+        tenant: &TenantId,
+        after: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<(i64, AuditEvent)>> {
+        let rows: Vec<SequencedRow> = sqlx::query_as(
+            "SELECT rowid AS seq, id, time, actor, action, phone_number, user_id, request_id, \
+             before, after FROM audit_events WHERE tenant_id = $1 AND rowid > $2 \
+             ORDER BY rowid LIMIT $3",
+        )
+        .bind(tenant)
+        .bind(after)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(self.conn())
+        .await
+        .map_err(|e| self.failed(e))?;
+        rows.into_iter()
+            .map(|row| Ok((row.seq, row.event.try_into()?)))
+            .collect()
     }
 }

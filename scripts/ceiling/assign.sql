@@ -32,7 +32,7 @@ SELECT u.id, u.user_principal_name, u.sip_address, u.display_name, u.usage_locat
     h.location_update_supported AS h_location_update_supported,
     h.blocked_until AS h_blocked_until, h.blocked_forever AS h_blocked_forever,
     h.operation_id AS h_operation_id, h.version AS h_version, h.create_time AS h_create_time,
-    h.update_time AS h_update_time
+    h.update_time AS h_update_time, h.tags AS h_tags
 FROM target u LEFT JOIN users s ON s.tenant_id = u.tenant_id AND s.id = u.id
 LEFT JOIN held h ON true
 ORDER BY CASE h.assignment_category WHEN 'PRIMARY' THEN 0 ELSE 1 END, h.phone_number \gset u_
@@ -41,7 +41,7 @@ SELECT n.phone_number, n.base_number, n.country, n.number_type, n.operator_id, n
     n.capabilities, n.assigned_to, u.user_principal_name AS holder_upn, u.kind AS holder_kind,
     n.assignment_category, n.activation_state, n.emergency_location_id,
     n.location_update_supported, n.blocked_until, n.blocked_forever, n.operation_id, n.version,
-    n.create_time, n.update_time
+    n.create_time, n.update_time, n.tags
 FROM phone_numbers n LEFT JOIN users u ON u.tenant_id = n.tenant_id AND u.id = n.assigned_to
 WHERE n.tenant_id = :tenant AND n.phone_number IN (SELECT phone_number FROM phone_numbers
     WHERE tenant_id = :tenant AND base_number = :number UNION ALL SELECT NULL::text)
@@ -107,10 +107,15 @@ WITH numbers AS (
         AS j(id, operation_id, phone_number, action, provider_id, target_id,
             emergency_location_id, previous_location_id, state, ticket, reason, attempts,
             failures, create_time)
+), sequenced AS (
+    -- The tenant's change counter, held until the commit (the change stream's order).
+    INSERT INTO change_sequences (tenant_id, last) VALUES (:tenant, 1)
+    ON CONFLICT (tenant_id) DO UPDATE SET last = change_sequences.last + excluded.last
+    RETURNING last
 ), audit AS (
     INSERT INTO audit_events (tenant_id, id, time, actor, action, phone_number, user_id,
-        request_id, before, after)
-    SELECT :tenant, e.* FROM unnest(ARRAY[gen_random_uuid()]::uuid[], ARRAY[now()]::timestamptz[],
+        request_id, before, after, seq)
+    SELECT :tenant, e.*, (SELECT last FROM sequenced) FROM unnest(ARRAY[gen_random_uuid()]::uuid[], ARRAY[now()]::timestamptz[],
         ARRAY['ceiling']::text[], ARRAY['ASSIGN_PHONE_NUMBER']::text[], ARRAY[:number::text]::text[],
         ARRAY[:u_id::text]::text[], ARRAY[:request_id::text]::text[], ARRAY[NULL]::jsonb[],
         ARRAY[jsonb_build_object('phoneNumber', :number::text, 'numberType', 'DIRECT_ROUTING',
@@ -118,7 +123,7 @@ WITH numbers AS (
             'VOICE_APPLICATION_ASSIGNMENT', 'CONFERENCE_ASSIGNMENT'), 'assignedTo', :u_id::text,
             'assignedToUserPrincipalName', :upn::text, 'assignmentCategory', 'PRIMARY',
             'activationState', 'ACTIVATED', 'emergencyLocationId', NULL,
-            'locationUpdateSupported', true, 'operationId', :op_id::text,
+            'locationUpdateSupported', true, 'operationId', :op_id::text, 'tags', '[]'::jsonb,
             'assignmentBlocked', 'NOT_BLOCKED')]::jsonb[])
         AS e(id, time, actor, action, phone_number, user_id, request_id, before, after)
 ), emails AS (

@@ -1,5 +1,7 @@
 //! The tenant's configuration: its defaults for what requests leave unsaid.
 
+use std::time::{Duration, Instant};
+
 use serde_json::json;
 
 use super::{Actor, Claimed, RequestOptions, Service};
@@ -7,6 +9,14 @@ use crate::auth::Caller;
 use crate::domain::{AuditAction, MAX_BLOCK_DAYS, TenantConfiguration, TenantId};
 use crate::error::{Error, Reason, Result};
 use crate::store::Tx;
+
+/// How long a replica keeps a tenant's configuration before it reads it again: an update made
+/// through another replica applies here within this time. Reading it costs an assignment one
+/// statement more, a sixth of its round trips.
+pub(super) const DEFAULTS_KEPT: Duration = Duration::from_secs(5);
+
+/// Tenants whose configuration a replica keeps.
+pub(super) const KEPT_CONFIGURATIONS: usize = 10_000;
 
 /// What UpdateTenantConfiguration asks: the fields to change (`None`: as they are).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -115,21 +125,32 @@ impl Service {
             ..Default::default()
         };
         tracing::info!(tenant = %actor.tenant_id, version = after.version, "tenant configuration updated");
-        self.finish(tx, &actor, options, changes, after).await
+        let updated = self.finish(tx, &actor, options, changes, after).await?;
+        self.configurations.remove(&actor.tenant_id);
+        Ok(updated)
     }
 
     /// The tenant's defaults, read only when a request leaves something to them (`needed`);
-    /// otherwise those of a tenant never configured, which nothing will consult.
+    /// otherwise those of a tenant never configured, which nothing will consult. A replica
+    /// keeps what it read for [`DEFAULTS_KEPT`] (an update through it is seen at once).
     pub(super) async fn defaults(
         &self,
         tx: &mut Tx,
         tenant: &TenantId,
         needed: bool,
     ) -> Result<TenantConfiguration> {
-        if needed {
-            Ok(tx.tenant_configuration(tenant).await?)
-        } else {
-            Ok(TenantConfiguration::default())
+        if !needed {
+            return Ok(TenantConfiguration::default());
         }
+        let now = Instant::now();
+        if let Some((read, configuration)) = self.configurations.get(tenant)
+            && now.duration_since(read) < DEFAULTS_KEPT
+        {
+            return Ok(configuration);
+        }
+        let configuration = tx.tenant_configuration(tenant).await?;
+        self.configurations
+            .insert(tenant.to_owned(), (now, configuration.clone()));
+        Ok(configuration)
     }
 }

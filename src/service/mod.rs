@@ -56,7 +56,7 @@ use serde::{Deserialize, Serialize};
 use crate::auth::{Caller, principal_name};
 use crate::clock::Clock;
 use crate::config::{DEFAULT_CALLING_PLAN_QUOTA, DEFAULT_EMAILS_PER_TENANT_PER_HOUR};
-use crate::domain::{AuditAction, AuditEvent, Operator};
+use crate::domain::{AuditAction, AuditEvent, Operator, TenantConfiguration};
 use crate::error::{Error, Reason, Result};
 use crate::routing::Providers;
 use crate::store::{Changes, Claim, Store, StoreError, Tx};
@@ -78,6 +78,9 @@ pub struct Service {
     addresses: Arc<dyn AddressValidator>,
     /// Set when the server shuts down: change streams end.
     streams_closing: Arc<tokio::sync::watch::Sender<bool>>,
+    /// The tenants' configurations as last read, with when (see `configuration::DEFAULTS_KEPT`).
+    configurations:
+        Arc<quick_cache::sync::Cache<String, (std::time::Instant, TenantConfiguration)>>,
 }
 
 /// How a mutation may be retried or rehearsed (AIP-155 and AIP-163).
@@ -197,6 +200,9 @@ impl Service {
             email_rate: EmailRate::per_hour(DEFAULT_EMAILS_PER_TENANT_PER_HOUR),
             addresses: Arc::new(OfflineAddressRules),
             streams_closing: Arc::new(tokio::sync::watch::Sender::new(false)),
+            configurations: Arc::new(quick_cache::sync::Cache::new(
+                configuration::KEPT_CONFIGURATIONS,
+            )),
         }
     }
 

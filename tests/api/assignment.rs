@@ -330,6 +330,20 @@ impl State {
 }
 
 /// Runs a call that must be refused with `code` and `reason`, and checks that the tenant's data
+/// is exactly as before. Answers the status. (The function form, for the other areas.)
+pub(crate) async fn refused<T: std::fmt::Debug>(
+    app: &TestApp,
+    call: impl std::future::Future<Output = Result<T, Status>>,
+    code: Code,
+    reason: &str,
+) -> Status {
+    let before = State::read(app).await;
+    let status = assert_error(call.await, code, reason);
+    before.assert_unchanged(app).await;
+    status
+}
+
+/// Runs a call that must be refused with `code` and `reason`, and checks that the tenant's data
 /// is exactly as before. Answers the status.
 macro_rules! refused {
     ($app:expr, $call:expr, $code:expr, $reason:expr $(,)?) => {{

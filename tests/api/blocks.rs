@@ -10,9 +10,9 @@ use number_management::domain;
 use number_management::proto::v1 as pb;
 use tonic::{Code, Status};
 
-use crate::assignment::{State, events_of, get_number};
+use crate::assignment::{State, events_of, get_number, refused};
 use crate::calls::{assign, assign_request, remove, remove_request};
-use crate::helpers::{Backend, Client, TestApp, TestConfig, assert_error, number, violated_fields};
+use crate::helpers::{Backend, Client, TestApp, TestConfig, number, violated_fields};
 use crate::on_both_stores;
 
 const TENANT: &str = "contoso";
@@ -90,20 +90,6 @@ async fn listed_in(client: &mut Client, state: i32) -> Vec<String> {
         .into_iter()
         .map(|n| n.phone_number)
         .collect()
-}
-
-/// Runs a call that must be refused with `code` and `reason`, and checks that the tenant's data
-/// is exactly as before. Answers the status.
-async fn refused<T: std::fmt::Debug>(
-    app: &TestApp,
-    call: impl std::future::Future<Output = Result<T, Status>>,
-    code: Code,
-    reason: &str,
-) -> Status {
-    let before = State::read(app).await;
-    let status = assert_error(call.await, code, reason);
-    before.assert_unchanged(app).await;
-    status
 }
 
 async fn a_block_is_set_shown_listed_and_lifted(backend: Backend) {

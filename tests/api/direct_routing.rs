@@ -7,7 +7,7 @@
 use number_management::proto::v1 as pb;
 use tonic::{Code, Status};
 
-use crate::assignment::{State, events_of, get_number};
+use crate::assignment::{State, events_of, get_number, refused};
 use crate::calls::{all_phone_numbers, assign, assign_request};
 use crate::helpers::{Backend, Client, TestApp, assert_error, violated_fields};
 use crate::on_both_stores;
@@ -62,20 +62,6 @@ async fn release(client: &mut Client, numbers: &[&str]) -> Result<Vec<String>, S
         })
         .await
         .map(|r| r.into_inner().phone_numbers)
-}
-
-/// Runs a call that must be refused with `code` and `reason`, and checks that the tenant's data
-/// is exactly as before. Answers the status.
-async fn refused<T: std::fmt::Debug>(
-    app: &TestApp,
-    call: impl std::future::Future<Output = Result<T, Status>>,
-    code: Code,
-    reason: &str,
-) -> Status {
-    let before = State::read(app).await;
-    let status = assert_error(call.await, code, reason);
-    before.assert_unchanged(app).await;
-    status
 }
 
 async fn numbers_are_loaded_ahead_of_use_then_assigned_and_released(backend: Backend) {

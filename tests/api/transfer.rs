@@ -7,9 +7,9 @@
 use number_management::proto::v1 as pb;
 use tonic::{Code, Status};
 
-use crate::assignment::{State, events_of, get_number, get_user};
+use crate::assignment::{State, events_of, get_number, get_user, refused};
 use crate::calls::{assign, assign_request};
-use crate::helpers::{Backend, Client, TestApp, assert_error, violated_fields};
+use crate::helpers::{Backend, Client, TestApp, violated_fields};
 use crate::on_both_stores;
 
 const TENANT: &str = "contoso";
@@ -51,20 +51,6 @@ async fn transfer(
         .transfer_phone_number(request)
         .await
         .map(tonic::Response::into_inner)
-}
-
-/// Runs a call that must be refused with `code` and `reason`, and checks that the tenant's data
-/// is exactly as before. Answers the status.
-async fn refused<T: std::fmt::Debug>(
-    app: &TestApp,
-    call: impl std::future::Future<Output = Result<T, Status>>,
-    code: Code,
-    reason: &str,
-) -> Status {
-    let before = State::read(app).await;
-    let status = assert_error(call.await, code, reason);
-    before.assert_unchanged(app).await;
-    status
 }
 
 /// John, with `CP_0101` as his primary number at `redmond-hq`.

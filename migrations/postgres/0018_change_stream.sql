@@ -1,18 +1,14 @@
 -- A change stream for internal clients (WatchChanges), fed from the audit trail that every
--- change writes in its own transaction. Each event gets the next number of its tenant's
--- counter, taken at the end of the change's transaction and held until its commit, so the
--- numbers follow the commit order with no gap: a reader that has seen event n has seen every
--- event before it. Events written before this release have none (the stream starts from now
--- or from a resume token).
-CREATE TABLE change_sequences (
-    tenant_id TEXT COLLATE "C" PRIMARY KEY,
-    last      BIGINT NOT NULL
-);
-ALTER TABLE change_sequences ENABLE ROW LEVEL SECURITY;
-CREATE POLICY tenant_scope ON change_sequences TO numbers_service
-    USING (tenant_id = current_setting('numbers.tenant', true)
-           OR current_setting('numbers.tenant', true) = '*');
-GRANT SELECT, INSERT, UPDATE, DELETE ON change_sequences TO numbers_service;
+-- change writes in its own transaction. Each event gets a position from one sequence, taken
+-- in the change's last statement (after every row lock it takes, so two changes of one record
+-- get their positions in the order they commit) while the change holds its tenant's gate, an
+-- advisory lock, shared until its commit. A reader takes the gate exclusively for an instant:
+-- every change of the tenant that holds a position by then has committed or rolled back, so
+-- the reader reads up to the sequence's last value and loses nothing that commits later.
+-- Events written before this release have no position (a stream starts from now or from a
+-- resume token).
+CREATE SEQUENCE change_positions;
+GRANT USAGE, SELECT ON SEQUENCE change_positions TO numbers_service;
 
 ALTER TABLE audit_events ADD COLUMN seq BIGINT;
 CREATE INDEX audit_events_in_commit_order ON audit_events (tenant_id, seq) WHERE seq IS NOT NULL;

@@ -108,14 +108,13 @@ WITH numbers AS (
             emergency_location_id, previous_location_id, state, ticket, reason, attempts,
             failures, create_time)
 ), sequenced AS (
-    -- The tenant's change counter, held until the commit (the change stream's order).
-    INSERT INTO change_sequences (tenant_id, last) VALUES (:tenant, 1)
-    ON CONFLICT (tenant_id) DO UPDATE SET last = change_sequences.last + excluded.last
-    RETURNING last
+    -- The event's position in the change stream, under the tenant's gate (held shared).
+    SELECT nextval('change_positions') AS position
+    FROM (SELECT pg_advisory_xact_lock_shared(7301, hashtext(:tenant))) AS gate
 ), audit AS (
     INSERT INTO audit_events (tenant_id, id, time, actor, action, phone_number, user_id,
         request_id, before, after, seq)
-    SELECT :tenant, e.*, (SELECT last FROM sequenced) FROM unnest(ARRAY[gen_random_uuid()]::uuid[], ARRAY[now()]::timestamptz[],
+    SELECT :tenant, e.*, (SELECT position FROM sequenced) FROM unnest(ARRAY[gen_random_uuid()]::uuid[], ARRAY[now()]::timestamptz[],
         ARRAY['ceiling']::text[], ARRAY['ASSIGN_PHONE_NUMBER']::text[], ARRAY[:number::text]::text[],
         ARRAY[:u_id::text]::text[], ARRAY[:request_id::text]::text[], ARRAY[NULL]::jsonb[],
         ARRAY[jsonb_build_object('phoneNumber', :number::text, 'numberType', 'DIRECT_ROUTING',

@@ -1,5 +1,6 @@
 //! WatchChanges: the tenant's changes, as the audit events each change's transaction wrote, in
-//! commit order, from a position or from now, for as long as the client listens.
+//! the order of their positions (each record's changes in the order they committed), from a
+//! position or from now, for as long as the client listens.
 
 use std::time::Duration;
 

@@ -346,8 +346,8 @@ impl Service {
             operation.settle(now);
             tx.update_operation(tenant, &operation).await?;
         }
-        // The changes last: writing them takes the tenant's change counter, held until the
-        // commit, after every other lock (see `store::Transaction::apply`).
+        // The changes last: their events take their stream positions after every row lock
+        // (see `store::Transaction::apply`).
         tx.apply(tenant, &changes).await?;
         tx.commit().await?;
         Ok(())

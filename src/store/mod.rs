@@ -234,9 +234,9 @@ pub trait Transaction:
     + fmt::Debug
 {
     /// Writes everything a mutation changes, as few statements as the database needs. Its
-    /// audit events take their positions in the tenant's commit order here (on PostgreSQL a
-    /// counter held until the commit), so a transaction applies its changes after taking every
-    /// other lock it needs, just before it commits.
+    /// audit events take their positions in the change stream here (on PostgreSQL under the
+    /// tenant's change gate, held shared until the commit), so a transaction applies its
+    /// changes after taking every row lock it needs, just before it commits.
     async fn apply(&mut self, tenant: &TenantId, changes: &Changes) -> StoreResult<()>;
 
     /// Writes the changes of many mutations (a batch of bulk items), each as

@@ -21,7 +21,7 @@ const A: &str = "tenant-a";
 const B: &str = "tenant-b";
 
 /// Every table that holds a tenant's rows.
-const TENANT_TABLES: [&str; 16] = [
+const TENANT_TABLES: [&str; 15] = [
     "bulk_operations",
     "bulk_items",
     "users",
@@ -37,7 +37,6 @@ const TENANT_TABLES: [&str; 16] = [
     "tenant_configurations",
     "tags",
     "phone_number_tags",
-    "change_sequences",
 ];
 
 fn uuid() -> String {

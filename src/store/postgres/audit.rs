@@ -93,13 +93,18 @@ impl AuditRepository for PgTx {
         rows.into_iter().map(TryInto::try_into).collect()
     }
     async fn change_cursor(&mut self, tenant: &TenantId) -> StoreResult<i64> {
-        let last: Option<i64> =
-            sqlx::query_scalar("SELECT last FROM change_sequences WHERE tenant_id = $1")
-                .bind(tenant)
-                .fetch_optional(self.scoped(tenant).await?)
-                .await
-                .map_err(|e| self.failed(e))?;
-        Ok(last.unwrap_or(0))
+        // The tenant's gate, taken for the statement: every change of the tenant holding a
+        // position has committed (or rolled back) once it is granted.
+        let last: i64 = sqlx::query_scalar(
+            "SELECT (SELECT CASE WHEN is_called THEN last_value ELSE 0 END \
+             FROM change_positions) \
+             FROM (SELECT pg_advisory_xact_lock(7301, hashtext($1))) AS gate",
+        )
+        .bind(tenant)
+        .fetch_one(self.scoped(tenant).await?)
+        .await
+        .map_err(|e| self.failed(e))?;
+        Ok(last)
     }
 
     async fn changes_after(
@@ -108,12 +113,17 @@ impl AuditRepository for PgTx {
         after: i64,
         limit: usize,
     ) -> StoreResult<Vec<(i64, AuditEvent)>> {
+        // Up to what every change has settled, then read in a statement of its own, whose
+        // snapshot comes after the gate.
+        let settled = self.change_cursor(tenant).await?;
         let rows: Vec<SequencedRow> = sqlx::query_as(
             "SELECT seq, id, time, actor, action, phone_number, user_id, request_id, before, \
-             after FROM audit_events WHERE tenant_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+             after FROM audit_events WHERE tenant_id = $1 AND seq > $2 AND seq <= $3 \
+             ORDER BY seq LIMIT $4",
         )
         .bind(tenant)
         .bind(after)
+        .bind(settled)
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(self.scoped(tenant).await?)
         .await

@@ -65,18 +65,19 @@ WITH numbers AS (
             emergency_location_id, previous_location_id, state, ticket, reason, attempts,
             failures, create_time)
 ), sequenced AS (
-    -- The tenant's change counter, taken last of all (it is held until the commit), numbers
-    -- the events in commit order: a transaction that takes it after another waits for that
-    -- one's commit (WatchChanges reads the events in this order).
-    INSERT INTO change_sequences (tenant_id, last)
-    SELECT $1, cardinality($41::uuid[]) WHERE cardinality($41::uuid[]) > 0
-    ON CONFLICT (tenant_id) DO UPDATE SET last = change_sequences.last + excluded.last
-    RETURNING last
+    -- The events' positions in the change stream, from one sequence, taken here, after every
+    -- row lock the change took, with the tenant's change gate held shared until the commit
+    -- (see migration 0018): a reader that takes the gate has every position handed out by then
+    -- committed or gone.
+    SELECT nextval('change_positions') AS position, s.n
+    FROM (SELECT pg_advisory_xact_lock_shared(7301, hashtext($1))
+          WHERE cardinality($41::uuid[]) > 0) AS gate,
+        generate_series(1, cardinality($41::uuid[])) AS s(n)
 ), audit AS (
     INSERT INTO audit_events (tenant_id, id, time, actor, action, phone_number, user_id,
         request_id, before, after, seq)
     SELECT $1, e.id, e.time, e.actor, e.action, e.phone_number, e.user_id, e.request_id,
-        e.before, e.after, (SELECT last FROM sequenced) - cardinality($41::uuid[]) + e.n
+        e.before, e.after, (SELECT position FROM sequenced WHERE sequenced.n = e.n)
     FROM unnest($41::uuid[], $42::timestamptz[], $43::text[], $44::text[],
         $45::text[], $46::text[], $47::text[], $48::jsonb[], $49::jsonb[]) WITH ORDINALITY
         AS e(id, time, actor, action, phone_number, user_id, request_id, before, after, n)

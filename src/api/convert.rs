@@ -552,19 +552,17 @@ fn optional_category(field: &str, value: i32) -> Result<Option<AssignmentCategor
     })
 }
 
-/// Reads the numbers and the tags of a tag call: 1 to 1,000 numbers and 1 to 50 tags, each
-/// tag as [`Tag::parse`] reads it, duplicates (case-insensitive) once.
+/// Reads the numbers and the tags of a tag call: 1 to 1,000 numbers ([`phone_numbers`]) and 1
+/// to 50 tags, each as [`Tag::parse`] reads it, duplicates (case-insensitive) once.
 pub(crate) fn tag_edit(
     phone_numbers: &[String],
     tags: &[String],
 ) -> Result<(Vec<E164>, Vec<Tag>), Error> {
-    if phone_numbers.is_empty() {
-        return Err(Error::invalid_field(
-            Reason::InvalidArgument,
-            "phone_numbers",
-            "is required: give 1 to 1000 numbers",
-        ));
-    }
+    let numbers = self::phone_numbers(
+        "phone_numbers",
+        phone_numbers,
+        crate::service::MAX_NUMBERS_PER_REQUEST,
+    )?;
     if tags.is_empty() || tags.len() > MAX_TAGS_PER_NUMBER {
         return Err(Error::invalid_field(
             Reason::InvalidArgument,
@@ -572,11 +570,6 @@ pub(crate) fn tag_edit(
             format!("must have 1 to {MAX_TAGS_PER_NUMBER} tags"),
         ));
     }
-    let numbers = phone_numbers
-        .iter()
-        .enumerate()
-        .map(|(i, n)| phone_number(&format!("phone_numbers[{i}]"), n))
-        .collect::<Result<Vec<_>, _>>()?;
     let mut parsed: Vec<Tag> = Vec::with_capacity(tags.len());
     for (i, tag) in tags.iter().enumerate() {
         let tag = Tag::parse(tag).map_err(|why| {

@@ -733,10 +733,7 @@ impl NumberManagement for NumberManagementApi {
     ) -> Answer<pb::Operation> {
         let caller = caller(&request)?;
         let request = request.into_inner();
-        let id = request.id.trim();
-        if id.is_empty() {
-            return Err(Error::invalid_field(Reason::InvalidArgument, "id", "is required").into());
-        }
+        let id = required_id("id", &request.id)?;
         let results = ResultsPage {
             page: self.tokens.page_request(&caller.tenant_id, &request)?,
             failed_only: request.failed_only,

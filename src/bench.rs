@@ -911,7 +911,7 @@ impl Outcome {
         self.finished.push(finished);
         if let Err(status) = result {
             self.errors
-                .entry(code_name(status.code()))
+                .entry(crate::proto::code_name(status.code()))
                 .or_insert_with(|| (0, status.message().to_owned()))
                 .0 += 1;
         }
@@ -968,18 +968,6 @@ where
     outcome.latencies.sort_unstable();
     outcome.finished.sort_unstable();
     outcome
-}
-
-/// A gRPC code as the protocol spells it: `ALREADY_EXISTS`.
-fn code_name(code: tonic::Code) -> String {
-    let mut name = String::new();
-    for (i, c) in format!("{code:?}").chars().enumerate() {
-        if c.is_uppercase() && i > 0 {
-            name.push('_');
-        }
-        name.push(c.to_ascii_uppercase());
-    }
-    name
 }
 
 // ---- the report --------------------------------------------------------------------------------
@@ -1525,9 +1513,15 @@ mod tests {
 
     #[test]
     fn codes_are_spelled_as_in_the_protocol() {
-        assert_eq!(code_name(tonic::Code::AlreadyExists), "ALREADY_EXISTS");
-        assert_eq!(code_name(tonic::Code::Ok), "OK");
-        assert_eq!(code_name(tonic::Code::Unavailable), "UNAVAILABLE");
+        assert_eq!(
+            crate::proto::code_name(tonic::Code::AlreadyExists),
+            "ALREADY_EXISTS"
+        );
+        assert_eq!(crate::proto::code_name(tonic::Code::Ok), "OK");
+        assert_eq!(
+            crate::proto::code_name(tonic::Code::Unavailable),
+            "UNAVAILABLE"
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! apply the [`domain`]'s rules, write) -> [`store`] (one transaction). See
 //! `docs/architecture.md` for the map.
 
+pub mod admin;
 pub mod api;
 pub mod app;
 pub mod auth;

@@ -1,14 +1,16 @@
 //! The `numbers` command: `numbers serve` runs the service, `numbers token` mints a token,
-//! `numbers bench` measures the service.
+//! `numbers bench` measures the service, and the admin commands (`numbers assign`, `numbers
+//! list`, `numbers import`, ...) work with a running server.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
+use clap::CommandFactory as _;
 use clap::{Parser, Subcommand};
 use number_management::app::TokenFor;
 use number_management::auth::Role;
 use number_management::config::{CommonArgs, ServeArgs, Settings};
-use number_management::{app, bench, telemetry};
+use number_management::{admin, app, bench, telemetry};
 
 /// mimalloc gives memory back to the system once a burst is over (a bulk call's 100,000 items),
 /// where the system allocator keeps it in its arenas: the server's resident memory follows what
@@ -44,6 +46,14 @@ enum Command {
     /// Measure the service: start `numbers serve` on a fresh database and drive it over gRPC
     /// with concurrent clients, printing throughput and latency per phase.
     Bench(bench::BenchArgs),
+    /// Print the shell completion script of `numbers` for bash, zsh, fish, elvish or powershell
+    /// (for bash: `numbers completions bash > /etc/bash_completion.d/numbers`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    #[command(flatten)]
+    Admin(admin::Command),
 }
 
 #[derive(clap::Args)]
@@ -101,6 +111,16 @@ async fn main() -> ExitCode {
             })
         }
         Command::Bench(args) => bench::run(args).await,
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "numbers",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
+        Command::Admin(command) => return admin::run(command).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

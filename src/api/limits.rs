@@ -7,14 +7,11 @@
 //! limit, and the reason the first such field's own checks give ([`reason`]); a message over
 //! [`MAX_MESSAGE_BYTES`] is refused by the server before it is decoded.
 
-use std::sync::LazyLock;
-
-use prost_reflect::{DescriptorPool, DynamicMessage, Value};
+use prost_reflect::{DynamicMessage, Value};
 
 use super::pagination::MAX_TOKEN_CHARS;
 use crate::domain::{MAX_TAG_CHARS, MAX_TAGS_PER_NUMBER};
 use crate::error::{Error, FieldViolation, Reason};
-use crate::proto::FILE_DESCRIPTOR_SET;
 use crate::service::MAX_NUMBERS_PER_REQUEST;
 
 /// The largest request message, encoded. The largest legitimate one, an upload of
@@ -56,14 +53,9 @@ fn reason(field: &str) -> Reason {
     }
 }
 
-/// The API's descriptors.
-static DESCRIPTORS: LazyLock<DescriptorPool> = LazyLock::new(|| {
-    DescriptorPool::decode(FILE_DESCRIPTOR_SET).expect("the API's own descriptor set decodes")
-});
-
 /// Refuses `request` if a field is over its limit.
 pub(crate) fn check<T: prost::Name>(request: &T) -> Result<(), Error> {
-    let Some(descriptor) = DESCRIPTORS.get_message_by_name(&T::full_name()) else {
+    let Some(descriptor) = crate::proto::descriptors().get_message_by_name(&T::full_name()) else {
         return Err(Error::internal(anyhow::anyhow!(
             "no descriptor for {}",
             T::full_name()

@@ -153,7 +153,7 @@ pub struct CreateLocationArgs {
     description: Option<String>,
     /// The company at the address.
     #[arg(long)]
-    company: Option<String>,
+    company: String,
     /// The house number, such as 1.
     #[arg(long)]
     house_number: Option<String>,
@@ -223,7 +223,7 @@ pub(super) async fn locations(command: LocationsCommand) -> Outcome {
                     emergency_location: Some(pb::EmergencyLocation {
                         description: args.description.unwrap_or_default(),
                         address: Some(pb::CivicAddress {
-                            company_name: args.company.unwrap_or_default(),
+                            company_name: args.company,
                             house_number: args.house_number.unwrap_or_default(),
                             street_name: args.street,
                             street_suffix: args.street_suffix.unwrap_or_default(),

@@ -9,6 +9,7 @@ mod calls;
 mod helpers;
 
 mod acquisition;
+mod admin_cli;
 mod assignment;
 mod audit;
 mod auth;

@@ -42,7 +42,9 @@ const { NumberManagement } = grpc.loadPackageDefinition(definition).numbers.v1;
 // google.rpc.Status and ErrorInfo, to decode the grpc-status-details-bin trailer.
 const rpcTypes = new protobuf.Root();
 rpcTypes.resolvePath = (_origin, target) => path.join(PROTO, target);
-rpcTypes.loadSync(['google/rpc/status.proto', 'google/rpc/error_details.proto'], { keepCase: true });
+rpcTypes.loadSync(['google/rpc/status.proto', 'google/rpc/error_details.proto'], {
+  keepCase: true,
+});
 const Status = rpcTypes.lookupType('google.rpc.Status');
 const ErrorInfo = rpcTypes.lookupType('google.rpc.ErrorInfo');
 
@@ -110,7 +112,9 @@ async function main() {
       notify_user: false,
     });
     if (leftover.phone_numbers.length > 0) {
-      console.log(`cleared what an earlier run left: ${leftover.phone_numbers.map((n) => n.phone_number)}`);
+      console.log(
+        `cleared what an earlier run left: ${leftover.phone_numbers.map((n) => n.phone_number)}`,
+      );
     }
 
     const assigned = await call('AssignPhoneNumber', {
@@ -154,11 +158,16 @@ async function main() {
     });
     console.log(
       `changed ${changed.previous_phone_number.phone_number} ` +
-        `(${changed.previous_phone_number.assignment_status}) for ${changed.phone_number.phone_number}; ` +
+        `(${changed.previous_phone_number.assignment_status}) ` +
+        `for ${changed.phone_number.phone_number}; ` +
         `${USER} holds ${JSON.stringify(changed.user.phone_numbers)}`,
     );
     expect('previous number', changed.previous_phone_number.phone_number, FIRST);
-    expect("previous number's status", changed.previous_phone_number.assignment_status, 'UNASSIGNED');
+    expect(
+      "previous number's status",
+      changed.previous_phone_number.assignment_status,
+      'UNASSIGNED',
+    );
     expect('new number', changed.phone_number.phone_number, SECOND);
     expect("new number's holder", changed.phone_number.assigned_to_user_principal_name, USER);
     expect("the user's numbers after changing", changed.user.phone_numbers, [SECOND]);

@@ -61,7 +61,10 @@ def main() -> int:
     server = os.environ.get("NUMBERS_SERVER", "127.0.0.1:50051")
     token = os.environ.get("NUMBERS_TOKEN")
     if not token:
-        print("set NUMBERS_TOKEN: cargo run -q -- token --tenant contoso --role admin", file=sys.stderr)
+        print(
+            "set NUMBERS_TOKEN: cargo run -q -- token --tenant contoso --role admin",
+            file=sys.stderr,
+        )
         return 2
     metadata = [("authorization", f"Bearer {token}")]
     with grpc.insecure_channel(server) as channel:
@@ -82,10 +85,13 @@ def main() -> int:
         # block (block_days 0) and without an email.
         leftover = call(
             stub.RemovePhoneNumber,
-            api.RemovePhoneNumberRequest(identity=USER, remove_all=True, block_days=0, notify_user=False),
+            api.RemovePhoneNumberRequest(
+                identity=USER, remove_all=True, block_days=0, notify_user=False
+            ),
         )
         if leftover.phone_numbers:
-            print(f"cleared what an earlier run left: {[n.phone_number for n in leftover.phone_numbers]}")
+            left = [n.phone_number for n in leftover.phone_numbers]
+            print(f"cleared what an earlier run left: {left}")
 
         assigned = call(
             stub.AssignPhoneNumber,
@@ -105,21 +111,26 @@ def main() -> int:
         )
         expect("assigned number", number.phone_number, FIRST)
         expect("assigned to", number.assigned_to_user_principal_name, USER)
-        expect("assignment category", number.assignment_category, pn.PRIMARY)
-        expect("activation state", number.activation_state, pn.ACTIVATED)
+        expect(
+            "assignment category", pn.AssignmentCategory.Name(number.assignment_category), "PRIMARY"
+        )
+        expect("activation state", pn.ActivationState.Name(number.activation_state), "ACTIVATED")
         expect("enterprise voice after assigning", assigned.user.enterprise_voice_enabled, True)
         expect("the user's numbers after assigning", list(assigned.user.phone_numbers), [FIRST])
 
         # A number has one holder: giving the user's number to Jack is refused, and the reason is
         # for programs to read in the ErrorInfo, not in the message.
         try:
-            call(stub.AssignPhoneNumber, api.AssignPhoneNumberRequest(identity=OTHER_USER, phone_number=FIRST))
+            call(
+                stub.AssignPhoneNumber,
+                api.AssignPhoneNumberRequest(identity=OTHER_USER, phone_number=FIRST),
+            )
             failures.append(f"assigning {FIRST} to {OTHER_USER} succeeded; it is {USER}'s")
         except grpc.RpcError as error:
             info = error_info(error)
             reason = info.reason if info else None
             print(f"refused as expected: {error.code().name} {reason}: {error.details()}")
-            expect("code of the refusal", error.code(), grpc.StatusCode.FAILED_PRECONDITION)
+            expect("code of the refusal", error.code().name, "FAILED_PRECONDITION")
             expect("ErrorInfo.reason of the refusal", reason, "NUMBER_ALREADY_ASSIGNED")
             expect("ErrorInfo.domain of the refusal", info.domain if info else None, "numbers.v1")
 
@@ -135,19 +146,29 @@ def main() -> int:
         print(
             f"changed {changed.previous_phone_number.phone_number} "
             f"({pn.AssignmentStatus.Name(changed.previous_phone_number.assignment_status)}) "
-            f"for {changed.phone_number.phone_number}; {USER} holds {list(changed.user.phone_numbers)}"
+            f"for {changed.phone_number.phone_number}; "
+            f"{USER} holds {list(changed.user.phone_numbers)}"
         )
         expect("previous number", changed.previous_phone_number.phone_number, FIRST)
-        expect("previous number's status", changed.previous_phone_number.assignment_status, pn.UNASSIGNED)
+        expect(
+            "previous number's status",
+            pn.AssignmentStatus.Name(changed.previous_phone_number.assignment_status),
+            "UNASSIGNED",
+        )
         expect("new number", changed.phone_number.phone_number, SECOND)
         expect("new number's holder", changed.phone_number.assigned_to_user_principal_name, USER)
         expect("the user's numbers after changing", list(changed.user.phone_numbers), [SECOND])
 
         removed = call(
             stub.RemovePhoneNumber,
-            api.RemovePhoneNumberRequest(identity=USER, phone_number=SECOND, block_days=0, notify_user=False),
+            api.RemovePhoneNumberRequest(
+                identity=USER, phone_number=SECOND, block_days=0, notify_user=False
+            ),
         )
-        statuses = [(n.phone_number, pn.AssignmentStatus.Name(n.assignment_status)) for n in removed.phone_numbers]
+        statuses = [
+            (n.phone_number, pn.AssignmentStatus.Name(n.assignment_status))
+            for n in removed.phone_numbers
+        ]
         print(
             f"removed {statuses} from {removed.user.user_principal_name}; enterprise voice "
             f"{'on' if removed.user.enterprise_voice_enabled else 'off'}"
@@ -171,8 +192,6 @@ if __name__ == "__main__":
     except grpc.RpcError as error:
         # An unexpected refusal: say which, with its reason, and fail.
         info = error_info(error)
-        print(
-            f"unexpected error: {error.code().name} {info.reason if info else ''}: {error.details()}",
-            file=sys.stderr,
-        )
+        reason = info.reason if info else ""
+        print(f"unexpected error: {error.code().name} {reason}: {error.details()}", file=sys.stderr)
         sys.exit(1)

@@ -714,3 +714,48 @@ async fn postgres_connections_can_require_tls() {
     let users = list_users(&mut app.admin(TENANT)).await.unwrap();
     assert_eq!(users.users.len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_admin_command_line_speaks_mutual_tls() {
+    let ca = TestCa::new("test CA");
+    let clients = TestCa::new("client CA");
+    let files = Files::new(&ca.server(), Some(&clients));
+    let app = start(files.settings(true)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    std::fs::write(path("ca.pem"), ca.pem()).unwrap();
+    let admin_pair = clients.client("admin-laptop");
+    std::fs::write(path("client.pem"), &admin_pair.cert).unwrap();
+    std::fs::write(path("client.key"), &admin_pair.key).unwrap();
+    let server = format!("https://localhost:{}", app.address.port());
+    let token = app.token(TENANT, Role::Reader);
+    let run = |extra: &[&str]| {
+        let mut args = vec!["users", "search", "--server", &server, "--token", &token];
+        args.extend_from_slice(extra);
+        let mut command = numbers_command(&args);
+        command.env("NUMBERS_CLI_CONFIG", path("cli.toml"));
+        tokio::process::Command::from(command).output()
+    };
+
+    let with = run(&[
+        "--ca-cert",
+        &path("ca.pem"),
+        "--client-cert",
+        &path("client.pem"),
+        "--client-key",
+        &path("client.key"),
+    ])
+    .await
+    .unwrap();
+    assert!(with.status.success(), "{with:?}");
+    assert!(String::from_utf8_lossy(&with.stdout).contains("user principal name"));
+
+    // Without its certificate the API refuses it, and says why (exit 6: not allowed).
+    let without = run(&["--ca-cert", &path("ca.pem")]).await.unwrap();
+    assert_eq!(without.status.code(), Some(6), "{without:?}");
+    assert!(String::from_utf8_lossy(&without.stderr).contains("CLIENT_CERTIFICATE_REQUIRED"));
+
+    // A server it does not trust is not talked to.
+    let untrusted = run(&[]).await.unwrap();
+    assert_eq!(untrusted.status.code(), Some(5), "{untrusted:?}");
+}

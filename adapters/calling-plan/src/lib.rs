@@ -193,6 +193,7 @@ impl CallingPlan {
                 activation: ActivationMode::Synchronous,
                 base_and_extensions_exclusive: false,
                 catalogue: true,
+                lists_numbers: false,
             },
             ranges,
         })

@@ -34,6 +34,7 @@ impl Default for DirectRouting {
                 activation: ActivationMode::Synchronous,
                 base_and_extensions_exclusive: true,
                 catalogue: false,
+                lists_numbers: false,
             },
         }
     }

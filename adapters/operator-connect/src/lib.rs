@@ -47,6 +47,7 @@ impl OperatorConnect {
                 activation: ActivationMode::Synchronous,
                 base_and_extensions_exclusive: false,
                 catalogue: false,
+                lists_numbers: false,
             },
         }
     }

@@ -45,6 +45,9 @@ pub struct Descriptor {
     /// Whether the provider sells numbers: [`Provider::search`], [`Provider::acquire`] and
     /// [`Provider::release`] work.
     pub catalogue: bool,
+    /// Whether the provider can tell which numbers it holds for a tenant and how
+    /// ([`Provider::list_numbers`]), so reconciliation can compare them with the inventory.
+    pub lists_numbers: bool,
 }
 
 impl Descriptor {
@@ -161,6 +164,40 @@ pub struct OfferedNumber {
     pub city: String,
     /// What the number may be assigned to.
     pub capabilities: Capabilities,
+}
+
+/// Whether the carrier routes a number's calls, as the carrier itself tells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CarrierState {
+    /// Provisioned: calls reach the target.
+    Active,
+    /// A change was accepted and is not finished yet.
+    Pending,
+    /// Held for the tenant, provisioned for no one.
+    Inactive,
+}
+
+/// A number as the carrier holds it for a tenant: what reconciliation compares with the
+/// inventory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CarrierNumber {
+    /// E.164 with `+` (and `;ext=` where it has one).
+    pub phone_number: String,
+    /// Whether the carrier routes its calls.
+    pub state: CarrierState,
+    /// The service's id of the user the carrier has it enabled for; `None` when no one.
+    pub target_id: Option<String>,
+    /// The service's id of the emergency location the carrier has registered; `None` when none.
+    pub emergency_location_id: Option<String>,
+}
+
+/// One page of the numbers a carrier holds for a tenant, in number order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CarrierPage {
+    /// The numbers, each after the previous page's last.
+    pub numbers: Vec<CarrierNumber>,
+    /// The last number of this page, to pass as `after` for the next; `None` at the end.
+    pub next_after: Option<String>,
 }
 
 /// Why a provider refused or failed, and whether trying again can help.
@@ -285,6 +322,19 @@ pub trait Provider: Send + Sync + fmt::Debug {
     async fn release(&self, tenant_id: &str, numbers: &[String]) -> ProviderResult<()> {
         let _ = (tenant_id, numbers);
         Err(self.unsupported("releasing numbers"))
+    }
+
+    /// The numbers the carrier holds for `tenant_id`, in number order: up to `limit` of them,
+    /// after the number `after` (from the start when `None`). Only providers whose descriptor
+    /// says [`Descriptor::lists_numbers`] offer it.
+    async fn list_numbers(
+        &self,
+        tenant_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> ProviderResult<CarrierPage> {
+        let _ = (tenant_id, after, limit);
+        Err(self.unsupported("listing the numbers it holds"))
     }
 
     /// The error of an operation this provider does not offer.

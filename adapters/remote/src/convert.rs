@@ -89,6 +89,7 @@ impl From<&Descriptor> for proto::Descriptor {
             activation: proto::ActivationMode::from(d.activation).into(),
             base_and_extensions_exclusive: d.base_and_extensions_exclusive,
             catalogue: d.catalogue,
+            lists_numbers: d.lists_numbers,
         }
     }
 }
@@ -106,6 +107,7 @@ impl TryFrom<proto::Descriptor> for Descriptor {
             tenant_location_update_allowed: d.tenant_location_update_allowed,
             base_and_extensions_exclusive: d.base_and_extensions_exclusive,
             catalogue: d.catalogue,
+            lists_numbers: d.lists_numbers,
         })
     }
 }
@@ -379,6 +381,7 @@ mod tests {
             activation: ActivationMode::Asynchronous,
             base_and_extensions_exclusive: false,
             catalogue: false,
+            lists_numbers: false,
         });
         descriptor.number_type = 0;
         let error = Descriptor::try_from(descriptor).unwrap_err();

@@ -274,6 +274,7 @@ fn an_endpoint_that_is_not_a_uri_is_refused() {
             activation: numbers_provider::ActivationMode::Synchronous,
             base_and_extensions_exclusive: false,
             catalogue: false,
+            lists_numbers: false,
         },
         RemoteSettings::new("http://exa mple"),
     )

@@ -12,6 +12,7 @@ mod notification;
 mod operation;
 mod operator;
 mod phone_number;
+mod reconciliation;
 mod tag;
 mod tenant;
 mod user;
@@ -44,6 +45,7 @@ pub use phone_number::{
     ActivationState, Assignment, AssignmentStatus, Block, BlockState, CountryReadiness, E164,
     NumberFilter, PhoneNumber, ReadinessProblem,
 };
+pub use reconciliation::{Drift, DriftKind, compare as compare_with_carrier};
 pub use tag::{MAX_TAG_CHARS, MAX_TAGS_PER_NUMBER, Tag, TagCount};
 pub use tenant::{MAX_BLOCK_DAYS, TenantConfiguration};
 pub use user::{Identity, License, Licenses, User, UserFilter, UserUpsert};

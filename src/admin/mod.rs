@@ -12,6 +12,7 @@ mod import;
 mod numbers;
 mod operations;
 mod output;
+mod tools;
 
 use std::process::ExitCode;
 
@@ -61,9 +62,24 @@ pub enum Command {
     Locations(directory::LocationsCommand),
     /// The audit trail of numbers and users (Get-CsPhoneNumberAssignment's history).
     Audit(directory::AuditArgs),
-    /// Asynchronous changes: show one, or wait until it ends.
+    /// Asynchronous changes: show, list, wait for, retry or cancel them.
     #[command(subcommand)]
     Operation(operations::OperationCommand),
+    /// Register an emergency location with a number, or clear it (Set-CsPhoneNumberAssignment
+    /// -LocationId).
+    SetLocation(tools::LocateArgs),
+    /// Block an unassigned number from assignment (Set-CsPhoneNumberAssignmentBlock).
+    Block(tools::BlockArgs),
+    /// Lift a number's block (Remove-CsPhoneNumberAssignmentBlock).
+    Unblock(tools::UnblockArgs),
+    /// Move a number from one holder to another in one step.
+    Transfer(tools::TransferArgs),
+    /// Tags on numbers (Set-CsPhoneNumberTag, Remove-CsPhoneNumberTag, Get-CsPhoneNumberTag).
+    #[command(subcommand)]
+    Tags(tools::TagsCommand),
+    /// The tenant's defaults: emails on assignment and removal, a removal's block.
+    #[command(subcommand)]
+    Config(tools::ConfigCommand),
     /// Assign numbers from a CSV file (identity, number, type, location, category): checks every
     /// row first and changes nothing unless all pass, then runs them as one bulk operation.
     Import(import::ImportArgs),
@@ -213,6 +229,12 @@ pub async fn run(command: Command) -> ExitCode {
         Command::Audit(a) => a.common.output.output,
         Command::Operation(c) => c.common().output.output,
         Command::Import(a) => a.common.output.output,
+        Command::SetLocation(a) => a.common.output.output,
+        Command::Block(a) => a.common.output.output,
+        Command::Unblock(a) => a.common.output.output,
+        Command::Transfer(a) => a.common.output.output,
+        Command::Tags(c) => c.common().output.output,
+        Command::Config(c) => c.common().output.output,
         Command::Export(a) => a.common.output.output,
     };
     let outcome = match command {
@@ -230,6 +252,12 @@ pub async fn run(command: Command) -> ExitCode {
         Command::Audit(args) => directory::audit(args).await,
         Command::Operation(command) => operations::run(command).await,
         Command::Import(args) => import::run(args).await,
+        Command::SetLocation(args) => tools::locate(args).await,
+        Command::Block(args) => tools::block(args).await,
+        Command::Unblock(args) => tools::unblock(args).await,
+        Command::Transfer(args) => tools::transfer(args).await,
+        Command::Tags(command) => tools::tags(command).await,
+        Command::Config(command) => tools::config(command).await,
         Command::Export(args) => numbers::export(args).await,
     };
     match outcome {

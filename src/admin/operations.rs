@@ -6,8 +6,9 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::time::Instant;
 
-use super::output::{Format, json, operation_text, print_json};
-use super::{Common, Exit, Failure, connection};
+use super::numbers::{Paging, more};
+use super::output::{Format, json, name, operation_text, print_json, table, time};
+use super::{Common, Exit, Failure, connection, request_id};
 use crate::proto::v1 as pb;
 
 #[derive(Debug, clap::Subcommand)]
@@ -29,12 +30,63 @@ pub enum OperationCommand {
         #[command(flatten)]
         common: Common,
     },
+    /// Operations, newest first, filtered: the stuck and failed ones to act on.
+    List {
+        /// Only operations in this state.
+        #[arg(long, value_enum)]
+        state: Option<State>,
+        /// Only operations of this number.
+        #[arg(long)]
+        phone_number: Option<String>,
+        #[command(flatten)]
+        paging: Paging,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Try a failed operation's failed steps again (the numbers wait again).
+    Retry {
+        /// The operation's id.
+        id: String,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// End an operation no provider has taken up yet.
+    Cancel {
+        /// The operation's id.
+        id: String,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+/// An operation's state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum State {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl From<State> for pb::operation::State {
+    fn from(value: State) -> Self {
+        match value {
+            State::Pending => Self::Pending,
+            State::Running => Self::Running,
+            State::Succeeded => Self::Succeeded,
+            State::Failed => Self::Failed,
+        }
+    }
 }
 
 impl OperationCommand {
     pub(super) fn common(&self) -> &Common {
         match self {
-            Self::Get { common, .. } | Self::Wait { common, .. } => common,
+            Self::Get { common, .. }
+            | Self::Wait { common, .. }
+            | Self::List { common, .. }
+            | Self::Retry { common, .. }
+            | Self::Cancel { common, .. } => common,
         }
     }
 }
@@ -68,6 +120,78 @@ pub(super) async fn run(command: OperationCommand) -> Result<(), Failure> {
             if operation.state() == pb::operation::State::Failed {
                 return Err(Failure::Reported(Exit::Refused));
             }
+            Ok(())
+        }
+        OperationCommand::List {
+            state,
+            phone_number,
+            paging,
+            ..
+        } => {
+            let (operations, next_page_token) = paging
+                .read(|page_size, page_token| {
+                    let mut client = client.clone();
+                    let request = pb::ListOperationsRequest {
+                        state: state.map(pb::operation::State::from).unwrap_or_default() as i32,
+                        phone_number: phone_number.clone().unwrap_or_default(),
+                        page_size,
+                        page_token,
+                        ..Default::default()
+                    };
+                    async move {
+                        let page = client.list_operations(request).await?.into_inner();
+                        Ok((page.operations, page.next_page_token))
+                    }
+                })
+                .await?;
+            match format {
+                Format::Json => print_json(&json(&pb::ListOperationsResponse {
+                    operations,
+                    next_page_token,
+                })),
+                Format::Table => {
+                    let mut listed = table(["id", "kind", "state", "created", "numbers", "error"]);
+                    for o in &operations {
+                        let mut numbers: Vec<&str> =
+                            o.steps.iter().map(|s| s.phone_number.as_str()).collect();
+                        numbers.dedup();
+                        listed.add_row([
+                            o.id.clone(),
+                            name(o.kind().as_str_name()),
+                            name(o.state().as_str_name()),
+                            time(o.create_time.as_ref()),
+                            numbers.join(", "),
+                            o.error.clone(),
+                        ]);
+                    }
+                    println!("{listed}");
+                    more(&next_page_token);
+                }
+            }
+            Ok(())
+        }
+        OperationCommand::Retry { id, .. } => {
+            let operation = client
+                .retry_operation(pb::RetryOperationRequest {
+                    id,
+                    request_id: request_id(),
+                    validate_only: false,
+                })
+                .await?
+                .into_inner();
+            print(&operation, format);
+            Ok(())
+        }
+        OperationCommand::Cancel { id, .. } => {
+            let operation = client
+                .cancel_operation(pb::CancelOperationRequest {
+                    id,
+                    request_id: request_id(),
+                    validate_only: false,
+                })
+                .await?
+                .into_inner();
+            print(&operation, format);
             Ok(())
         }
     }

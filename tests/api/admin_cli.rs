@@ -608,3 +608,116 @@ async fn completions_are_printed_for_each_shell() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_admins_other_tools_from_the_command_line() {
+    let app = TestApp::spawn_demo(Backend::Sqlite).await;
+    let cli = Cli::new(&app, Role::Admin);
+    let mut admin = app.admin(TENANT);
+
+    cli.run(&["set-location", CP_0103, "--location", "redmond-hq"])
+        .await
+        .succeeded();
+    assert_eq!(
+        get_number(&mut admin, CP_0103).await.emergency_location_id,
+        "redmond-hq"
+    );
+
+    const CP_0104: &str = "+14255550104";
+    let ran = cli
+        .run(&["block", CP_0104, "--days", "30", "-o", "json"])
+        .await;
+    assert_eq!(
+        ran.succeeded().json()["assignmentBlockedState"],
+        "BLOCKED_UNTIL"
+    );
+    let ran = cli
+        .run(&["assign", "--identity", JOHN, "--phone-number", CP_0104])
+        .await;
+    assert!(ran.exited(3).stderr.contains("NUMBER_BLOCKED"), "{ran:#?}");
+    cli.run(&["block", CP_0104]).await.exited(2);
+    cli.run(&["unblock", CP_0104]).await.succeeded();
+    assert_eq!(
+        get_number(&mut admin, CP_0104)
+            .await
+            .assignment_blocked_state(),
+        pb::AssignmentBlockedState::NotBlocked
+    );
+
+    cli.run(&["assign", "--identity", JOHN, "--phone-number", CP_0101])
+        .await
+        .succeeded();
+    let ran = cli
+        .run(&["transfer", CP_0101, "--from", JOHN, "--to", JACK])
+        .await;
+    assert!(
+        ran.succeeded()
+            .stdout
+            .contains(&format!("moved {CP_0101} from {JOHN} to {JACK}")),
+        "{ran:#?}"
+    );
+    assert_eq!(
+        get_number(&mut admin, CP_0101)
+            .await
+            .assigned_to_user_principal_name,
+        JACK
+    );
+
+    cli.run(&["tags", "add", CP_0101, CP_0103, "--tag", "Lobby"])
+        .await
+        .succeeded();
+    let ran = cli.run(&["tags", "list", "-o", "json"]).await;
+    assert_eq!(
+        ran.succeeded().json()["tags"],
+        serde_json::json!([{"name": "Lobby", "phoneNumberCount": "2"}])
+    );
+    let ran = cli.run(&["list", "--tag", "lobby", "-o", "json"]).await;
+    assert_eq!(
+        ran.succeeded().json()["phoneNumbers"]
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
+    cli.run(&["tags", "remove", CP_0103, "--tag", "lobby"])
+        .await
+        .succeeded();
+    assert!(get_number(&mut admin, CP_0103).await.tags.is_empty());
+
+    let ran = cli
+        .run(&[
+            "config",
+            "set",
+            "--removal-block-days",
+            "7",
+            "--assignment-email",
+            "false",
+        ])
+        .await;
+    ran.succeeded();
+    let ran = cli.run(&["config", "get", "-o", "json"]).await;
+    let configuration = ran.succeeded().json();
+    assert_eq!(configuration["removalBlockDays"], 7);
+    // The setting not given stays as it was; false is JSON's default, left out.
+    assert_eq!(configuration["unassignmentEmailEnabled"], true);
+    assert_eq!(configuration["assignmentEmailEnabled"], serde_json::Value::Null);
+    cli.run(&["config", "set"]).await.exited(2);
+
+    let ran = cli
+        .run(&["operation", "list", "--phone-number", CP_0101, "-o", "json"])
+        .await;
+    let operations = ran.succeeded().json()["operations"].clone();
+    let id = operations[0]["id"]
+        .as_str()
+        .expect("an operation")
+        .to_owned();
+    let ran = cli.run(&["operation", "retry", &id]).await;
+    assert!(
+        ran.exited(3).stderr.contains("OPERATION_NOT_RETRYABLE"),
+        "{ran:#?}"
+    );
+    let ran = cli.run(&["operation", "cancel", &id]).await;
+    assert!(
+        ran.exited(3).stderr.contains("OPERATION_NOT_CANCELLABLE"),
+        "{ran:#?}"
+    );
+}

@@ -87,6 +87,35 @@ pub enum Command {
     Export(numbers::ExportArgs),
 }
 
+impl Command {
+    /// The flags the command shares with the others; none for `logout`.
+    fn common(&self) -> Option<&Common> {
+        Some(match self {
+            Command::Login(common) => common,
+            Command::Logout => return None,
+            Command::Assign(a) => &a.common,
+            Command::Change(a) => &a.common,
+            Command::Remove(a) => &a.common,
+            Command::Get(a) => &a.common,
+            Command::List(a) => &a.common,
+            Command::Acquire(a) => &a.common,
+            Command::Release(a) => &a.common,
+            Command::Users(c) => c.common(),
+            Command::Locations(c) => c.common(),
+            Command::Audit(a) => &a.common,
+            Command::Operation(c) => c.common(),
+            Command::SetLocation(a) => &a.common,
+            Command::Block(a) => &a.common,
+            Command::Unblock(a) => &a.common,
+            Command::Transfer(a) => &a.common,
+            Command::Tags(c) => c.common(),
+            Command::Config(c) => c.common(),
+            Command::Import(a) => &a.common,
+            Command::Export(a) => &a.common,
+        })
+    }
+}
+
 /// What an admin command's exit code says. Usage mistakes exit with 2, as clap does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -199,8 +228,12 @@ fn report_status(status: &tonic::Status, format: Format) {
                 format!(", {reason}")
             };
             eprintln!("error: {} ({code}{reason})", status.message());
+            // Each bad field the message does not already say.
             for (field, description) in violations {
-                eprintln!("  {field}: {description}");
+                let line = format!("{field}: {description}");
+                if !status.message().contains(&line) {
+                    eprintln!("  {line}");
+                }
             }
             if status.code() == tonic::Code::Unavailable && reason.is_empty() {
                 eprintln!(
@@ -214,29 +247,7 @@ fn report_status(status: &tonic::Status, format: Format) {
 
 /// Runs one admin command, printing what it did or why it failed, and answers the exit code.
 pub async fn run(command: Command) -> ExitCode {
-    let format = match &command {
-        Command::Login(common) => common.output.output,
-        Command::Logout => Format::Table,
-        Command::Assign(a) => a.common.output.output,
-        Command::Change(a) => a.common.output.output,
-        Command::Remove(a) => a.common.output.output,
-        Command::Get(a) => a.common.output.output,
-        Command::List(a) => a.common.output.output,
-        Command::Acquire(a) => a.common.output.output,
-        Command::Release(a) => a.common.output.output,
-        Command::Users(c) => c.common().output.output,
-        Command::Locations(c) => c.common().output.output,
-        Command::Audit(a) => a.common.output.output,
-        Command::Operation(c) => c.common().output.output,
-        Command::Import(a) => a.common.output.output,
-        Command::SetLocation(a) => a.common.output.output,
-        Command::Block(a) => a.common.output.output,
-        Command::Unblock(a) => a.common.output.output,
-        Command::Transfer(a) => a.common.output.output,
-        Command::Tags(c) => c.common().output.output,
-        Command::Config(c) => c.common().output.output,
-        Command::Export(a) => a.common.output.output,
-    };
+    let format = command.common().map_or(Format::Table, |c| c.output.output);
     let outcome = match command {
         Command::Login(common) => directory::login(common).await,
         Command::Logout => directory::logout(),

@@ -699,7 +699,10 @@ async fn the_admins_other_tools_from_the_command_line() {
     assert_eq!(configuration["removalBlockDays"], 7);
     // The setting not given stays as it was; false is JSON's default, left out.
     assert_eq!(configuration["unassignmentEmailEnabled"], true);
-    assert_eq!(configuration["assignmentEmailEnabled"], serde_json::Value::Null);
+    assert_eq!(
+        configuration["assignmentEmailEnabled"],
+        serde_json::Value::Null
+    );
     cli.run(&["config", "set"]).await.exited(2);
 
     let ran = cli

@@ -58,6 +58,11 @@ pub struct ServeArgs {
     #[arg(long, env = "NUMBERS_LISTEN", value_name = "ADDR")]
     pub listen: Option<String>,
 
+    /// Address to serve Prometheus metrics on, at /metrics, e.g. 127.0.0.1:9090
+    /// [default: no metrics].
+    #[arg(long, env = "NUMBERS_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
+
     /// Database URL: postgres://user@host/db, or sqlite://path
     /// [default: numbers.db in the data directory].
     #[arg(long, env = "NUMBERS_DATABASE_URL", value_name = "URL")]
@@ -159,6 +164,7 @@ pub struct OidcArgs {
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     listen: Option<String>,
+    metrics_listen: Option<String>,
     data_dir: Option<PathBuf>,
     database_url: Option<String>,
     database_pool_size: Option<usize>,
@@ -472,6 +478,8 @@ const MAX_POOL_SIZE: usize = 256;
 pub struct Settings {
     /// Where to listen.
     pub listen: SocketAddr,
+    /// Where to serve Prometheus metrics; none serves none.
+    pub metrics_listen: Option<SocketAddr>,
     /// Where local state lives.
     pub data_dir: PathBuf,
     /// The database to use.
@@ -528,6 +536,20 @@ impl Settings {
         let listen = listen_text.parse().with_context(|| {
             format!("--listen {listen_text:?} is not an address like 127.0.0.1:50051")
         })?;
+        let metrics_listen = args
+            .metrics_listen
+            .clone()
+            .or(file.metrics_listen)
+            .map(|text| {
+                text.parse().with_context(|| {
+                    format!("--metrics-listen {text:?} is not an address like 127.0.0.1:9090")
+                })
+            })
+            .transpose()?;
+        anyhow::ensure!(
+            metrics_listen != Some(listen),
+            "--metrics-listen must be another address than --listen ({listen})"
+        );
         let data_dir = data_dir(args.common.data_dir.clone().or(file.data_dir))?;
         let database_url = args
             .database_url
@@ -581,6 +603,7 @@ impl Settings {
         );
         Ok(Self {
             listen,
+            metrics_listen,
             database_url,
             database_pool_size,
             tenant_requests_per_second,

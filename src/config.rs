@@ -899,6 +899,31 @@ mod tests {
         );
     }
 
+    #[test]
+    fn metrics_are_served_where_the_file_or_the_flag_says() {
+        assert_eq!(serve_with("").unwrap().metrics_listen, None);
+        let settings = serve_with("metrics_listen = \"127.0.0.1:9090\"").unwrap();
+        assert_eq!(
+            settings.metrics_listen,
+            Some("127.0.0.1:9090".parse().unwrap())
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let flag = Settings::for_serve(&ServeArgs {
+            common: CommonArgs {
+                data_dir: Some(dir.path().to_path_buf()),
+                ..Default::default()
+            },
+            metrics_listen: Some("0.0.0.0:9100".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(flag.metrics_listen, Some("0.0.0.0:9100".parse().unwrap()));
+        let bad = serve_with("metrics_listen = \"nine\"").unwrap_err();
+        assert!(format!("{bad:#}").contains("--metrics-listen"), "{bad:#}");
+        let same = serve_with(&format!("metrics_listen = \"{DEFAULT_LISTEN}\"")).unwrap_err();
+        assert!(format!("{same:#}").contains("another address"), "{same:#}");
+    }
+
     fn serve_on(listen: &str, config: &str, oidc: OidcArgs) -> anyhow::Result<Settings> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("numbers.toml");

@@ -18,6 +18,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
@@ -35,6 +36,7 @@ struct Received {
     span_id: String,
     parent_span_id: String,
     name: String,
+    kind: SpanKind,
     service_name: Option<String>,
 }
 
@@ -72,6 +74,7 @@ impl TraceService for Collector {
                         trace_id: hex(&span.trace_id),
                         span_id: hex(&span.span_id),
                         parent_span_id: hex(&span.parent_span_id),
+                        kind: SpanKind::try_from(span.kind).unwrap_or(SpanKind::Unspecified),
                         name: span.name,
                         service_name: service_name.clone(),
                     });
@@ -276,4 +279,75 @@ async fn a_remote_adapter_call_carries_the_trace() {
         "{client_span:?}"
     );
     drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_simulator_serves_its_calls_in_the_callers_trace() {
+    // The simulator runs inside numbers serve (--demo without an endpoint for it): its spans
+    // go out with the service's, children of the client spans of the calls it serves.
+    let collector = Collector::default();
+    let endpoint = collector.start().await;
+    let env = otel_env(&endpoint);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let (server, token) = start_demo_server(dir.path(), None, &[], &env).await;
+    let mut client = client_at(server.address, &token).await;
+    client
+        .assign_phone_number(traced(
+            pb::AssignPhoneNumberRequest {
+                identity: "john@contoso.com".into(),
+                phone_number: "+14255550301".into(),
+                ..Default::default()
+            },
+            "simulated-trace-1",
+        ))
+        .await
+        .expect("assign the simulated operator's number");
+    let name = "numbers.adapter.v1.ProviderAdapter/CheckAssignment";
+    let served = collector
+        .wait_for(|s| s.name == name && s.kind == SpanKind::Server)
+        .await;
+    assert_eq!(served.trace_id, TRACE_ID, "{served:?}");
+    let calling = collector
+        .wait_for(|s| s.span_id == served.parent_span_id)
+        .await;
+    assert_eq!(calling.name, name, "{calling:?}");
+    assert_eq!(calling.kind, SpanKind::Client, "{calling:?}");
+    drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_still_queued_are_exported_when_the_server_stops() {
+    let collector = Collector::default();
+    let endpoint = collector.start().await;
+    let dir = tempfile::tempdir().unwrap();
+    // Batches a minute apart: only the shutdown sends this one.
+    let env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "60000"),
+        ("OTEL_SERVICE_NAME", "numbers-eu"),
+    ];
+    let (server, token) = start_demo_server(dir.path(), None, &[], &env).await;
+    let mut client = client_at(server.address, &token).await;
+    client
+        .get_user(traced(
+            pb::GetUserRequest {
+                identity: "john@contoso.com".into(),
+            },
+            "shutdown-trace-1",
+        ))
+        .await
+        .expect("get the user");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        collector.spans.lock().unwrap().is_empty(),
+        "spans were sent before the batch was due"
+    );
+    let log = server.stop_and_read_log();
+    assert!(log.contains("stopped"), "{log}");
+    let span = collector
+        .wait_for(|s| s.name == "numbers.v1.NumberManagement/GetUser")
+        .await;
+    assert_eq!(span.trace_id, TRACE_ID, "{span:?}");
+    assert_eq!(span.service_name.as_deref(), Some("numbers-eu"), "{span:?}");
 }

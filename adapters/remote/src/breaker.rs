@@ -153,6 +153,22 @@ mod tests {
     }
 
     #[test]
+    fn the_gauge_follows_the_state() {
+        let value = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(f64::NAN.to_bits()));
+        let read = || f64::from_bits(value.load(std::sync::atomic::Ordering::Relaxed));
+        let breaker =
+            CircuitBreaker::with_gauge(1, COOLDOWN, metrics::Gauge::from_arc(value.clone()));
+        assert_eq!(read(), CLOSED);
+        let now = Instant::now();
+        assert!(breaker.record_failure(now));
+        assert_eq!(read(), OPEN);
+        assert!(breaker.admit(after(now, 11)).is_ok());
+        assert_eq!(read(), HALF_OPEN);
+        breaker.record_success();
+        assert_eq!(read(), CLOSED);
+    }
+
+    #[test]
     fn stays_closed_below_the_threshold_and_a_success_resets_the_count() {
         let breaker = CircuitBreaker::new(3, COOLDOWN);
         let now = Instant::now();

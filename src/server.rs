@@ -1,5 +1,7 @@
 //! Assembles the gRPC server: the public API behind authentication and the role matrix
-//! ([`Guarded`]), health and reflection in the open, and request logging around everything.
+//! ([`Guarded`]), health and reflection in the open, and around everything the call's metrics
+//! (by RPC and status code), its request id and its span (request id and trace id on every
+//! line it logs).
 //!
 //! [`run`] takes a bound listener and a shutdown future, so `main` and the integration tests
 //! start the very same server (tests on `127.0.0.1:0`).

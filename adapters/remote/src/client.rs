@@ -5,7 +5,9 @@
 //! error says a retry can help, and goes through a circuit breaker that fails fast while the
 //! carrier is down. The descriptor comes from the service's configuration and the channel
 //! connects lazily, so constructing the provider never waits for the carrier: the service
-//! starts, and serves everything else, while a carrier is unreachable.
+//! starts, and serves everything else, while a carrier is unreachable. Each call runs in a
+//! client span whose W3C `traceparent` goes with every attempt, so the carrier's spans join the
+//! service's trace, and the breaker's state is a gauge (`numbers_adapter_circuit_state`).
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -15,10 +17,9 @@ use numbers_provider::{
     ActivationMode, AssignmentCheck, Descriptor, ErrorKind, LocationCheck, NumberQuery,
     OfferedNumber, Progress, Provider, ProviderError, ProviderResult, Provisioning,
 };
+use opentelemetry::propagation::Injector;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Request, Response, Status};
-
-use opentelemetry::propagation::Injector;
 use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 

@@ -2,7 +2,8 @@
 //!
 //! The mirror of [`RemoteProvider`](crate::RemoteProvider): a carrier that writes its adapter
 //! in Rust implements the trait and serves it with this, and the operator simulator does the
-//! same. Handlers only convert, call the provider and map its error.
+//! same. Handlers only convert, call the provider (in a span that continues the caller's trace)
+//! and map its error.
 
 use std::sync::Arc;
 

@@ -127,6 +127,12 @@ fn tracer_provider() -> anyhow::Result<Option<SdkTracerProvider>> {
     {
         return Ok(None);
     }
+    // The specification's two ways of turning export off whatever the endpoint says.
+    let disabled = std::env::var("OTEL_SDK_DISABLED").is_ok_and(|v| v.eq_ignore_ascii_case("true"))
+        || std::env::var("OTEL_TRACES_EXPORTER").is_ok_and(|v| v == "none");
+    if disabled {
+        return Ok(None);
+    }
     for name in [
         "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
         "OTEL_EXPORTER_OTLP_PROTOCOL",

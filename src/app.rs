@@ -17,7 +17,7 @@ use crate::routing::Providers;
 use crate::server::HealthSettings;
 use crate::service::{Mailer, Service, WorkerSettings};
 use crate::tls::Tls;
-use crate::{demo, server, store};
+use crate::{demo, metrics, server, store};
 
 /// Runs `numbers serve` until SIGINT or SIGTERM.
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
@@ -43,6 +43,8 @@ pub struct Application {
     health: HealthSettings,
     rate: TenantRate,
     simulator: Option<RunningSimulator>,
+    /// Whether metrics are served, and so the gauges sampled from the store.
+    metrics: bool,
 }
 
 impl Application {
@@ -52,6 +54,10 @@ impl Application {
     /// providers.
     pub async fn build(mut settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         let listener = server::bind(settings.listen).await?;
+        // Before the adapters are set up: they take their metric handles as they start.
+        if let Some(address) = settings.metrics_listen {
+            metrics::install(address)?;
+        }
         let tls = settings.tls.clone().map(Tls::load).transpose()?;
         let store: Arc<dyn store::Store> =
             store::open(&settings.database_url, settings.database_pool_size)
@@ -92,6 +98,7 @@ impl Application {
             health: settings.health,
             rate: TenantRate::per_second(settings.tenant_requests_per_second),
             simulator,
+            metrics: settings.metrics_listen.is_some(),
         })
     }
 
@@ -125,6 +132,7 @@ impl Application {
             health,
             rate,
             simulator,
+            metrics,
         } = self;
         // Background workers stop when the server does.
         let (stop, stopped) = tokio::sync::watch::channel(());
@@ -165,6 +173,8 @@ impl Application {
             let (service, settings, until) = (service.clone(), worker, until_stopped());
             async move { service.run_housekeeping(&settings, until).await }
         });
+        let sampler =
+            metrics.then(|| tokio::spawn(metrics::sample_store(store.clone(), until_stopped())));
         let streams = service.clone();
         let result = server::run(
             listener,
@@ -182,6 +192,9 @@ impl Application {
         )
         .await;
         let _ = tokio::join!(provisioning, bulk, mail, housekeeping);
+        if let Some(sampler) = sampler {
+            let _ = sampler.await;
+        }
         if let Some(simulator) = simulator {
             let _ = simulator.stop().await;
         }

@@ -58,6 +58,11 @@ pub struct ServeArgs {
     #[arg(long, env = "NUMBERS_LISTEN", value_name = "ADDR")]
     pub listen: Option<String>,
 
+    /// Address to serve Prometheus metrics on, at /metrics, e.g. 127.0.0.1:9090
+    /// [default: no metrics].
+    #[arg(long, env = "NUMBERS_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
+
     /// Database URL: postgres://user@host/db, or sqlite://path
     /// [default: numbers.db in the data directory].
     #[arg(long, env = "NUMBERS_DATABASE_URL", value_name = "URL")]
@@ -159,6 +164,7 @@ pub struct OidcArgs {
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     listen: Option<String>,
+    metrics_listen: Option<String>,
     data_dir: Option<PathBuf>,
     database_url: Option<String>,
     database_pool_size: Option<usize>,
@@ -472,6 +478,8 @@ const MAX_POOL_SIZE: usize = 256;
 pub struct Settings {
     /// Where to listen.
     pub listen: SocketAddr,
+    /// Where to serve Prometheus metrics; none serves none.
+    pub metrics_listen: Option<SocketAddr>,
     /// Where local state lives.
     pub data_dir: PathBuf,
     /// The database to use.
@@ -528,6 +536,20 @@ impl Settings {
         let listen = listen_text.parse().with_context(|| {
             format!("--listen {listen_text:?} is not an address like 127.0.0.1:50051")
         })?;
+        let metrics_listen = args
+            .metrics_listen
+            .clone()
+            .or(file.metrics_listen)
+            .map(|text| {
+                text.parse().with_context(|| {
+                    format!("--metrics-listen {text:?} is not an address like 127.0.0.1:9090")
+                })
+            })
+            .transpose()?;
+        anyhow::ensure!(
+            metrics_listen != Some(listen),
+            "--metrics-listen must be another address than --listen ({listen})"
+        );
         let data_dir = data_dir(args.common.data_dir.clone().or(file.data_dir))?;
         let database_url = args
             .database_url
@@ -581,6 +603,7 @@ impl Settings {
         );
         Ok(Self {
             listen,
+            metrics_listen,
             database_url,
             database_pool_size,
             tenant_requests_per_second,
@@ -874,6 +897,31 @@ mod tests {
             format!("{too_often:#}").contains("database_check_interval_ms"),
             "{too_often:#}"
         );
+    }
+
+    #[test]
+    fn metrics_are_served_where_the_file_or_the_flag_says() {
+        assert_eq!(serve_with("").unwrap().metrics_listen, None);
+        let settings = serve_with("metrics_listen = \"127.0.0.1:9090\"").unwrap();
+        assert_eq!(
+            settings.metrics_listen,
+            Some("127.0.0.1:9090".parse().unwrap())
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let flag = Settings::for_serve(&ServeArgs {
+            common: CommonArgs {
+                data_dir: Some(dir.path().to_path_buf()),
+                ..Default::default()
+            },
+            metrics_listen: Some("0.0.0.0:9100".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(flag.metrics_listen, Some("0.0.0.0:9100".parse().unwrap()));
+        let bad = serve_with("metrics_listen = \"nine\"").unwrap_err();
+        assert!(format!("{bad:#}").contains("--metrics-listen"), "{bad:#}");
+        let same = serve_with(&format!("metrics_listen = \"{DEFAULT_LISTEN}\"")).unwrap_err();
+        assert!(format!("{same:#}").contains("another address"), "{same:#}");
     }
 
     fn serve_on(listen: &str, config: &str, oidc: OidcArgs) -> anyhow::Result<Settings> {

@@ -12,13 +12,16 @@ use numbers_remote::{RemoteProvider, RemoteSettings};
 
 use crate::domain::{NumberType, Operator, PhoneNumber};
 use crate::error::{Error, Reason};
+use crate::metrics::Metered;
 
 /// Every configured provider.
 #[derive(Debug, Clone)]
 pub struct Providers {
     calling_plan: Arc<CallingPlan>,
-    direct_routing: Arc<DirectRouting>,
-    operators: BTreeMap<String, Arc<dyn Provider>>,
+    /// The adapters, each counted and timed ([`Metered`]).
+    calling_plan_adapter: Arc<Metered>,
+    direct_routing: Arc<Metered>,
+    operators: BTreeMap<String, Arc<Metered>>,
     /// Whether some operator's adapter runs in another process.
     remote: bool,
 }
@@ -56,12 +59,14 @@ impl Providers {
                         )
                     }
                 };
-                Ok((op.id.clone(), adapter))
+                Ok((op.id.clone(), Arc::new(Metered::new(adapter))))
             })
             .collect::<anyhow::Result<_>>()?;
+        let calling_plan = Arc::new(catalogue);
         Ok(Self {
-            calling_plan: Arc::new(catalogue),
-            direct_routing: Arc::new(DirectRouting::default()),
+            calling_plan_adapter: Arc::new(Metered::new(calling_plan.clone())),
+            calling_plan,
+            direct_routing: Arc::new(Metered::new(Arc::new(DirectRouting::default()))),
             operators,
             remote: remote_operators,
         })
@@ -78,15 +83,20 @@ impl Providers {
         &self.calling_plan
     }
 
+    /// The Calling Plan as an adapter, its calls counted.
+    pub fn calling_plan_adapter(&self) -> &dyn Provider {
+        self.calling_plan_adapter.as_ref()
+    }
+
     /// The adapter of an operator, if configured.
     pub fn operator(&self, id: &str) -> Option<&dyn Provider> {
-        self.operators.get(id).map(|p| p.as_ref())
+        self.operators.get(id).map(|p| p.as_ref() as &dyn Provider)
     }
 
     /// The adapter with this id.
     pub fn by_id(&self, id: &str) -> Option<&dyn Provider> {
         match id {
-            numbers_calling_plan::ID => Some(self.calling_plan.as_ref()),
+            numbers_calling_plan::ID => Some(self.calling_plan_adapter.as_ref()),
             numbers_direct_routing::ID => Some(self.direct_routing.as_ref()),
             operator => self.operator(operator),
         }
@@ -95,7 +105,7 @@ impl Providers {
     /// The adapter that manages `number`.
     pub fn for_number(&self, number: &PhoneNumber) -> Result<&dyn Provider, Error> {
         match (number.number_type, number.operator_id.as_deref()) {
-            (NumberType::CallingPlan, _) => Ok(self.calling_plan.as_ref()),
+            (NumberType::CallingPlan, _) => Ok(self.calling_plan_adapter.as_ref()),
             (NumberType::DirectRouting, _) => Ok(self.direct_routing.as_ref()),
             (NumberType::OperatorConnect, Some(id)) => self.operator(id).ok_or_else(|| {
                 Error::new(

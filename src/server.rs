@@ -1,5 +1,7 @@
 //! Assembles the gRPC server: the public API behind authentication and the role matrix
-//! ([`Guarded`]), health and reflection in the open, and request logging around everything.
+//! ([`Guarded`]), health and reflection in the open, and around everything the call's metrics
+//! (by RPC and status code), its request id and its span (request id and trace id on every
+//! line it logs).
 //!
 //! [`run`] takes a bound listener and a shutdown future, so `main` and the integration tests
 //! start the very same server (tests on `127.0.0.1:0`).
@@ -26,18 +28,21 @@ use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 use tower::limit::ConcurrencyLimitLayer;
-use tower::util::MapResponseLayer;
+use tower::util::{MapRequestLayer, MapResponseLayer};
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::trace::{DefaultMakeSpan, DefaultOnFailure, DefaultOnResponse, TraceLayer};
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use crate::api::{Guarded, MAX_MESSAGE_BYTES, NumberManagementApi, OperatorConnectApi, TenantRate};
 use crate::auth::Authenticator;
 use crate::error::{Error, Reason};
+use crate::metrics::GrpcMetricsLayer;
 use crate::proto::FILE_DESCRIPTOR_SET;
 use crate::proto::v1::number_management_server::NumberManagementServer;
 use crate::proto::v1::operator_connect_server::OperatorConnectServer;
 use crate::service::Service;
+use crate::telemetry;
 use crate::tls::{ClientCertificate, Tls};
 
 /// The longest a call may take, waiting for its turn included; a client's shorter deadline
@@ -200,19 +205,31 @@ pub async fn run(
         mutual_tls = client_certificate.is_required(),
         "serving numbers.v1"
     );
-    // Every request gets a span (method and path) around what it logs; a line for each
-    // answer only at debug level: changes log a line of their own, failures a warning, and a
-    // line per read would cost more than many reads.
+    // Every call is counted and timed by its status, outermost so that the wait for a turn
+    // counts and a panic counts as the INTERNAL it is answered with. It gets a request id (the
+    // client's x-request-id when sane, else a fresh one), answered back in x-request-id, and a
+    // span (the RPC, the request id, the trace id) around what it logs; a line for each answer
+    // only at debug level: changes log a line of their own, failures a warning, and a line per
+    // read would cost more than many reads.
     let router = tonic::transport::Server::builder()
         .timeout(REQUEST_TIMEOUT)
         .max_concurrent_streams(Some(MAX_CALLS_PER_CONNECTION))
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+        .layer(GrpcMetricsLayer)
+        .layer(MapRequestLayer::new(telemetry::sanitize_request_id))
+        .layer(SetRequestIdLayer::new(
+            http::HeaderName::from_static(telemetry::REQUEST_ID),
+            telemetry::MakeRequestId,
+        ))
+        .layer(PropagateRequestIdLayer::new(http::HeaderName::from_static(
+            telemetry::REQUEST_ID,
+        )))
         .layer(CatchPanicLayer::custom(answer_panic))
         .layer(ConcurrencyLimitLayer::new(MAX_CALLS_IN_FLIGHT))
         .layer(
             TraceLayer::new_for_grpc()
-                .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
+                .make_span_with(telemetry::call_span as fn(&http::Request<_>) -> tracing::Span)
                 .on_response(DefaultOnResponse::new().level(Level::DEBUG))
                 .on_failure(DefaultOnFailure::new().level(Level::WARN)),
         )

@@ -6,7 +6,7 @@
 //! numbers makes "taken" exact: two concurrent buyers never get the same number (on
 //! PostgreSQL the second waits for the first to commit, then moves on to the next number).
 
-use numbers_provider::{NumberQuery, Provider as _};
+use numbers_provider::NumberQuery;
 use serde::{Deserialize, Serialize};
 
 use super::inventory::number_not_found;
@@ -93,7 +93,7 @@ impl Service {
             .with("quota", self.calling_plan_quota)
             .with("requested", request.quantity));
         }
-        let catalogue = self.providers.calling_plan();
+        let catalogue = self.providers.calling_plan_adapter();
         let query = NumberQuery {
             country: request.country.as_str().to_owned(),
             area_code: request.area_code.clone(),
@@ -247,7 +247,7 @@ impl Service {
         }
         if !options.validate_only {
             self.providers
-                .calling_plan()
+                .calling_plan_adapter()
                 .release(tenant, &canonical)
                 .await
                 .map_err(provider_error)?;

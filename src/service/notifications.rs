@@ -244,6 +244,7 @@ impl Service {
                 tenants[delivery.tenant_id.as_str()].refusal(&email.recipient)
             {
                 tracing::info!(to = %email.recipient, number = %email.phone_number, %reason, "email skipped");
+                crate::metrics::notification("skipped");
                 Attempt::Skipped(reason)
             } else if let Err(wait) = self.email_rate.check(&delivery.tenant_id) {
                 Attempt::Postponed(self.now() + wait)
@@ -276,8 +277,10 @@ impl Service {
         result: &'a std::result::Result<(), SendError>,
     ) -> Delivered<'a> {
         let Err(error) = result else {
+            crate::metrics::notification("sent");
             return Delivered::Sent;
         };
+        crate::metrics::notification("failed");
         let attempts = delivery.attempts + 1;
         let retry_at = (!error.permanent && attempts < settings.max_failures).then(|| {
             self.now()

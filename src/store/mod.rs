@@ -209,6 +209,31 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Closes every connection.
     async fn close(&self);
+
+    /// How each of the store's connection pools is used right now (for metrics).
+    fn pools(&self) -> Vec<PoolUse>;
+}
+
+/// How one connection pool is used at an instant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolUse {
+    /// The pool: `main` on PostgreSQL, `writer` or `readers` on SQLite.
+    pub name: &'static str,
+    /// The most connections it opens.
+    pub max: usize,
+    /// Connections open.
+    pub open: usize,
+    /// Open connections not lent out.
+    pub idle: usize,
+    /// Requests waiting for a connection.
+    pub waiting: usize,
+}
+
+impl PoolUse {
+    /// Connections lent out.
+    pub fn in_use(&self) -> usize {
+        self.open.saturating_sub(self.idle)
+    }
 }
 
 /// An open transaction (or, from [`Store::read`], a connection for single-statement reads).
@@ -833,6 +858,10 @@ pub trait OperationRepository: Send {
 
     /// How many provisioning jobs are unfinished (for tests and health).
     async fn unfinished_jobs(&mut self) -> StoreResult<i64>;
+
+    /// Work in hand, counted over the unfinished jobs' index (for metrics): operations with
+    /// provisioning jobs still to do, and those jobs.
+    async fn work_in_hand(&mut self) -> StoreResult<(i64, i64)>;
 
     /// Deletes up to `limit` finished operations (succeeded or failed) last updated before
     /// `before`, oldest first, with their jobs; answers how many operations.

@@ -106,6 +106,18 @@ pub(super) fn pool<C: Connection>(
         .build()?)
 }
 
+/// How `pool`, named `name`, is used right now.
+pub(super) fn use_of<C: Connection>(name: &'static str, pool: &Pool<C>) -> super::PoolUse {
+    let status = pool.status();
+    super::PoolUse {
+        name,
+        max: status.max_size,
+        open: status.size,
+        idle: status.available,
+        waiting: status.waiting,
+    }
+}
+
 /// One loan of a connection. Dropping a session in a transaction rolls the transaction back
 /// (in the background, before the connection goes back to the pool).
 pub(super) struct Session<C: Plain> {

@@ -95,20 +95,20 @@ fn run(mut command: Command, limit: Duration) -> Finished {
 }
 
 /// A running `numbers serve`, killed on drop unless it already exited.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    address: SocketAddr,
+    pub(crate) address: SocketAddr,
     stdout_lines: mpsc::Receiver<String>,
     stderr: Option<thread::JoinHandle<String>>,
 }
 
 impl Server {
-    fn start(data_dir: &Path, extra: &[&str]) -> Self {
+    pub(crate) fn start(data_dir: &Path, extra: &[&str]) -> Self {
         Self::start_with_env(data_dir, extra, &[])
     }
 
     /// Starts the server with `env` added to its environment.
-    fn start_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
+    pub(crate) fn start_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let address = free_address();
         let mut args = vec![
             "serve".to_owned(),
@@ -148,7 +148,7 @@ impl Server {
     }
 
     /// Waits until the server answers health checks (so it has finished starting).
-    async fn wait_until_serving(&mut self) {
+    pub(crate) async fn wait_until_serving(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -179,7 +179,7 @@ impl Server {
     }
 
     /// The lines printed on standard output until one satisfies `done`.
-    fn stdout_until(&self, done: impl Fn(&str) -> bool) -> Vec<String> {
+    pub(crate) fn stdout_until(&self, done: impl Fn(&str) -> bool) -> Vec<String> {
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut lines = Vec::new();
         loop {
@@ -221,7 +221,7 @@ impl Server {
     }
 
     /// Stops the server with SIGTERM and answers everything it wrote on standard error.
-    fn stop_and_read_log(mut self) -> String {
+    pub(crate) fn stop_and_read_log(mut self) -> String {
         let _ = Command::new("kill")
             .args(["-TERM", &self.pid().to_string()])
             .status();

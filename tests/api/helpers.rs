@@ -216,6 +216,9 @@ pub struct TestConfig {
     pub calling_plan_quota: usize,
     /// An OpenID Connect identity provider whose tokens the service accepts too.
     pub oidc: Option<OidcSettings>,
+    /// Where the service serves Prometheus metrics: nowhere, by default. The recorder is the
+    /// process's, so one server of a test process may serve them.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl TestConfig {
@@ -256,6 +259,7 @@ impl Default for TestConfig {
             emails_per_tenant_per_hour: DEFAULT_EMAILS_PER_TENANT_PER_HOUR,
             calling_plan_quota: DEFAULT_CALLING_PLAN_QUOTA,
             oidc: None,
+            metrics_listen: None,
         }
     }
 }
@@ -310,6 +314,7 @@ impl TestApp {
         let data_dir = tempfile::tempdir().expect("temporary directory");
         let settings = Settings {
             listen: "127.0.0.1:0".parse().unwrap(),
+            metrics_listen: config.metrics_listen,
             data_dir: data_dir.path().to_owned(),
             database_url: url.to_owned(),
             database_pool_size: DEFAULT_POOL_SIZE,

@@ -1007,6 +1007,41 @@ async fn outcomes_count_only_under_a_live_lease(backend: Backend) {
     assert_eq!(read.unfinished_jobs().await.unwrap(), 0);
 }
 
+/// What the metrics read: work in hand over the unfinished jobs, and the pools' use.
+async fn work_in_hand_counts_unfinished_jobs_and_their_operations(backend: Backend) {
+    let (_db, store) = store(backend).await;
+    let mut read = store.read().await.unwrap();
+    assert_eq!(read.work_in_hand().await.unwrap(), (0, 0));
+    drop(read);
+    operation_with_jobs(store.as_ref(), 3).await;
+    let mut read = store.read().await.unwrap();
+    assert_eq!(read.work_in_hand().await.unwrap(), (1, 3));
+    drop(read);
+    // A running job is still in hand; a finished one is not.
+    let claimed = claim(store.as_ref(), "worker", Duration::from_secs(30), 1).await;
+    let mut tx = store.write().await.unwrap();
+    assert!(
+        tx.finish_job(
+            &claimed[0],
+            "worker",
+            &JobOutcome::Succeeded,
+            SystemTime::now()
+        )
+        .await
+        .unwrap()
+    );
+    tx.commit().await.unwrap();
+    let mut read = store.read().await.unwrap();
+    assert_eq!(read.work_in_hand().await.unwrap(), (1, 2));
+    drop(read);
+    let pools = store.pools();
+    assert!(!pools.is_empty());
+    for pool in pools {
+        assert!(pool.max >= 1, "{pool:?}");
+        assert!(pool.idle <= pool.open && pool.open <= pool.max, "{pool:?}");
+    }
+}
+
 async fn finished_operations_and_done_emails_are_purged_after_their_retention(backend: Backend) {
     let (_db, store) = store(backend).await;
     let (finished, _) = operation_with_jobs(store.as_ref(), 2).await;
@@ -1483,6 +1518,7 @@ on_both_stores!(
     outcomes_count_only_under_a_live_lease,
     retried_jobs_wait_until_their_next_attempt,
     finished_operations_and_done_emails_are_purged_after_their_retention,
+    work_in_hand_counts_unfinished_jobs_and_their_operations,
     writes_happen_only_at_the_version_read,
     emails_are_claimed_under_leases_and_retried,
     notification_settings_are_replaced_per_tenant,

@@ -11,6 +11,11 @@
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+/// The values of [`crate::CIRCUIT_STATE_METRIC`].
+const CLOSED: f64 = 0.0;
+const HALF_OPEN: f64 = 1.0;
+const OPEN: f64 = 2.0;
+
 /// The breaker of one remote provider; shared by all its concurrent calls.
 #[derive(Debug)]
 pub(crate) struct CircuitBreaker {
@@ -18,6 +23,8 @@ pub(crate) struct CircuitBreaker {
     threshold: u32,
     cooldown: Duration,
     state: Mutex<State>,
+    /// The state as a metric: 0 closed, 1 half-open, 2 open.
+    gauge: metrics::Gauge,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,11 +51,19 @@ pub(crate) struct Open {
 impl CircuitBreaker {
     /// A closed breaker that opens after `threshold` consecutive failures (never, when 0) for
     /// `cooldown`.
+    #[cfg(test)]
     pub(crate) fn new(threshold: u32, cooldown: Duration) -> Self {
+        Self::with_gauge(threshold, cooldown, metrics::Gauge::noop())
+    }
+
+    /// The same, reporting its state to `gauge`.
+    pub(crate) fn with_gauge(threshold: u32, cooldown: Duration, gauge: metrics::Gauge) -> Self {
+        gauge.set(CLOSED);
         Self {
             threshold,
             cooldown,
             state: Mutex::new(State::Closed { failures: 0 }),
+            gauge,
         }
     }
 
@@ -66,6 +81,7 @@ impl CircuitBreaker {
             State::Closed { .. } => Ok(()),
             State::Open { until } if now >= until => {
                 *state = State::HalfOpen { since: now };
+                self.gauge.set(HALF_OPEN);
                 Ok(())
             }
             State::Open { until } => Err(Open {
@@ -85,6 +101,7 @@ impl CircuitBreaker {
     /// The carrier answered (a refusal counts: it is alive); closes the circuit.
     pub(crate) fn record_success(&self) {
         *self.state() = State::Closed { failures: 0 };
+        self.gauge.set(CLOSED);
     }
 
     /// A call failed in a way that says the carrier is unwell. Returns whether this failure
@@ -109,6 +126,9 @@ impl CircuitBreaker {
             },
             other => other,
         };
+        if opens {
+            self.gauge.set(OPEN);
+        }
         opens
     }
 
@@ -130,6 +150,22 @@ mod tests {
 
     fn after(start: Instant, seconds: u64) -> Instant {
         start + Duration::from_secs(seconds)
+    }
+
+    #[test]
+    fn the_gauge_follows_the_state() {
+        let value = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(f64::NAN.to_bits()));
+        let read = || f64::from_bits(value.load(std::sync::atomic::Ordering::Relaxed));
+        let breaker =
+            CircuitBreaker::with_gauge(1, COOLDOWN, metrics::Gauge::from_arc(value.clone()));
+        assert_eq!(read(), CLOSED);
+        let now = Instant::now();
+        assert!(breaker.record_failure(now));
+        assert_eq!(read(), OPEN);
+        assert!(breaker.admit(after(now, 11)).is_ok());
+        assert_eq!(read(), HALF_OPEN);
+        breaker.record_success();
+        assert_eq!(read(), CLOSED);
     }
 
     #[test]

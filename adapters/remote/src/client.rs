@@ -5,7 +5,9 @@
 //! error says a retry can help, and goes through a circuit breaker that fails fast while the
 //! carrier is down. The descriptor comes from the service's configuration and the channel
 //! connects lazily, so constructing the provider never waits for the carrier: the service
-//! starts, and serves everything else, while a carrier is unreachable.
+//! starts, and serves everything else, while a carrier is unreachable. Each call runs in a
+//! client span whose W3C `traceparent` goes with every attempt, so the carrier's spans join the
+//! service's trace, and the breaker's state is a gauge (`numbers_adapter_circuit_state`).
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -15,8 +17,11 @@ use numbers_provider::{
     ActivationMode, AssignmentCheck, Descriptor, ErrorKind, LocationCheck, NumberQuery,
     OfferedNumber, Progress, Provider, ProviderError, ProviderResult, Provisioning,
 };
+use opentelemetry::propagation::Injector;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Request, Response, Status};
+use tracing::Instrument as _;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::breaker::{CircuitBreaker, Open};
 use crate::convert::Malformed;
@@ -152,7 +157,11 @@ impl RemoteProvider {
         }
         let channel = endpoint.connect_timeout(settings.timeout).connect_lazy();
         Ok(Self {
-            breaker: CircuitBreaker::new(settings.breaker_threshold, settings.breaker_cooldown),
+            breaker: CircuitBreaker::with_gauge(
+                settings.breaker_threshold,
+                settings.breaker_cooldown,
+                metrics::gauge!(crate::CIRCUIT_STATE_METRIC, "provider" => descriptor.id.clone()),
+            ),
             client: ProviderAdapterClient::new(channel),
             descriptor,
             settings,
@@ -186,6 +195,28 @@ impl RemoteProvider {
     /// Sends one call: attempts it until it succeeds, fails for good, runs out of retries or
     /// finds the circuit open.
     async fn call<M, T, F, Fut>(&self, rpc: &'static str, message: M, send: F) -> ProviderResult<T>
+    where
+        M: Clone + Send + Sync,
+        T: Send,
+        F: Fn(Client, Request<M>) -> Fut + Send + Sync,
+        Fut: Future<Output = Result<Response<T>, Status>> + Send,
+    {
+        // A client span, the parent of the carrier's spans when it reads `traceparent`.
+        let span = tracing::info_span!(
+            "adapter",
+            otel.name = format!("numbers.adapter.v1.ProviderAdapter/{rpc}"),
+            otel.kind = "client",
+            provider = %self.descriptor.id,
+        );
+        self.call_in_span(rpc, message, send).instrument(span).await
+    }
+
+    async fn call_in_span<M, T, F, Fut>(
+        &self,
+        rpc: &'static str,
+        message: M,
+        send: F,
+    ) -> ProviderResult<T>
     where
         M: Clone + Send + Sync,
         T: Send,
@@ -244,7 +275,8 @@ impl RemoteProvider {
         F: Fn(Client, Request<M>) -> Fut,
         Fut: Future<Output = Result<Response<T>, Status>>,
     {
-        let request = Request::new(message.clone());
+        let mut request = Request::new(message.clone());
+        inject_trace(request.metadata_mut());
         // The deadline is enforced here rather than sent as `grpc-timeout`: a tonic server
         // answers an expired `grpc-timeout` with CANCELLED, which would race with this and
         // read as a non-retryable failure.
@@ -448,5 +480,28 @@ impl Provider for RemoteProvider {
         )
         .await
         .map(drop)
+    }
+}
+
+/// Puts the W3C trace context of the current span (when traces are exported) into outgoing
+/// metadata, so the carrier's spans join the service's trace.
+fn inject_trace(metadata: &mut tonic::metadata::MetadataMap) {
+    let context = tracing::Span::current().context();
+    opentelemetry::global::get_text_map_propagator(|propagator| {
+        propagator.inject_context(&context, &mut Metadata(metadata));
+    });
+}
+
+/// Outgoing metadata as OpenTelemetry's propagators write it.
+struct Metadata<'a>(&'a mut tonic::metadata::MetadataMap);
+
+impl Injector for Metadata<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(key), Ok(value)) = (
+            tonic::metadata::MetadataKey::from_bytes(key.as_bytes()),
+            tonic::metadata::MetadataValue::try_from(value),
+        ) {
+            self.0.insert(key, value);
+        }
     }
 }

@@ -23,6 +23,10 @@ pub use convert::{Malformed, duration_from_proto, duration_to_proto};
 pub use server::AdapterService;
 pub use status::{OUT_OF_STOCK, error_from_status, status_from_error};
 
+/// The gauge of each remote provider's circuit breaker, labelled `provider`: 0 closed, 1
+/// half-open (a trial call out), 2 open (calls fail fast).
+pub const CIRCUIT_STATE_METRIC: &str = "numbers_adapter_circuit_state";
+
 /// The generated code of the protocol, package `numbers.adapter.v1`: messages, the
 /// `provider_adapter_client` and the `provider_adapter_server`.
 #[allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic)]

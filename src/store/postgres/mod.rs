@@ -292,6 +292,10 @@ impl Store for PostgresStore {
         self.wakeups.of(queue).notified().await;
     }
 
+    fn pools(&self) -> Vec<super::PoolUse> {
+        vec![pool::use_of("main", &self.pool)]
+    }
+
     async fn close(&self) {
         for task in &self.background {
             task.abort();

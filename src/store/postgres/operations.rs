@@ -407,6 +407,16 @@ impl OperationRepository for PgTx {
         .map_err(|e| self.failed(e))?)
     }
 
+    async fn work_in_hand(&mut self) -> StoreResult<(i64, i64)> {
+        Ok(sqlx::query_as(
+            "SELECT count(DISTINCT operation_id), count(*) FROM provisioning_jobs \
+             WHERE state IN ('PENDING', 'RUNNING')",
+        )
+        .fetch_one(self.scoped(EVERY_TENANT).await?)
+        .await
+        .map_err(|e| self.failed(e))?)
+    }
+
     async fn purge_operations(&mut self, before: SystemTime, limit: i64) -> StoreResult<u64> {
         let purged = sqlx::query(
             "WITH finished AS (SELECT tenant_id, id FROM operations \

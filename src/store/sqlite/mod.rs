@@ -162,6 +162,13 @@ impl Store for SqliteStore {
         self.wakeups.of(queue).notified().await;
     }
 
+    fn pools(&self) -> Vec<super::PoolUse> {
+        vec![
+            pool::use_of("writer", &self.writer),
+            pool::use_of("readers", &self.readers),
+        ]
+    }
+
     async fn close(&self) {
         self.checkpointer.abort();
         self.writer.close();

@@ -376,6 +376,16 @@ impl OperationRepository for SqliteTx {
         .map_err(|e| self.failed(e))?)
     }
 
+    async fn work_in_hand(&mut self) -> StoreResult<(i64, i64)> {
+        Ok(sqlx::query_as(
+            "SELECT count(DISTINCT operation_id), count(*) FROM provisioning_jobs \
+             WHERE state IN ('PENDING', 'RUNNING')",
+        )
+        .fetch_one(self.conn())
+        .await
+        .map_err(|e| self.failed(e))?)
+    }
+
     async fn purge_operations(&mut self, before: SystemTime, limit: i64) -> StoreResult<u64> {
         // The oldest finished operations, named twice: jobs first, then their operations. The
         // writer is this transaction's, so the two statements find the same ones.

@@ -510,7 +510,8 @@ impl Provider for SimulatedOperator {
         }
     }
 
-    /// Pages of at most [`MAX_PAGE`] numbers, however many are asked for.
+    /// Pages of at most [`MAX_PAGE`] numbers however many are asked for, and of one when asked
+    /// for none.
     async fn list_numbers(
         &self,
         tenant_id: &str,
@@ -600,6 +601,54 @@ mod tests {
         assert_eq!(reopened.counts()["+14255550100"].activations.accepted, 1);
         reopened.reset().unwrap();
         assert!(operator(Duration::ZERO, Some(path)).counts().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_change_or_tampering_that_cannot_be_recorded_leaves_the_numbers_as_they_were() {
+        let dir = tempfile::tempdir().unwrap();
+        // A state file in a directory that does not exist: loads as empty, never saves.
+        let path = dir.path().join("missing").join("state.json");
+        let operator = operator(Duration::ZERO, Some(path));
+        let error = operator.activate(&change("k")).await.unwrap_err();
+        assert!(error.is_retryable(), "{error}");
+        let add = Tampering::Add {
+            tenant_id: "t".into(),
+            target_id: "u".into(),
+            emergency_location_id: None,
+        };
+        let error = operator.tamper("+14255550101", add).unwrap_err();
+        assert!(matches!(error, TamperError::Save(_)), "{error}");
+        let page = operator.list_numbers("t", None, 10).await.unwrap();
+        assert_eq!(page, CarrierPage::default());
+    }
+
+    #[tokio::test]
+    async fn a_location_update_of_a_number_never_activated_holds_it_inactive() {
+        let operator = operator(Duration::ZERO, None);
+        let update = Provisioning {
+            emergency_address: Some(numbers_provider::EmergencyAddress {
+                location_id: "loc".into(),
+                country: "US".into(),
+                formatted: "1 Main St".into(),
+            }),
+            ..change("k")
+        };
+        assert_eq!(
+            operator.update_location(&update).await.unwrap(),
+            Progress::Done
+        );
+        // A limit of 0 still answers a page, of one.
+        let page = operator.list_numbers("t", None, 0).await.unwrap();
+        assert_eq!(
+            page.numbers,
+            [CarrierNumber {
+                phone_number: "+14255550100".into(),
+                state: CarrierState::Inactive,
+                target_id: None,
+                emergency_location_id: Some("loc".into()),
+            }]
+        );
+        assert_eq!(page.next_after, None);
     }
 
     #[test]

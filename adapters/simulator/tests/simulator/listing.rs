@@ -13,7 +13,8 @@ use numbers_operator_simulator::proto::{
     ResetRequest, TamperRequest,
 };
 use numbers_provider::{
-    CarrierNumber, CarrierState, EmergencyAddress, ErrorKind, Progress, Provider, Provisioning,
+    AssignmentCheck, CarrierNumber, CarrierPage, CarrierState, Descriptor, EmergencyAddress,
+    ErrorKind, LocationCheck, Progress, Provider, ProviderResult, Provisioning,
 };
 use numbers_remote::{AdapterService, RemoteProvider, RemoteSettings};
 use tokio::net::TcpListener;
@@ -363,6 +364,107 @@ async fn listing_goes_through_the_faults_and_the_retries_like_any_call() {
     assert_eq!(carrier.requests("ListNumbers").await, 2 + 3);
 }
 
+/// Serves `provider` over the adapter protocol on a free port; returns a client of it
+/// configured with the provider's own descriptor, and the server's task.
+async fn serve<P: Provider + 'static>(
+    provider: P,
+) -> (RemoteProvider, tokio::task::JoinHandle<()>) {
+    let descriptor = provider.descriptor().clone();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        Server::builder()
+            .add_service(AdapterService::new(Arc::new(provider)).into_server())
+            .serve_with_incoming(TcpIncoming::from(listener))
+            .await
+            .unwrap();
+    });
+    let settings = RemoteSettings {
+        backoff: Duration::from_millis(10),
+        ..RemoteSettings::new(format!("http://{address}"))
+    };
+    (RemoteProvider::new(descriptor, settings).unwrap(), server)
+}
+
+/// The in-process operator adapter, but listing its numbers backwards, as a careless carrier's
+/// adapter might.
+#[derive(Debug)]
+struct Backwards {
+    rules: OperatorConnect,
+    descriptor: Descriptor,
+}
+
+#[async_trait::async_trait]
+impl Provider for Backwards {
+    fn descriptor(&self) -> &Descriptor {
+        &self.descriptor
+    }
+
+    async fn check_assignment(&self, check: &AssignmentCheck) -> ProviderResult<()> {
+        self.rules.check_assignment(check).await
+    }
+
+    async fn check_location_update(&self, check: &LocationCheck) -> ProviderResult<()> {
+        self.rules.check_location_update(check).await
+    }
+
+    async fn activate(&self, change: &Provisioning) -> ProviderResult<Progress> {
+        self.rules.activate(change).await
+    }
+
+    async fn deactivate(&self, change: &Provisioning) -> ProviderResult<Progress> {
+        self.rules.deactivate(change).await
+    }
+
+    async fn update_location(&self, change: &Provisioning) -> ProviderResult<Progress> {
+        self.rules.update_location(change).await
+    }
+
+    async fn poll(&self, ticket: &str) -> ProviderResult<Progress> {
+        self.rules.poll(ticket).await
+    }
+
+    async fn list_numbers(
+        &self,
+        _tenant_id: &str,
+        _after: Option<&str>,
+        _limit: usize,
+    ) -> ProviderResult<CarrierPage> {
+        Ok(CarrierPage {
+            numbers: vec![
+                listed("+14255550102", CarrierState::Active, Some("u"), None),
+                listed("+14255550101", CarrierState::Active, Some("u"), None),
+            ],
+            next_after: None,
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_page_out_of_order_fails_the_call_and_is_not_retried() {
+    let rules = OperatorConnect::new(OperatorSettings {
+        id: "careless-operator".into(),
+        display_name: "Careless Operator".into(),
+        countries: vec!["US".into()],
+        tenant_location_update_allowed: false,
+    });
+    let descriptor = Descriptor {
+        lists_numbers: true,
+        ..rules.descriptor().clone()
+    };
+    let (provider, server) = serve(Backwards { rules, descriptor }).await;
+    let error = provider.list_numbers(TENANT, None, 10).await.unwrap_err();
+    assert_eq!(error.kind, ErrorKind::Failed, "{error}");
+    assert!(!error.is_retryable());
+    assert!(
+        error
+            .to_string()
+            .contains("answered ListNumbers with a malformed"),
+        "{error}"
+    );
+    server.abort();
+}
+
 #[tokio::test]
 async fn a_carrier_that_cannot_list_answers_unsupported_over_the_protocol() {
     // The in-process operator adapter, which does not list, served as a remote carrier.
@@ -372,16 +474,7 @@ async fn a_carrier_that_cannot_list_answers_unsupported_over_the_protocol() {
         countries: vec!["US".into()],
         tenant_location_update_allowed: false,
     });
-    let descriptor = operator.descriptor().clone();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let server = tokio::spawn(
-        Server::builder()
-            .add_service(AdapterService::new(Arc::new(operator)).into_server())
-            .serve_with_incoming(TcpIncoming::from(listener)),
-    );
-    let provider =
-        RemoteProvider::new(descriptor, RemoteSettings::new(format!("http://{address}"))).unwrap();
+    let (provider, server) = serve(operator).await;
     assert!(!provider.describe().await.unwrap().lists_numbers);
     let error = provider.list_numbers(TENANT, None, 10).await.unwrap_err();
     assert_eq!(error.kind, ErrorKind::Unsupported, "{error}");

@@ -3,13 +3,15 @@
 //!
 //! The checks speak only the trait, so they hold for in-process adapters and for adapters in
 //! another process alike. Each adapter describes itself with a [`Fixture`]; checks that need a
-//! catalogue run only when the descriptor declares one.
+//! catalogue, or a carrier that lists its numbers, run only when the descriptor declares one,
+//! and otherwise check that the adapter says it does not offer them.
 
 use std::time::Duration;
 
 use crate::{
-    AssignmentCategory, AssignmentCheck, Capability, EMERGENCY_LOCATION_LOCKED, ErrorKind,
-    LocationCheck, NumberQuery, Progress, Provider, Provisioning, TargetKind,
+    AssignmentCategory, AssignmentCheck, Capability, CarrierNumber, CarrierState,
+    EMERGENCY_LOCATION_LOCKED, EmergencyAddress, ErrorKind, LocationCheck, NumberQuery, Progress,
+    Provider, Provisioning, TargetKind,
 };
 
 /// What the kit needs to know about the adapter under test.
@@ -21,20 +23,38 @@ pub struct Fixture<'a> {
     pub number: String,
     /// The number's country.
     pub country: String,
+    /// Other numbers the adapter manages in the same country, which the listing checks
+    /// provision beside `number` so that there is more than one page to walk.
+    pub more_numbers: Vec<String>,
     /// How many times to poll a pending change before giving up.
     pub max_polls: usize,
 }
 
 impl<'a> Fixture<'a> {
-    /// A fixture for `provider` with a number it manages in `country`.
+    /// A fixture for `provider` with a number it manages in `country`; its
+    /// [`more_numbers`](Fixture::more_numbers) are the numbers that differ from it in the last
+    /// digit only (the next two, wrapping past 9), which are in the same range.
     pub fn new(provider: &'a dyn Provider, number: &str, country: &str) -> Self {
         Self {
             provider,
             number: number.to_owned(),
             country: country.to_owned(),
+            more_numbers: [1, 2]
+                .iter()
+                .filter_map(|d| neighbour(number, *d))
+                .collect(),
             max_polls: 50,
         }
     }
+}
+
+/// `number` with `step` added to its last digit, modulo 10; `None` when it does not end in a
+/// digit.
+fn neighbour(number: &str, step: u32) -> Option<String> {
+    let (head, last) = number.split_at(number.len().checked_sub(1)?);
+    let digit = last.chars().next()?.to_digit(10)?;
+    let next = char::from_digit((digit + step) % 10, 10)?;
+    Some(format!("{head}{next}"))
 }
 
 /// Runs every check. Panics, naming the broken rule, when the adapter does not conform.
@@ -49,6 +69,11 @@ pub async fn run(fixture: &Fixture<'_>) {
         catalogue_refuses_numbers_it_does_not_sell(fixture).await;
     } else {
         no_catalogue_means_unsupported(fixture).await;
+    }
+    if fixture.provider.descriptor().lists_numbers {
+        listing_shows_what_was_provisioned(fixture).await;
+    } else {
+        no_listing_means_unsupported(fixture).await;
     }
 }
 
@@ -295,4 +320,147 @@ pub async fn no_catalogue_means_unsupported(fixture: &Fixture<'_>) {
         .await
         .expect_err("acquire without a catalogue");
     assert_eq!(error.kind, ErrorKind::Unsupported);
+}
+
+const LISTING_TENANT: &str = "conformance-listing-tenant";
+const LISTING_LOCATION: &str = "conformance-location";
+
+/// Every number the provider lists for `tenant`, walking pages of `limit`; panics when the
+/// pages do not end or do not keep their order.
+async fn list_all(fixture: &Fixture<'_>, tenant: &str, limit: usize) -> Vec<CarrierNumber> {
+    let provider = fixture.provider;
+    let id = &provider.descriptor().id;
+    let mut numbers: Vec<CarrierNumber> = Vec::new();
+    let mut after: Option<String> = None;
+    // More pages than numbers could ever need means the listing does not end.
+    for _ in 0..1000 {
+        let page = provider
+            .list_numbers(tenant, after.as_deref(), limit)
+            .await
+            .unwrap_or_else(|e| panic!("{id}: listing the numbers of {tenant} failed: {e}"));
+        assert!(
+            page.numbers.len() <= limit,
+            "{id}: {} numbers in a page of {limit}",
+            page.numbers.len()
+        );
+        for number in page.numbers {
+            if let Some(previous) = numbers
+                .last()
+                .map(|n| n.phone_number.clone())
+                .or(after.clone())
+            {
+                assert!(
+                    number.phone_number > previous,
+                    "{id}: {} listed after {previous}: not in number order, or twice",
+                    number.phone_number
+                );
+            }
+            numbers.push(number);
+        }
+        match page.next_after {
+            None => return numbers,
+            Some(next) => after = Some(next),
+        }
+    }
+    panic!("{id}: the listing of {tenant} did not end after 1000 pages")
+}
+
+/// Provisions `number` for the listing tenant (activation or deactivation) and waits until done.
+async fn provision_for_listing(fixture: &Fixture<'_>, number: &str, activate: bool) {
+    let provider = fixture.provider;
+    let id = &provider.descriptor().id;
+    let change = Provisioning {
+        tenant_id: LISTING_TENANT.into(),
+        phone_number: number.to_owned(),
+        target_id: "conformance-user".into(),
+        emergency_address: Some(EmergencyAddress {
+            location_id: LISTING_LOCATION.into(),
+            country: fixture.country.clone(),
+            formatted: "1 Conformance Way".into(),
+        }),
+        idempotency_key: format!("conformance-listing-{number}-{activate}"),
+    };
+    let progress = if activate {
+        provider.activate(&change).await
+    } else {
+        provider.deactivate(&change).await
+    }
+    .unwrap_or_else(|e| panic!("{id}: provisioning {number} for the listing failed: {e}"));
+    assert_eq!(finish(fixture, progress).await, Progress::Done);
+}
+
+/// A provider that lists its numbers lists an activated number as active, with its target and
+/// emergency location, for its tenant only; pages of one walk every number once, in order; and
+/// a deactivated number is listed inactive, or not at all.
+pub async fn listing_shows_what_was_provisioned(fixture: &Fixture<'_>) {
+    let provider = fixture.provider;
+    let id = &provider.descriptor().id;
+    let all: Vec<&String> = std::iter::once(&fixture.number)
+        .chain(&fixture.more_numbers)
+        .collect();
+    assert!(
+        all.len() >= 2,
+        "{id}: the fixture needs more_numbers to check paging"
+    );
+    for number in &all {
+        provision_for_listing(fixture, number, true).await;
+    }
+
+    let listed = list_all(fixture, LISTING_TENANT, 100).await;
+    for number in &all {
+        let found = listed
+            .iter()
+            .find(|n| &&n.phone_number == number)
+            .unwrap_or_else(|| panic!("{id}: activated {number} is not listed: {listed:?}"));
+        assert_eq!(found.state, CarrierState::Active, "{id}: {found:?}");
+        assert_eq!(
+            found.target_id.as_deref(),
+            Some("conformance-user"),
+            "{id}: {found:?}"
+        );
+        assert_eq!(
+            found.emergency_location_id.as_deref(),
+            Some(LISTING_LOCATION),
+            "{id}: {found:?}"
+        );
+    }
+    let paged = list_all(fixture, LISTING_TENANT, 1).await;
+    assert_eq!(
+        paged, listed,
+        "{id}: pages of one do not walk the same numbers as one page"
+    );
+
+    let elsewhere = list_all(fixture, "conformance-other-tenant", 100).await;
+    assert!(
+        elsewhere.iter().all(|n| !all.contains(&&n.phone_number)),
+        "{id}: another tenant sees the listing tenant's numbers: {elsewhere:?}"
+    );
+
+    provision_for_listing(fixture, &fixture.number, false).await;
+    let after = list_all(fixture, LISTING_TENANT, 100).await;
+    if let Some(found) = after.iter().find(|n| n.phone_number == fixture.number) {
+        assert_eq!(
+            found.state,
+            CarrierState::Inactive,
+            "{id}: a deactivated number is listed {found:?}"
+        );
+    }
+    for number in &fixture.more_numbers {
+        provision_for_listing(fixture, number, false).await;
+    }
+}
+
+/// A provider that does not list its numbers says so rather than pretending it holds none.
+pub async fn no_listing_means_unsupported(fixture: &Fixture<'_>) {
+    let provider = fixture.provider;
+    let error = provider
+        .list_numbers("conformance-tenant", None, 10)
+        .await
+        .expect_err("listing numbers without lists_numbers");
+    assert_eq!(
+        error.kind,
+        ErrorKind::Unsupported,
+        "{}: {error}",
+        provider.descriptor().id
+    );
 }

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use numbers_provider::{
-    ActivationMode, AssignmentCheck, Descriptor, ErrorKind, LocationCheck, NumberQuery,
-    OfferedNumber, Progress, Provider, ProviderError, ProviderResult, Provisioning,
+    ActivationMode, AssignmentCheck, CarrierPage, Descriptor, ErrorKind, LocationCheck,
+    NumberQuery, OfferedNumber, Progress, Provider, ProviderError, ProviderResult, Provisioning,
 };
 use opentelemetry::propagation::Injector;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
@@ -24,7 +24,7 @@ use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::breaker::{CircuitBreaker, Open};
-use crate::convert::Malformed;
+use crate::convert::{Malformed, carrier_page};
 use crate::proto;
 use crate::proto::provider_adapter_client::ProviderAdapterClient;
 use crate::status::error_from_status;
@@ -480,6 +480,31 @@ impl Provider for RemoteProvider {
         )
         .await
         .map(drop)
+    }
+
+    /// Asks the carrier whatever the configured descriptor says: like Search, the carrier's
+    /// adapter is the one that knows, and one that cannot list answers UNIMPLEMENTED, which
+    /// reads as [`ErrorKind::Unsupported`].
+    async fn list_numbers(
+        &self,
+        tenant_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> ProviderResult<CarrierPage> {
+        // A limit beyond the protocol's range asks for "as many as the adapter likes" (0), as
+        // does a limit of 0 itself, which no caller that wants a page sends.
+        let page_size = u32::try_from(limit).unwrap_or(0);
+        let request = proto::ListNumbersRequest {
+            tenant_id: tenant_id.to_owned(),
+            after: after.unwrap_or_default().to_owned(),
+            page_size,
+        };
+        let answer = self
+            .call("ListNumbers", request, |mut c, r| async move {
+                c.list_numbers(r).await
+            })
+            .await?;
+        carrier_page(answer, after, page_size).map_err(|e| self.malformed("ListNumbers", &e))
     }
 }
 

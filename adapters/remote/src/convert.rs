@@ -9,9 +9,9 @@
 use std::time::Duration;
 
 use numbers_provider::{
-    ActivationMode, AssignmentCategory, AssignmentCheck, Capabilities, Capability, Descriptor,
-    EmergencyAddress, LocationCheck, NumberQuery, NumberType, OfferedNumber, Progress,
-    Provisioning, TargetKind,
+    ActivationMode, AssignmentCategory, AssignmentCheck, Capabilities, Capability, CarrierNumber,
+    CarrierPage, CarrierState, Descriptor, EmergencyAddress, LocationCheck, NumberQuery,
+    NumberType, OfferedNumber, Progress, Provisioning, TargetKind,
 };
 
 use crate::proto;
@@ -76,6 +76,9 @@ enum_conversions!(AssignmentCategory <=> AssignmentCategory, category, "assignme
 });
 enum_conversions!(Capability <=> Capability, capability, "capability" {
     UserAssignment, VoiceApplicationAssignment, ConferenceAssignment,
+});
+enum_conversions!(CarrierState <=> CarrierState, carrier_state, "carrier state" {
+    Active, Pending, Inactive,
 });
 
 impl From<&Descriptor> for proto::Descriptor {
@@ -311,6 +314,103 @@ impl TryFrom<proto::OfferedNumber> for OfferedNumber {
     }
 }
 
+impl From<CarrierNumber> for proto::CarrierNumber {
+    fn from(n: CarrierNumber) -> Self {
+        Self {
+            state: proto::CarrierState::from(n.state).into(),
+            phone_number: n.phone_number,
+            target_id: n.target_id.unwrap_or_default(),
+            emergency_location_id: n.emergency_location_id.unwrap_or_default(),
+        }
+    }
+}
+
+/// The protocol's empty string for "none".
+fn non_empty(value: String) -> Option<String> {
+    (!value.is_empty()).then_some(value)
+}
+
+impl TryFrom<proto::CarrierNumber> for CarrierNumber {
+    type Error = Malformed;
+
+    fn try_from(n: proto::CarrierNumber) -> Result<Self> {
+        if n.phone_number.is_empty() {
+            return Err(Malformed::new("CarrierNumber", "phone_number is empty"));
+        }
+        Ok(Self {
+            state: carrier_state(n.state, "CarrierNumber")?,
+            phone_number: n.phone_number,
+            target_id: non_empty(n.target_id),
+            emergency_location_id: non_empty(n.emergency_location_id),
+        })
+    }
+}
+
+impl From<CarrierPage> for proto::ListNumbersResponse {
+    fn from(page: CarrierPage) -> Self {
+        Self {
+            numbers: page.numbers.into_iter().map(Into::into).collect(),
+            next_after: page.next_after.unwrap_or_default(),
+        }
+    }
+}
+
+/// The page a ListNumbers answered to a request for `page_size` numbers after `after`.
+///
+/// Besides well-formed numbers, the page must keep the listing's promises, since the caller
+/// walks pages until `next_after` is empty: numbers in strictly increasing order after `after`,
+/// no more than asked, and a `next_after` that moves forward past them. An answer that breaks
+/// them would make the caller skip numbers, see one twice or loop forever, so it is malformed.
+pub(crate) fn carrier_page(
+    response: proto::ListNumbersResponse,
+    after: Option<&str>,
+    page_size: u32,
+) -> Result<CarrierPage> {
+    let numbers = response
+        .numbers
+        .into_iter()
+        .map(CarrierNumber::try_from)
+        .collect::<Result<Vec<_>>>()?;
+    if page_size > 0 && numbers.len() > usize::try_from(page_size).unwrap_or(usize::MAX) {
+        return Err(Malformed::new(
+            "ListNumbersResponse",
+            format!("{} numbers for a page of {page_size}", numbers.len()),
+        ));
+    }
+    let mut previous = after;
+    for number in &numbers {
+        if previous.is_some_and(|p| number.phone_number.as_str() <= p) {
+            return Err(Malformed::new(
+                "ListNumbersResponse",
+                format!(
+                    "{} is not after {}",
+                    number.phone_number,
+                    previous.unwrap_or_default()
+                ),
+            ));
+        }
+        previous = Some(&number.phone_number);
+    }
+    let next_after = non_empty(response.next_after);
+    if let Some(next) = &next_after {
+        let behind = match (after, numbers.last()) {
+            (_, Some(last)) => next.as_str() < last.phone_number.as_str(),
+            (Some(after), None) => next.as_str() <= after,
+            (None, None) => false,
+        };
+        if behind {
+            return Err(Malformed::new(
+                "ListNumbersResponse",
+                format!("next_after {next} does not move past the page"),
+            ));
+        }
+    }
+    Ok(CarrierPage {
+        numbers,
+        next_after,
+    })
+}
+
 /// A duration of the protocol; negative ones (which no carrier should send) count as zero.
 pub fn duration_from_proto(duration: prost_types::Duration) -> Duration {
     Duration::try_from(duration).unwrap_or_default()
@@ -394,5 +494,70 @@ mod tests {
             }),
             Duration::ZERO
         );
+    }
+
+    fn listed(phone_number: &str) -> proto::CarrierNumber {
+        proto::CarrierNumber {
+            phone_number: phone_number.into(),
+            state: proto::CarrierState::Active.into(),
+            target_id: "u".into(),
+            emergency_location_id: String::new(),
+        }
+    }
+
+    fn page(numbers: &[&str], next_after: &str) -> proto::ListNumbersResponse {
+        proto::ListNumbersResponse {
+            numbers: numbers.iter().map(|n| listed(n)).collect(),
+            next_after: next_after.into(),
+        }
+    }
+
+    #[test]
+    fn carrier_pages_survive_the_round_trip() {
+        let sent = CarrierPage {
+            numbers: vec![
+                CarrierNumber {
+                    phone_number: "+14255550100".into(),
+                    state: CarrierState::Pending,
+                    target_id: Some("u".into()),
+                    emergency_location_id: Some("loc".into()),
+                },
+                CarrierNumber {
+                    phone_number: "+14255550101".into(),
+                    state: CarrierState::Inactive,
+                    target_id: None,
+                    emergency_location_id: None,
+                },
+            ],
+            next_after: Some("+14255550101".into()),
+        };
+        let response = proto::ListNumbersResponse::from(sent.clone());
+        assert_eq!(carrier_page(response, None, 2).unwrap(), sent);
+        let last = CarrierPage::default();
+        let response = proto::ListNumbersResponse::from(last.clone());
+        assert_eq!(carrier_page(response, Some("+1"), 0).unwrap(), last);
+    }
+
+    #[test]
+    fn pages_that_break_the_listing_are_malformed() {
+        let malformed =
+            |response, after, size| carrier_page(response, after, size).unwrap_err().to_string();
+        // Out of order, repeated, or not after `after`.
+        assert!(malformed(page(&["+2", "+1"], ""), None, 0).contains("+1 is not after +2"));
+        assert!(malformed(page(&["+1", "+1"], ""), None, 0).contains("not after"));
+        assert!(malformed(page(&["+1"], ""), Some("+1"), 0).contains("not after"));
+        // More than asked.
+        assert!(malformed(page(&["+1", "+2"], "+2"), None, 1).contains("2 numbers"));
+        // A next page that does not move on would loop forever.
+        assert!(malformed(page(&[], "+1"), Some("+1"), 0).contains("does not move"));
+        assert!(malformed(page(&["+2"], "+1"), None, 0).contains("does not move"));
+        // Unset state, no number.
+        let mut unset = page(&["+1"], "");
+        unset.numbers[0].state = 0;
+        assert!(malformed(unset, None, 0).contains("carrier state 0"));
+        assert!(malformed(page(&[""], ""), None, 0).contains("phone_number is empty"));
+        // Fewer than asked, even none, is allowed while next_after moves on.
+        let page = carrier_page(page(&[], "+5"), Some("+1"), 3).unwrap();
+        assert_eq!(page.next_after.as_deref(), Some("+5"));
     }
 }

@@ -251,4 +251,22 @@ impl<P: Provider + ?Sized + 'static> ProviderAdapter for AdapterService<P> {
             .await;
         answer(result.map(|()| proto::ReleaseResponse {}))
     }
+
+    async fn list_numbers(
+        &self,
+        request: Request<proto::ListNumbersRequest>,
+    ) -> Result<Response<proto::ListNumbersResponse>, Status> {
+        let request = request.into_inner();
+        let after = (!request.after.is_empty()).then_some(request.after.as_str());
+        // 0 lets the adapter choose: no limit beyond the provider's own.
+        let limit = match request.page_size {
+            0 => usize::MAX,
+            size => usize::try_from(size).unwrap_or(usize::MAX),
+        };
+        let result = self
+            .provider
+            .list_numbers(&request.tenant_id, after, limit)
+            .await;
+        answer(result)
+    }
 }

@@ -107,4 +107,12 @@ impl ProviderAdapter for FaultyAdapter {
         self.faults.before(Rpc::Release).await?;
         self.inner.release(request).await
     }
+
+    async fn list_numbers(
+        &self,
+        request: Request<proto::ListNumbersRequest>,
+    ) -> Answer<proto::ListNumbersResponse> {
+        self.faults.before(Rpc::ListNumbers).await?;
+        self.inner.list_numbers(request).await
+    }
 }

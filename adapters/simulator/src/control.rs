@@ -7,7 +7,7 @@ use numbers_remote::duration_from_proto;
 use tonic::{Request, Response, Status};
 
 use crate::faults::{FailureCode, FailureRule, Faults, Rpc};
-use crate::operator::{Counts, SimulatedOperator};
+use crate::operator::{Counts, SimulatedOperator, TamperError, Tampering};
 use crate::proto;
 use crate::proto::simulator_control_server::{SimulatorControl, SimulatorControlServer};
 
@@ -40,6 +40,7 @@ fn rpc(value: i32) -> Result<Rpc, Status> {
         Ok(P::Search) => Rpc::Search,
         Ok(P::Acquire) => Rpc::Acquire,
         Ok(P::Release) => Rpc::Release,
+        Ok(P::ListNumbers) => Rpc::ListNumbers,
         Ok(P::Unspecified) | Err(_) => {
             return Err(Status::invalid_argument(format!(
                 "rpc {value} is not an adapter RPC; leave it unset for every RPC"
@@ -59,6 +60,37 @@ fn failure_code(value: i32) -> Result<FailureCode, Status> {
         Ok(P::NotFound) => FailureCode::NotFound,
         Ok(P::Internal) => FailureCode::Internal,
         Err(_) => return Err(Status::invalid_argument(format!("unknown code {value}"))),
+    })
+}
+
+/// What a Tamper request asks for; required fields must be set.
+fn tampering(change: Option<proto::tamper_request::Change>) -> Result<Tampering, Status> {
+    use proto::tamper_request::Change as C;
+    let required = |value: String, name: &str| {
+        if value.is_empty() {
+            Err(Status::invalid_argument(format!("{name} is required")))
+        } else {
+            Ok(value)
+        }
+    };
+    Ok(match change {
+        None => {
+            return Err(Status::invalid_argument(
+                "say which change: drop, deactivate, enable, register_location or add",
+            ));
+        }
+        Some(C::Drop(_)) => Tampering::Drop,
+        Some(C::Deactivate(_)) => Tampering::Deactivate,
+        Some(C::Enable(e)) => Tampering::EnableFor(required(e.target_id, "enable.target_id")?),
+        Some(C::RegisterLocation(r)) => {
+            Tampering::RegisterLocation(required(r.location_id, "register_location.location_id")?)
+        }
+        Some(C::Add(a)) => Tampering::Add {
+            tenant_id: required(a.tenant_id, "add.tenant_id")?,
+            target_id: required(a.target_id, "add.target_id")?,
+            emergency_location_id: (!a.emergency_location_id.is_empty())
+                .then_some(a.emergency_location_id),
+        },
     })
 }
 
@@ -165,5 +197,25 @@ impl SimulatorControl for Control {
             requests: by_name(requests.requests),
             failures_injected: by_name(requests.failures_injected),
         }))
+    }
+
+    async fn tamper(
+        &self,
+        request: Request<proto::TamperRequest>,
+    ) -> Result<Response<proto::TamperResponse>, Status> {
+        let request = request.into_inner();
+        if request.phone_number.is_empty() {
+            return Err(Status::invalid_argument("phone_number is required"));
+        }
+        let tampering = tampering(request.change)?;
+        tracing::info!(phone_number = %request.phone_number, ?tampering, "tampering");
+        self.operator
+            .tamper(&request.phone_number, tampering)
+            .map_err(|error| match &error {
+                TamperError::NotHeld(_) => Status::not_found(error.to_string()),
+                TamperError::AlreadyHeld(_) => Status::already_exists(error.to_string()),
+                TamperError::Save(_) => Status::internal(error.to_string()),
+            })?;
+        Ok(Response::new(proto::TamperResponse {}))
     }
 }

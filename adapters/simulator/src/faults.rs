@@ -38,6 +38,8 @@ pub enum Rpc {
     Acquire,
     /// Release.
     Release,
+    /// ListNumbers.
+    ListNumbers,
 }
 
 impl Rpc {
@@ -54,6 +56,7 @@ impl Rpc {
             Rpc::Search => "Search",
             Rpc::Acquire => "Acquire",
             Rpc::Release => "Release",
+            Rpc::ListNumbers => "ListNumbers",
         }
     }
 }

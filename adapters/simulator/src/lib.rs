@@ -5,9 +5,11 @@
 //! It behaves like a real operator: it refuses what the in-process operator adapter refuses,
 //! accepts provisioning changes with a ticket and completes them after a delay, keeps its
 //! promises across repeated requests (idempotency keys) and, with a state file, across
-//! restarts. And it misbehaves on demand, which a real operator does without asking: it can
-//! fail requests (transiently or for good), be slow, or lose its state, from start-up flags or
-//! at run time through its `SimulatorControl` service, and it reports what it saw.
+//! restarts, and it tells which numbers it holds (ListNumbers) from that state. And it
+//! misbehaves on demand, which a real operator does without asking: it can fail requests
+//! (transiently or for good), be slow, lose its state, or change what it holds behind the
+//! service's back, from start-up flags or at run time through its `SimulatorControl` service,
+//! and it reports what it saw.
 //!
 //! [`run`] serves it on a listener until a shutdown signal (the binary and in-process users
 //! alike); [`RunningSimulator`] starts it on a free local port for tests and demos.

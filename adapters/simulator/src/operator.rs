@@ -5,8 +5,11 @@
 //! in-process one refuse the same things. Its provisioning is its own: each change is accepted
 //! with a ticket and completes `activation_delay` later; the same idempotency key (for the same
 //! kind of change and number) always finds the same change, so a repeated request never
-//! provisions twice. The changes it knows are its state, kept in memory and, when a state file
-//! is given, written to it after every change and read back at start.
+//! provisions twice. Besides the changes, it keeps what it holds: per number, the tenant, whether
+//! it routes the number's calls, to whom and with which emergency location, as the latest change
+//! left it (or as tampering behind the service's back left it), which is what it lists. The
+//! changes and the numbers are its state, kept in memory and, when a state file is given,
+//! written to it after every change and read back at start.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -17,10 +20,13 @@ use anyhow::Context as _;
 use async_trait::async_trait;
 use numbers_operator_connect::{OperatorConnect, OperatorSettings};
 use numbers_provider::{
-    ActivationMode, AssignmentCheck, Descriptor, ErrorKind, LocationCheck, Progress, Provider,
-    ProviderError, ProviderResult, Provisioning,
+    ActivationMode, AssignmentCheck, CarrierNumber, CarrierPage, CarrierState, Descriptor,
+    ErrorKind, LocationCheck, Progress, Provider, ProviderError, ProviderResult, Provisioning,
 };
 use serde::{Deserialize, Serialize};
+
+/// The most numbers one page of the carrier's listing holds.
+pub(crate) const MAX_PAGE: usize = 500;
 
 /// The reason given for a provisioning request without an idempotency key.
 pub const IDEMPOTENCY_KEY_REQUIRED: &str = "IDEMPOTENCY_KEY_REQUIRED";
@@ -72,10 +78,79 @@ impl Change {
     }
 }
 
-/// The carrier's state: every change it accepted, by ticket, as the state file holds it.
+/// A number as the carrier holds it: what the latest change (or tampering) left.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Held {
+    tenant_id: String,
+    /// Whether calls are routed once the latest change completes.
+    active: bool,
+    target_id: Option<String>,
+    emergency_location_id: Option<String>,
+    /// When the latest change completes; listed as pending until then.
+    settles_at_ms: u64,
+}
+
+impl Held {
+    fn listed(&self, phone_number: &str, now_ms: u64) -> CarrierNumber {
+        let state = if now_ms < self.settles_at_ms {
+            CarrierState::Pending
+        } else if self.active {
+            CarrierState::Active
+        } else {
+            CarrierState::Inactive
+        };
+        CarrierNumber {
+            phone_number: phone_number.to_owned(),
+            state,
+            target_id: self.target_id.clone(),
+            emergency_location_id: self.emergency_location_id.clone(),
+        }
+    }
+}
+
+/// What the carrier's state becomes behind the service's back: one number, one change, done at
+/// once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Tampering {
+    /// The carrier no longer holds the number.
+    Drop,
+    /// The carrier stops routing the number's calls and forgets its target.
+    Deactivate,
+    /// The carrier routes the number's calls to this target.
+    EnableFor(String),
+    /// The carrier has this emergency location registered for the number.
+    RegisterLocation(String),
+    /// The carrier holds a number the service never provisioned: for a tenant, routed to a
+    /// target.
+    Add {
+        tenant_id: String,
+        target_id: String,
+        emergency_location_id: Option<String>,
+    },
+}
+
+/// Why tampering could not be done.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TamperError {
+    /// The carrier does not hold the number.
+    #[error("the carrier holds no number {0}")]
+    NotHeld(String),
+    /// Adding a number the carrier already holds.
+    #[error("the carrier already holds {0}")]
+    AlreadyHeld(String),
+    /// The state file could not be written; nothing changed.
+    #[error("could not record the change: {0}")]
+    Save(#[from] std::io::Error),
+}
+
+/// The carrier's state: every change it accepted, by ticket, and every number it holds, by
+/// number, as the state file holds them.
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Ledger {
     changes: BTreeMap<String, Change>,
+    /// Absent from state files written before the carrier listed its numbers.
+    #[serde(default)]
+    numbers: BTreeMap<String, Held>,
     /// (kind, number, idempotency key) -> ticket; rebuilt at load.
     #[serde(skip)]
     keys: HashMap<(Kind, String, String), String>,
@@ -137,6 +212,22 @@ impl Ledger {
     }
 }
 
+/// What the carrier holds once `change` completes, from what it held before.
+fn apply(change: &Change, before: Option<&Held>) -> Held {
+    let (active, target_id) = match change.kind {
+        Kind::Activation => (true, Some(change.target_id.clone())),
+        Kind::Deactivation => (false, None),
+        Kind::LocationUpdate => before.map_or((false, None), |h| (h.active, h.target_id.clone())),
+    };
+    Held {
+        tenant_id: change.tenant_id.clone(),
+        active,
+        target_id: target_id.filter(|t| !t.is_empty()),
+        emergency_location_id: change.emergency_location_id.clone(),
+        settles_at_ms: change.completes_at_ms,
+    }
+}
+
 fn key_of(kind: Kind, phone_number: &str, key: &str) -> (Kind, String, String) {
     (kind, phone_number.to_owned(), key.to_owned())
 }
@@ -194,6 +285,7 @@ impl SimulatedOperator {
         let rules = OperatorConnect::new(settings);
         let descriptor = Descriptor {
             activation: ActivationMode::Asynchronous,
+            lists_numbers: true,
             ..rules.descriptor().clone()
         };
         Ok(Self {
@@ -218,7 +310,7 @@ impl SimulatedOperator {
         self.state().activation_delay = delay;
     }
 
-    /// Forgets every change, in memory and in the state file.
+    /// Forgets every change and every number it holds, in memory and in the state file.
     pub(crate) fn reset(&self) -> std::io::Result<()> {
         let mut state = self.state();
         state.ledger = Ledger::default();
@@ -242,6 +334,66 @@ impl SimulatedOperator {
             }
         }
         counts
+    }
+
+    /// Changes what the carrier holds for `phone_number` behind the service's back, at once and
+    /// durably; the changes it accepted stay as they were.
+    pub(crate) fn tamper(
+        &self,
+        phone_number: &str,
+        tampering: Tampering,
+    ) -> Result<(), TamperError> {
+        let mut state = self.state();
+        let before = state.ledger.numbers.get(phone_number).cloned();
+        let now = now_ms();
+        let after = match (tampering, &before) {
+            (Tampering::Add { .. }, Some(_)) => {
+                return Err(TamperError::AlreadyHeld(phone_number.to_owned()));
+            }
+            (
+                Tampering::Add {
+                    tenant_id,
+                    target_id,
+                    emergency_location_id,
+                },
+                None,
+            ) => Some(Held {
+                tenant_id,
+                active: true,
+                target_id: Some(target_id),
+                emergency_location_id,
+                settles_at_ms: now,
+            }),
+            (_, None) => return Err(TamperError::NotHeld(phone_number.to_owned())),
+            (Tampering::Drop, Some(_)) => None,
+            (Tampering::Deactivate, Some(held)) => Some(Held {
+                active: false,
+                target_id: None,
+                settles_at_ms: now,
+                ..held.clone()
+            }),
+            (Tampering::EnableFor(target_id), Some(held)) => Some(Held {
+                active: true,
+                target_id: Some(target_id),
+                settles_at_ms: now,
+                ..held.clone()
+            }),
+            (Tampering::RegisterLocation(location_id), Some(held)) => Some(Held {
+                emergency_location_id: Some(location_id),
+                settles_at_ms: now,
+                ..held.clone()
+            }),
+        };
+        let restore = |numbers: &mut BTreeMap<String, Held>, held: Option<Held>| match held {
+            Some(held) => numbers.insert(phone_number.to_owned(), held),
+            None => numbers.remove(phone_number),
+        };
+        restore(&mut state.ledger.numbers, after);
+        if let Err(error) = self.save(&state.ledger) {
+            restore(&mut state.ledger.numbers, before);
+            return Err(error.into());
+        }
+        Ok(())
     }
 
     fn save(&self, ledger: &Ledger) -> std::io::Result<()> {
@@ -286,10 +438,23 @@ impl SimulatedOperator {
         };
         let progress = change.progress(now);
         let ticket = change.ticket.clone();
+        let before = state.ledger.numbers.get(&change.phone_number).cloned();
+        let held = apply(&change, before.as_ref());
+        state
+            .ledger
+            .numbers
+            .insert(change.phone_number.clone(), held);
         state.ledger.insert(change);
         if let Err(error) = self.save(&state.ledger) {
             // A carrier that cannot record a change does not accept it.
             state.ledger.remove(&ticket);
+            match before {
+                Some(held) => state
+                    .ledger
+                    .numbers
+                    .insert(request.phone_number.clone(), held),
+                None => state.ledger.numbers.remove(&request.phone_number),
+            };
             return Err(ProviderError::new(
                 self.descriptor.id.clone(),
                 ErrorKind::Unavailable { retry_after: None },
@@ -343,6 +508,38 @@ impl Provider for SimulatedOperator {
                 format!("{} knows no change {ticket}", self.descriptor.display_name),
             )),
         }
+    }
+
+    /// Pages of at most [`MAX_PAGE`] numbers however many are asked for, and of one when asked
+    /// for none.
+    async fn list_numbers(
+        &self,
+        tenant_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> ProviderResult<CarrierPage> {
+        use std::ops::Bound;
+        let limit = limit.clamp(1, MAX_PAGE);
+        let now = now_ms();
+        let state = self.state();
+        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut held = state
+            .ledger
+            .numbers
+            .range::<str, _>((start, Bound::Unbounded))
+            .filter(|(_, held)| held.tenant_id == tenant_id);
+        let numbers: Vec<CarrierNumber> = held
+            .by_ref()
+            .take(limit)
+            .map(|(number, held)| held.listed(number, now))
+            .collect();
+        let more = held.next().is_some();
+        Ok(CarrierPage {
+            next_after: more
+                .then(|| numbers.last().map(|n| n.phone_number.clone()))
+                .flatten(),
+            numbers,
+        })
     }
 }
 
@@ -404,6 +601,54 @@ mod tests {
         assert_eq!(reopened.counts()["+14255550100"].activations.accepted, 1);
         reopened.reset().unwrap();
         assert!(operator(Duration::ZERO, Some(path)).counts().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_change_or_tampering_that_cannot_be_recorded_leaves_the_numbers_as_they_were() {
+        let dir = tempfile::tempdir().unwrap();
+        // A state file in a directory that does not exist: loads as empty, never saves.
+        let path = dir.path().join("missing").join("state.json");
+        let operator = operator(Duration::ZERO, Some(path));
+        let error = operator.activate(&change("k")).await.unwrap_err();
+        assert!(error.is_retryable(), "{error}");
+        let add = Tampering::Add {
+            tenant_id: "t".into(),
+            target_id: "u".into(),
+            emergency_location_id: None,
+        };
+        let error = operator.tamper("+14255550101", add).unwrap_err();
+        assert!(matches!(error, TamperError::Save(_)), "{error}");
+        let page = operator.list_numbers("t", None, 10).await.unwrap();
+        assert_eq!(page, CarrierPage::default());
+    }
+
+    #[tokio::test]
+    async fn a_location_update_of_a_number_never_activated_holds_it_inactive() {
+        let operator = operator(Duration::ZERO, None);
+        let update = Provisioning {
+            emergency_address: Some(numbers_provider::EmergencyAddress {
+                location_id: "loc".into(),
+                country: "US".into(),
+                formatted: "1 Main St".into(),
+            }),
+            ..change("k")
+        };
+        assert_eq!(
+            operator.update_location(&update).await.unwrap(),
+            Progress::Done
+        );
+        // A limit of 0 still answers a page, of one.
+        let page = operator.list_numbers("t", None, 0).await.unwrap();
+        assert_eq!(
+            page.numbers,
+            [CarrierNumber {
+                phone_number: "+14255550100".into(),
+                state: CarrierState::Inactive,
+                target_id: None,
+                emergency_location_id: Some("loc".into()),
+            }]
+        );
+        assert_eq!(page.next_after, None);
     }
 
     #[test]

@@ -62,7 +62,7 @@ impl TestCarrier {
             activation: ActivationMode::Synchronous,
             base_and_extensions_exclusive: false,
             catalogue: false,
-            lists_numbers: false,
+            lists_numbers: true,
         }
     }
 

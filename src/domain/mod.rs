@@ -45,7 +45,10 @@ pub use phone_number::{
     ActivationState, Assignment, AssignmentStatus, Block, BlockState, CountryReadiness, E164,
     NumberFilter, PhoneNumber, ReadinessProblem,
 };
-pub use reconciliation::{Drift, DriftKind, compare as compare_with_carrier};
+pub use reconciliation::{
+    Drift, DriftKind, Reconciliation, ReconciliationState, ReconciliationTrigger,
+    carrier_state_name, carrier_state_named, compare as compare_with_carrier,
+};
 pub use tag::{MAX_TAG_CHARS, MAX_TAGS_PER_NUMBER, Tag, TagCount};
 pub use tenant::{MAX_BLOCK_DAYS, TenantConfiguration};
 pub use user::{Identity, License, Licenses, User, UserFilter, UserUpsert};

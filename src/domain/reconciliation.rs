@@ -6,24 +6,119 @@
 //! refused (failed) is not compared: the provisioning worker and its operation already own
 //! that disagreement.
 
-use numbers_provider::{CarrierNumber, CarrierState};
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use numbers_provider::{CarrierNumber, CarrierState, spelled_enum};
 
 use super::{ActivationState, PhoneNumber};
 
-/// How a number of the inventory and the carrier's listing disagree.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum DriftKind {
-    /// The service has the number in service for a holder; the carrier does not hold it.
-    MissingAtCarrier,
-    /// The carrier holds the number for the tenant; the service's inventory does not have it.
-    UnknownToService,
-    /// The carrier routes the number while the service has it unassigned, or does not route it
-    /// while the service has it in service.
-    ActivationDiffers,
-    /// The carrier has another emergency location registered (or none).
-    LocationDiffers,
-    /// The carrier has the number enabled for another user than its holder.
-    TargetDiffers,
+spelled_enum! {
+    /// How a number of the inventory and the carrier's listing disagree.
+    DriftKind, "drift kind" {
+        /// The service has the number in service for a holder; the carrier does not hold it.
+        MissingAtCarrier = "MISSING_AT_CARRIER",
+        /// The carrier holds the number for the tenant; the service's inventory does not.
+        UnknownToService = "UNKNOWN_TO_SERVICE",
+        /// The carrier routes the number while the service has it unassigned, or does not
+        /// route it while the service has it in service.
+        ActivationDiffers = "ACTIVATION_DIFFERS",
+        /// The carrier has another emergency location registered (or none).
+        LocationDiffers = "LOCATION_DIFFERS",
+        /// The carrier has the number enabled for another user than its holder.
+        TargetDiffers = "TARGET_DIFFERS",
+    }
+}
+
+spelled_enum! {
+    /// Where a reconciliation run stands.
+    ReconciliationState, "reconciliation state" {
+        /// Asked for; no replica has taken it up yet.
+        Pending = "PENDING",
+        /// A replica is comparing, under its lease.
+        Running = "RUNNING",
+        /// Every number was compared; its drift is recorded.
+        Succeeded = "SUCCEEDED",
+        /// The carrier could not be asked (its error is recorded).
+        Failed = "FAILED",
+    }
+}
+
+spelled_enum! {
+    /// Why a reconciliation run was made.
+    ReconciliationTrigger, "reconciliation trigger" {
+        /// The schedule.
+        Schedule = "SCHEDULE",
+        /// An administrator's StartReconciliation.
+        Request = "REQUEST",
+    }
+}
+
+/// One comparison of a tenant's inventory with one provider's listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reconciliation {
+    /// Its id (a UUID).
+    pub id: String,
+    /// The provider compared with.
+    pub provider_id: String,
+    /// Why it was made.
+    pub trigger: ReconciliationTrigger,
+    /// Where it stands.
+    pub state: ReconciliationState,
+    /// Numbers compared so far, of either side.
+    pub checked: i64,
+    /// Drift items recorded so far, by kind.
+    pub counts: BTreeMap<DriftKind, i64>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// When it was asked for.
+    pub create_time: SystemTime,
+    /// When a replica took it up.
+    pub start_time: Option<SystemTime>,
+    /// When it ended.
+    pub end_time: Option<SystemTime>,
+}
+
+impl Reconciliation {
+    /// A run asked for now, not taken up yet.
+    pub fn new(
+        id: String,
+        provider_id: String,
+        trigger: ReconciliationTrigger,
+        now: SystemTime,
+    ) -> Self {
+        Self {
+            id,
+            provider_id,
+            trigger,
+            state: ReconciliationState::Pending,
+            checked: 0,
+            counts: BTreeMap::new(),
+            error: None,
+            create_time: now,
+            start_time: None,
+            end_time: None,
+        }
+    }
+}
+
+/// The spelling of a [`CarrierState`] in storage and on the API.
+pub fn carrier_state_name(state: CarrierState) -> &'static str {
+    match state {
+        CarrierState::Active => "ACTIVE",
+        CarrierState::Pending => "PENDING",
+        CarrierState::Inactive => "INACTIVE",
+    }
+}
+
+/// The [`CarrierState`] spelled `name`.
+pub fn carrier_state_named(name: &str) -> Option<CarrierState> {
+    match name {
+        "ACTIVE" => Some(CarrierState::Active),
+        "PENDING" => Some(CarrierState::Pending),
+        "INACTIVE" => Some(CarrierState::Inactive),
+        _ => None,
+    }
 }
 
 /// One disagreement between the inventory and the carrier.
@@ -179,6 +274,18 @@ mod tests {
             target_id: target.map(Into::into),
             emergency_location_id: location.map(Into::into),
         }
+    }
+
+    #[test]
+    fn carrier_states_read_back_as_written() {
+        for state in [
+            CarrierState::Active,
+            CarrierState::Pending,
+            CarrierState::Inactive,
+        ] {
+            assert_eq!(carrier_state_named(carrier_state_name(state)), Some(state));
+        }
+        assert_eq!(carrier_state_named("GONE"), None);
     }
 
     fn kinds(drift: &[Drift]) -> Vec<(&str, DriftKind)> {

@@ -32,10 +32,11 @@ pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 use crate::domain::{
-    AuditEvent, AuditFilter, BulkProgress, Country, CountryReadiness, EmergencyLocation, Identity,
-    ItemOutcome, ItemResult, Job, NewEmergencyLocation, Notification, NotificationSettings,
-    NumberFilter, NumberType, Operation, OperationFilter, OperatorConsent, PhoneNumber, Tag,
-    TagCount, TenantConfiguration, TenantId, User, UserFilter, UserUpsert, ValidationStatus,
+    AuditEvent, AuditFilter, BulkProgress, Country, CountryReadiness, Drift, DriftKind,
+    EmergencyLocation, Identity, ItemOutcome, ItemResult, Job, NewEmergencyLocation, Notification,
+    NotificationSettings, NumberFilter, NumberType, Operation, OperationFilter, OperatorConsent,
+    PhoneNumber, Reconciliation, Tag, TagCount, TenantConfiguration, TenantId, User, UserFilter,
+    UserUpsert, ValidationStatus,
 };
 
 /// Why a store operation failed.
@@ -255,6 +256,7 @@ pub trait Transaction:
     + ConfigurationRepository
     + TagRepository
     + BulkRepository
+    + ReconciliationRepository
     + Send
     + fmt::Debug
 {
@@ -994,6 +996,83 @@ pub trait BulkRepository: Send {
         now: SystemTime,
         lease: Duration,
     ) -> StoreResult<Option<BulkProgress>>;
+}
+
+/// Reconciliation runs and the drift they found.
+///
+/// A run is asked for (by an administrator or the schedule), claimed by one worker under a
+/// lease, fed its drift a page at a time while the lease holds, and ended. At most one run of a
+/// tenant and provider is open at a time.
+#[async_trait]
+pub trait ReconciliationRepository: Send {
+    /// Records a run asked for; false, changing nothing, when a run of the same tenant and
+    /// provider is still open (pending or running).
+    async fn insert_reconciliation(
+        &mut self,
+        tenant: &TenantId,
+        run: &Reconciliation,
+    ) -> StoreResult<bool>;
+
+    /// A run of the tenant, with its counts.
+    async fn get_reconciliation(
+        &mut self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> StoreResult<Option<Reconciliation>>;
+
+    /// The tenant's runs, newest first, of `provider` when given, before the run `before`.
+    async fn list_reconciliations(
+        &mut self,
+        tenant: &TenantId,
+        provider: Option<&str>,
+        before: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<Reconciliation>>;
+
+    /// Up to `limit` drift items of a run, of `kind` when given, ordered by number then kind,
+    /// after the item `after`.
+    async fn drift_items(
+        &mut self,
+        tenant: &TenantId,
+        id: &str,
+        kind: Option<DriftKind>,
+        after: Option<(&str, DriftKind)>,
+        limit: usize,
+    ) -> StoreResult<Vec<Drift>>;
+
+    /// Claims for `owner`, until `now + lease`, the oldest open run that no live lease holds,
+    /// of any tenant; it turns RUNNING. Answers its tenant and the run.
+    async fn claim_reconciliation(
+        &mut self,
+        owner: &str,
+        now: SystemTime,
+        lease: Duration,
+    ) -> StoreResult<Option<(String, Reconciliation)>>;
+
+    /// Records drift found and numbers compared, and extends `owner`'s lease to `now + lease`;
+    /// false, changing nothing, when `owner` no longer holds the run.
+    #[allow(clippy::too_many_arguments)]
+    async fn record_drift(
+        &mut self,
+        tenant: &TenantId,
+        id: &str,
+        owner: &str,
+        drift: &[Drift],
+        checked: i64,
+        now: SystemTime,
+        lease: Duration,
+    ) -> StoreResult<bool>;
+
+    /// Ends a run `owner` holds, SUCCEEDED or (with `error`) FAILED, and releases its lease;
+    /// false, changing nothing, when `owner` no longer holds it.
+    async fn finish_reconciliation(
+        &mut self,
+        tenant: &TenantId,
+        id: &str,
+        owner: &str,
+        error: Option<&str>,
+        now: SystemTime,
+    ) -> StoreResult<bool>;
 }
 
 /// The audit trail.

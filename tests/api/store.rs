@@ -9,14 +9,16 @@ use std::time::{Duration, SystemTime};
 use number_management::clock::{Clock as _, SystemClock};
 use number_management::domain::{
     ActivationState, AssignmentCategory, AssignmentStatus, AuditAction, CivicAddress, Country,
-    Identity, Job, License, Notification, NotificationSettings, NumberFilter, NumberType,
-    Operation, OperationState, OperatorConsent, ProvisioningAction, TargetKind,
-    TenantConfiguration, UserFilter, UserUpsert, ValidationStatus, validate_address,
+    Drift, DriftKind, Identity, Job, License, Notification, NotificationSettings, NumberFilter,
+    NumberType, Operation, OperationState, OperatorConsent, ProvisioningAction, Reconciliation,
+    ReconciliationState, ReconciliationTrigger, TargetKind, TenantConfiguration, UserFilter,
+    UserUpsert, ValidationStatus, validate_address,
 };
 use number_management::store::{
     Changes, Claim, Delivered, Delivery, JobOutcome, LocationCursor, NewOperation, Store,
     StoreError, Tx,
 };
+use numbers_provider::{CarrierNumber, CarrierState};
 use serde_json::json;
 
 use crate::helpers::{Backend, TestDatabase, assigned, number};
@@ -1494,7 +1496,247 @@ async fn tenant_configurations_are_written_over_the_version_read(backend: Backen
     assert_eq!(read(T1).await, second);
 }
 
+/// A reconciliation run asked for by tenant `tenant` of `provider`, with a fresh time-ordered id.
+fn reconciliation(provider: &str) -> Reconciliation {
+    Reconciliation::new(
+        uuid::Uuid::now_v7().to_string(),
+        provider.into(),
+        ReconciliationTrigger::Request,
+        SystemTime::now(),
+    )
+}
+
+async fn claim_run(
+    store: &dyn Store,
+    owner: &str,
+    lease: Duration,
+) -> Option<(String, Reconciliation)> {
+    let mut tx = store.write().await.unwrap();
+    let claimed = tx
+        .claim_reconciliation(owner, SystemTime::now(), lease)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    claimed
+}
+
+fn drift(number: &str, kind: DriftKind, carrier: Option<CarrierNumber>) -> Drift {
+    Drift {
+        phone_number: number.into(),
+        kind,
+        carrier,
+    }
+}
+
+async fn reconciliations_run_once_under_a_lease_and_keep_their_drift(backend: Backend) {
+    let (_db, store) = store(backend).await;
+    let first = reconciliation("litware-mobile");
+    let mut tx = store.write().await.unwrap();
+    assert!(tx.insert_reconciliation(T1, &first).await.unwrap());
+    // One open run per tenant and provider: another is not queued beside it.
+    assert!(
+        !tx.insert_reconciliation(T1, &reconciliation("litware-mobile"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        tx.insert_reconciliation(T2, &reconciliation("litware-mobile"))
+            .await
+            .unwrap()
+    );
+    tx.commit().await.unwrap();
+
+    // Three workers at once take different runs; a leased run is not claimed again.
+    let claims: Vec<_> = (0..3)
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                claim_run(
+                    store.as_ref(),
+                    &format!("worker-{w}"),
+                    Duration::from_millis(300),
+                )
+                .await
+            })
+        })
+        .collect();
+    let mut claimed = Vec::new();
+    for task in claims {
+        claimed.extend(task.await.unwrap());
+    }
+    let mut tenants: Vec<&str> = claimed.iter().map(|(t, _)| t.as_str()).collect();
+    tenants.sort_unstable();
+    assert_eq!(tenants, [T1, T2], "each run claimed once: {claimed:?}");
+    let (_, mine) = claimed.iter().find(|(t, _)| t == T1).unwrap();
+    assert_eq!(mine.id, first.id);
+    assert_eq!(mine.state, ReconciliationState::Running);
+    assert!(mine.start_time.is_some());
+
+    // Its worker stalls; once the lease ends another takes the run over, and the first one's
+    // writes count no more.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let mut takers = Vec::new();
+    while let Some((tenant, run)) =
+        claim_run(store.as_ref(), "second", Duration::from_secs(30)).await
+    {
+        takers.push((tenant, run.id));
+    }
+    assert!(
+        takers.contains(&(T1.to_owned(), first.id.clone())),
+        "{takers:?}"
+    );
+    let owner = claimed
+        .iter()
+        .position(|(t, _)| t == T1)
+        .map(|i| format!("worker-{i}"))
+        .unwrap();
+    let now = SystemTime::now();
+    let found = [
+        drift("+14255550101", DriftKind::MissingAtCarrier, None),
+        drift(
+            "+14255550102",
+            DriftKind::TargetDiffers,
+            Some(CarrierNumber {
+                phone_number: "+14255550102".into(),
+                state: CarrierState::Active,
+                target_id: Some("someone-else".into()),
+                emergency_location_id: Some("hq".into()),
+            }),
+        ),
+        drift(
+            "+14255550102",
+            DriftKind::LocationDiffers,
+            Some(CarrierNumber {
+                phone_number: "+14255550102".into(),
+                state: CarrierState::Active,
+                target_id: Some("someone-else".into()),
+                emergency_location_id: Some("hq".into()),
+            }),
+        ),
+    ];
+    let mut tx = store.write().await.unwrap();
+    let lease = Duration::from_secs(30);
+    assert!(
+        !tx.record_drift(T1, &first.id, &owner, &found, 3, now, lease)
+            .await
+            .unwrap(),
+        "a lost lease records nothing"
+    );
+    assert!(
+        !tx.finish_reconciliation(T1, &first.id, &owner, None, now)
+            .await
+            .unwrap()
+    );
+    assert!(
+        tx.record_drift(T1, &first.id, "second", &found[..2], 2, now, lease)
+            .await
+            .unwrap()
+    );
+    // A page recorded twice (a retry) counts each item once.
+    assert!(
+        tx.record_drift(T1, &first.id, "second", &found[1..], 1, now, lease)
+            .await
+            .unwrap()
+    );
+    assert!(
+        tx.finish_reconciliation(T1, &first.id, "second", None, now)
+            .await
+            .unwrap()
+    );
+    tx.commit().await.unwrap();
+
+    let mut read = store.read().await.unwrap();
+    let done = read
+        .get_reconciliation(T1, &first.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(done.state, ReconciliationState::Succeeded);
+    assert_eq!(done.checked, 3);
+    assert!(done.end_time.is_some());
+    assert_eq!(
+        done.counts.into_iter().collect::<Vec<_>>(),
+        [
+            (DriftKind::MissingAtCarrier, 1),
+            (DriftKind::LocationDiffers, 1),
+            (DriftKind::TargetDiffers, 1),
+        ]
+    );
+    assert!(
+        read.get_reconciliation(T2, &first.id)
+            .await
+            .unwrap()
+            .is_none(),
+        "another tenant's"
+    );
+    let all = read
+        .drift_items(T1, &first.id, None, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        all.iter()
+            .map(|d| (d.phone_number.as_str(), d.kind))
+            .collect::<Vec<_>>(),
+        [
+            ("+14255550101", DriftKind::MissingAtCarrier),
+            ("+14255550102", DriftKind::LocationDiffers),
+            ("+14255550102", DriftKind::TargetDiffers),
+        ]
+    );
+    assert_eq!(all[0].carrier, None);
+    assert_eq!(all[2].carrier, found[1].carrier);
+    let page = read
+        .drift_items(
+            T1,
+            &first.id,
+            None,
+            Some(("+14255550102", DriftKind::LocationDiffers)),
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(page, all[2..]);
+    let targets = read
+        .drift_items(T1, &first.id, Some(DriftKind::TargetDiffers), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(targets, all[2..]);
+    drop(read);
+
+    // The run is closed, so another can be asked for; listings are newest first.
+    let second = reconciliation("litware-mobile");
+    let other = reconciliation("northwind-voice");
+    let mut tx = store.write().await.unwrap();
+    assert!(tx.insert_reconciliation(T1, &second).await.unwrap());
+    assert!(tx.insert_reconciliation(T1, &other).await.unwrap());
+    tx.commit().await.unwrap();
+    let mut read = store.read().await.unwrap();
+    let ids = |runs: Vec<Reconciliation>| runs.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(read
+            .list_reconciliations(T1, Some("litware-mobile"), None, 10)
+            .await
+            .unwrap()),
+        [second.id.clone(), first.id.clone()]
+    );
+    assert_eq!(
+        ids(read
+            .list_reconciliations(T1, None, Some(&other.id), 1)
+            .await
+            .unwrap()),
+        std::slice::from_ref(&second.id)
+    );
+    let listed = read.list_reconciliations(T1, None, None, 10).await.unwrap();
+    assert_eq!(listed.len(), 3);
+    assert_eq!(
+        listed[2].counts.values().sum::<i64>(),
+        3,
+        "counts come with the listing"
+    );
+}
+
 on_both_stores!(
+    reconciliations_run_once_under_a_lease_and_keep_their_drift,
     tenant_configurations_are_written_over_the_version_read,
     a_shared_secret_is_the_first_one_stored,
     migrations_apply_once_and_reopen,

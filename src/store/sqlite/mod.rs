@@ -18,6 +18,7 @@ mod locations;
 mod notifications;
 mod numbers;
 mod operations;
+mod reconciliations;
 mod requests;
 mod tags;
 mod users;

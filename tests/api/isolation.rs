@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use number_management::domain::{
-    AuditAction, AuditEvent, Job, License, Notification, NotificationSettings, NumberType,
-    Operation, OperationState, OperatorConsent, ProvisioningAction, TargetKind, UserUpsert,
-    ValidationStatus,
+    AuditAction, AuditEvent, Drift, DriftKind, Job, License, Notification, NotificationSettings,
+    NumberType, Operation, OperationState, OperatorConsent, ProvisioningAction, Reconciliation,
+    ReconciliationTrigger, TargetKind, UserUpsert, ValidationStatus,
 };
 use number_management::store::{Changes, NewBulk, NewBulkItem, NewOperation, PostgresStore, Store};
 use serde_json::json;
@@ -21,7 +21,9 @@ const A: &str = "tenant-a";
 const B: &str = "tenant-b";
 
 /// Every table that holds a tenant's rows.
-const TENANT_TABLES: [&str; 15] = [
+const TENANT_TABLES: [&str; 17] = [
+    "reconciliations",
+    "drift_items",
     "bulk_operations",
     "bulk_items",
     "users",
@@ -173,6 +175,39 @@ async fn populate(store: &dyn Store, tenant: &str, phone_number: &str) {
     tx.insert_bulk_items(tenant, &bulk.operation_id, 0, &[item])
         .await
         .unwrap();
+    // A reconciliation run with one drift item: the tenant's is the only open run not leased
+    // (the other tenant's, if populated first, is held for a minute).
+    let run = Reconciliation::new(
+        uuid(),
+        "litware-mobile".into(),
+        ReconciliationTrigger::Request,
+        now,
+    );
+    assert!(tx.insert_reconciliation(tenant, &run).await.unwrap());
+    let (claimed_tenant, _) = tx
+        .claim_reconciliation(tenant, now, std::time::Duration::from_secs(60))
+        .await
+        .unwrap()
+        .expect("the run just asked for");
+    assert_eq!(claimed_tenant, tenant);
+    let drift = Drift {
+        phone_number: phone_number.into(),
+        kind: DriftKind::MissingAtCarrier,
+        carrier: None,
+    };
+    assert!(
+        tx.record_drift(
+            tenant,
+            &run.id,
+            tenant,
+            &[drift],
+            1,
+            now,
+            std::time::Duration::from_secs(60)
+        )
+        .await
+        .unwrap()
+    );
     tx.commit().await.unwrap();
 }
 
@@ -315,8 +350,12 @@ async fn a_scope_set_in_a_rolled_back_transaction_is_forgotten() {
 
 /// The keys and indexes that do not lead with `tenant_id`, on purpose, with the statements
 /// across tenants that need them (docs/scaling.md).
-const ACROSS_TENANTS: [(&str, &str); 8] = [
+const ACROSS_TENANTS: [(&str, &str); 9] = [
     ("bulk_operations_unfinished", "the bulk workers' claim_bulk"),
+    (
+        "reconciliations_open",
+        "the reconciliation workers' claim_reconciliation",
+    ),
     (
         "phone_numbers_number_in_one_tenant",
         "a number is in one tenant's inventory at a time: insert_number, numbers_taken",

@@ -20,8 +20,8 @@ use async_trait::async_trait;
 use metrics::{Counter, Histogram, Unit, describe_counter, describe_gauge, describe_histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use numbers_provider::{
-    AssignmentCheck, Descriptor, ErrorKind, LocationCheck, NumberQuery, OfferedNumber, Progress,
-    Provider, ProviderResult, Provisioning,
+    AssignmentCheck, CarrierPage, Descriptor, ErrorKind, LocationCheck, NumberQuery, OfferedNumber,
+    Progress, Provider, ProviderResult, Provisioning,
 };
 use tonic::codegen::http;
 
@@ -441,7 +441,7 @@ impl<B: http_body::Body> http_body::Body for MeteredBody<B> {
 // Provider adapters -------------------------------------------------------------------------
 
 /// The calls of the [`Provider`] trait, as labels.
-const CALLS: [&str; 9] = [
+const CALLS: [&str; 10] = [
     "check_assignment",
     "check_location_update",
     "activate",
@@ -451,6 +451,7 @@ const CALLS: [&str; 9] = [
     "search",
     "acquire",
     "release",
+    "list_numbers",
 ];
 
 /// How an adapter call ended, as labels.
@@ -581,11 +582,89 @@ impl Provider for Metered {
         self.measure(8, self.inner.release(tenant_id, numbers))
             .await
     }
+
+    async fn list_numbers(
+        &self,
+        tenant_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> ProviderResult<CarrierPage> {
+        self.measure(9, self.inner.list_numbers(tenant_id, after, limit))
+            .await
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use numbers_provider::{ActivationMode, CarrierNumber, CarrierState, NumberType};
+
     use super::*;
+
+    /// A carrier that holds one number and does nothing else: only what `Metered` must pass on.
+    #[derive(Debug)]
+    struct OneNumber(Descriptor);
+
+    #[async_trait]
+    impl Provider for OneNumber {
+        fn descriptor(&self) -> &Descriptor {
+            &self.0
+        }
+        async fn check_assignment(&self, _: &AssignmentCheck) -> ProviderResult<()> {
+            Ok(())
+        }
+        async fn check_location_update(&self, _: &LocationCheck) -> ProviderResult<()> {
+            Ok(())
+        }
+        async fn activate(&self, _: &Provisioning) -> ProviderResult<Progress> {
+            Ok(Progress::Done)
+        }
+        async fn deactivate(&self, _: &Provisioning) -> ProviderResult<Progress> {
+            Ok(Progress::Done)
+        }
+        async fn update_location(&self, _: &Provisioning) -> ProviderResult<Progress> {
+            Ok(Progress::Done)
+        }
+        async fn poll(&self, _: &str) -> ProviderResult<Progress> {
+            Ok(Progress::Done)
+        }
+        async fn list_numbers(
+            &self,
+            _: &str,
+            _: Option<&str>,
+            _: usize,
+        ) -> ProviderResult<CarrierPage> {
+            Ok(CarrierPage {
+                numbers: vec![CarrierNumber {
+                    phone_number: "+14255550301".into(),
+                    state: CarrierState::Active,
+                    target_id: Some("john".into()),
+                    emergency_location_id: None,
+                }],
+                next_after: None,
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_metered_provider_passes_every_call_on() {
+        let inner = OneNumber(Descriptor {
+            id: "litware-mobile".into(),
+            display_name: "Litware Mobile".into(),
+            number_type: NumberType::OperatorConnect,
+            countries: vec![],
+            tenant_location_update_allowed: true,
+            activation: ActivationMode::Asynchronous,
+            base_and_extensions_exclusive: false,
+            catalogue: false,
+            lists_numbers: true,
+        });
+        let expected = inner.list_numbers("contoso", None, 10).await.unwrap();
+        let metered = Metered::new(Arc::new(inner));
+        assert_eq!(
+            metered.list_numbers("contoso", None, 10).await.unwrap(),
+            expected
+        );
+    }
 
     #[test]
     fn every_public_rpc_has_its_labels() {
